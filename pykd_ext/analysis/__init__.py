@@ -1,0 +1,1 @@
+"""Pure functions from kernel views to typed findings."""

@@ -1,0 +1,466 @@
+"""The wait-for graph: threads and lock objects, owner and wait edges, cycles and chains.
+
+Nodes are thread and lock addresses (networkx DiGraph, attribute `kind`).  An edge
+thread -> lock means "waits for" (attributes mode, evidence); lock -> thread means "held by"
+(attribute mode).  Evidence says how a wait edge was inferred:
+
+  wait-block    the thread's wait block names the lock's own wait object: the mutant, the
+                fast/guarded mutex's event or gate, or (Windows 7/8.1) the KEVENT/KSEMAPHORE
+                behind ERESOURCE.ExclusiveWaiters/SharedWaiters;
+  stack-scan    the thread waits inside ExAcquireResource*/ExpWaitForResource and the address
+                of a known ERESOURCE sits in those frames (Windows 10 19041 and later, where the
+                waiter blocks on an event on its own stack and the resource's waiter fields no
+                longer point at a dispatcher object).
+
+Every cycle (a thread waiting on a lock it holds itself included) and every wait chain that
+ends at a root blocker are reported; nothing here recurses, so it runs under WinDbg's
+recursion limit of 500.
+"""
+import itertools
+import struct
+
+import networkx as nx
+
+from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
+from ..kernel.diag import Diagnostics
+from ..kernel.processes import all_threads, enum_names
+from ..kernel.resources import all_resources
+from ..kernel.stacks import first_driver_frame, frames as stack_frames
+from ..kernel.views import Struct
+from ..kernel.waits import object_type, wait_blocks
+from ..target.layouts import supplement
+
+MAX_CYCLES = 100
+TOP_FRAMES = 4
+
+#: frames that mean "this thread is inside an ERESOURCE acquire", with the mode they ask for
+RESOURCE_ACQUIRERS = {
+    "nt!exacquireresourceexclusivelite": "exclusive",
+    "nt!expacquireresourceexclusivelite": "exclusive",
+    "nt!exacquireresourcesharedlite": "shared",
+    "nt!expacquireresourcesharedlite": "shared",
+    "nt!exacquiresharedstarveexclusive": "shared",
+    "nt!exacquiresharedwaitforexclusive": "shared",
+    "nt!exenterpriorityregionandacquireresourceexclusive": "exclusive",
+    "nt!exenterpriorityregionandacquireresourceshared": "shared",
+    "nt!expwaitforresource": None,
+    "nt!expwaitforresourceddk": None,
+}
+
+
+class Lock(object):
+    """A lock object seen as held or waited on.  kind: ERESOURCE, mutant, fast mutex,
+    guarded mutex.  owners: [(owner value, mode)]; owner values are thread addresses, except
+    an ERESOURCE owner pointer (low bits 3)."""
+    __slots__ = ("address", "kind", "owners", "name", "waiters")
+
+    def __init__(self, address, kind, owners=(), name=""):
+        self.address = address
+        self.kind = kind
+        self.owners = list(owners)
+        self.name = name
+        self.waiters = []
+
+
+class Edge(object):
+    __slots__ = ("thread", "lock", "holder", "mode", "evidence")
+
+    def __init__(self, thread, lock, holder, mode, evidence):
+        self.thread, self.lock, self.holder, self.mode, self.evidence = thread, lock, holder, mode, evidence
+
+    def as_dict(self):
+        return {"thread": "0x%x" % self.thread, "waits_for": "0x%x" % self.lock,
+                "held_by": None if self.holder is None else "0x%x" % self.holder,
+                "mode": self.mode, "evidence": self.evidence}
+
+
+class ThreadFacts(object):
+    """What the report shows of one thread."""
+    __slots__ = ("thread", "state", "wait_reason", "ticks", "seconds", "frames", "driver",
+                 "start_symbol", "holds", "waits_on", "found")
+
+    def __init__(self, thread):
+        self.thread = thread
+        self.found = True
+        self.state = self.wait_reason = None
+        self.ticks = self.seconds = None
+        self.frames = []
+        self.driver = None
+        self.start_symbol = ""
+        self.holds = []          # [(lock address, mode)]
+        self.waits_on = []       # [(object address, object type)] for waits that are not locks
+
+    @property
+    def address(self):
+        return self.thread.address
+
+
+class Cycle(object):
+    def __init__(self, threads, locks, edges):
+        self.threads, self.locks, self.edges = threads, locks, edges
+
+
+class Chain(object):
+    """Waiters whose waits end at one root: a thread that is not waiting on an owned lock,
+    or a lock with no usable owner.  paths: one list of Edges per waiter, waiter first."""
+
+    def __init__(self, root, root_kind, reason, paths):
+        self.root, self.root_kind, self.reason, self.paths = root, root_kind, reason, paths
+
+
+class Analysis(object):
+    def __init__(self):
+        self.cycles = []
+        self.chains = []
+        self.threads = {}      # address -> ThreadFacts
+        self.locks = {}        # address -> Lock
+        self.edges = []
+        self.diagnostics = Diagnostics()
+        self.counts = {"processes": 0, "threads": 0, "resources": 0}
+        self.graph = nx.DiGraph()
+        self.interrupted = None
+
+
+def _current_tick(target, diags):
+    sup = supplement()
+    try:
+        shared = int(sup["addresses"]["KI_USER_SHARED_DATA"], 16)
+        tick = Struct(target, "_KUSER_SHARED_DATA", shared)["TickCountQuad"]
+        inc = struct.unpack("<I", target.read(target.symbol("nt!KeMaximumIncrement"), 4))[0]
+        return tick, inc
+    except (MemoryFault, SymbolNotFound, TypeNotFound, FieldNotFound) as e:
+        diags.add("unreadable", "wait times unknown: cannot read the tick count (%s)" % e)
+        return None, None
+
+
+def lock_name(target, address, thread_index):
+    """A global's symbol, else module+0xoff, else where it lives."""
+    s = target.describe(address)
+    if "!" in s and "+" not in s:
+        return s
+    if target.module_at(address) is not None:
+        return s
+    for t in thread_index.values():
+        if t.stack_base and t.on_stack(address):
+            return "on the stack of thread 0x%x" % t.address
+    return ""
+
+
+def analyze(target):
+    """Build the wait-for graph of `target` and find its cycles and chains."""
+    a = Analysis()
+    diags = a.diagnostics
+    try:
+        _collect(target, a)
+    except (KeyboardInterrupt, SystemExit) as e:
+        a.interrupted = str(e) or type(e).__name__
+        diags.add("interrupted", "interrupted (%s): the results below cover what was read before"
+                  % a.interrupted)
+    _find_cycles_and_chains(a)
+    return a
+
+
+def _collect(target, a):
+    diags = a.diagnostics
+    procs, threads, d = all_threads(target)
+    diags.extend(d)
+    a.counts["processes"], a.counts["threads"] = len(procs), len(threads)
+    tindex = {t.address: t for t in threads}
+    try:
+        resources, _ = all_resources(target, diags)
+    except (SymbolNotFound, FieldNotFound, TypeNotFound) as e:
+        diags.add("missing-symbol", "ERESOURCEs not listed: %s" % e)
+        resources = []
+    a.counts["resources"] = len(resources)
+    rindex = {r.address: r for r in resources}
+    tick, inc = _current_tick(target, diags)
+    states = enum_names(target, "_KTHREAD_STATE")
+    reasons = enum_names(target, "_KWAIT_REASON")
+
+    def facts(t):
+        f = a.threads.get(t.address)
+        if f is None:
+            f = a.threads[t.address] = ThreadFacts(t)
+            f.state = states.get(t.state, "State%s" % t.state)
+            f.wait_reason = reasons.get(t.wait_reason, "WaitReason%s" % t.wait_reason)
+            if tick is not None and f.state == "Waiting":
+                f.ticks = (tick - t.wait_time) & 0xFFFFFFFF
+                f.seconds = f.ticks * inc / 1e7
+            f.frames = stack_frames(target, t.address)
+            drv = first_driver_frame(f.frames)
+            f.driver = drv.module.image if drv else None
+            f.start_symbol = target.describe(t.start_address) if t.start_address else ""
+        return f
+
+    def lock(address, kind):
+        lk = a.locks.get(address)
+        if lk is None:
+            lk = a.locks[address] = Lock(address, kind, name=lock_name(target, address, tindex))
+        return lk
+
+    # owners of every resource that is held
+    waiter_objects = {}
+    for r in resources:
+        if r.owners:
+            lk = lock(r.address, "ERESOURCE")
+            lk.owners = list(r.owners)
+        if r.exclusive_waiters:
+            waiter_objects[r.exclusive_waiters] = (r, "exclusive")
+        if r.shared_waiters:
+            waiter_objects[r.shared_waiters] = (r, "shared")
+
+    lays = target.layouts()
+    fm_event = lays.layout("_FAST_MUTEX").offset("Event")
+    gm = lays.layout("_KGUARDED_MUTEX") if lays.has_type("_KGUARDED_MUTEX") else None
+    gm_gate = gm.offset("Gate") if gm is not None and gm.has("Gate") else None
+    mutex_reasons = {"WrFastMutex", "WrGuardedMutex"}
+
+    waiting = target.layouts().enum("_KTHREAD_STATE").get("Waiting", 5)
+    for t in threads:
+        if t.state != waiting:
+            continue
+        blocks = wait_blocks(t, diags)
+        f = facts(t)
+        found = False
+        for wb in blocks:
+            obj = wb.object
+            if obj in waiter_objects:
+                r, mode = waiter_objects[obj]
+                lk = lock(r.address, "ERESOURCE")
+                lk.owners = list(r.owners)
+                a.edges.append(Edge(t.address, r.address, None, mode, "wait-block"))
+                found = True
+                continue
+            try:
+                otype = object_type(target, obj)
+            except MemoryFault as e:
+                diags.add("unreadable", "thread 0x%x waits on 0x%x, which is unreadable" % (t.address, obj),
+                          e.address)
+                f.waits_on.append((obj, "unreadable"))
+                continue
+            if otype == "MutantObject":
+                try:
+                    owner = Struct(target, "_KMUTANT", obj)["OwnerThread"]
+                except MemoryFault as e:
+                    diags.add("unreadable", "mutant 0x%x is unreadable" % obj, e.address)
+                    owner = 0
+                lk = lock(obj, "mutant")
+                lk.owners = [(owner, "exclusive")] if owner else []
+                a.edges.append(Edge(t.address, obj, None, "exclusive", "wait-block"))
+                found = True
+                continue
+            mutex = None
+            if otype == "EventSynchronizationObject":
+                mutex = (obj - fm_event, "fast mutex", "_FAST_MUTEX")
+            elif otype == "GateObject" and gm_gate is not None:
+                mutex = (obj - gm_gate, "guarded mutex", "_KGUARDED_MUTEX")
+            if mutex is not None:
+                try:
+                    owner = Struct(target, mutex[2], mutex[0])["Owner"]
+                except MemoryFault:
+                    owner = 0
+                if owner in tindex or (owner and f.wait_reason in mutex_reasons):
+                    kind = mutex[1]
+                    if kind == "fast mutex" and f.wait_reason == "WrGuardedMutex":
+                        kind = "guarded mutex"
+                    lk = lock(mutex[0], kind)
+                    lk.owners = [(owner, "exclusive")]
+                    a.edges.append(Edge(t.address, mutex[0], None, "exclusive", "wait-block"))
+                    found = True
+                    continue
+            f.waits_on.append((obj, otype))
+        if not found:
+            e = _stack_scan(target, t, f, rindex, diags)
+            if e is not None:
+                r = rindex[e.lock]
+                lk = lock(r.address, "ERESOURCE")
+                lk.owners = list(r.owners)
+                a.edges.append(e)
+                f.waits_on = [w for w in f.waits_on if not t.on_stack(w[0])]
+
+    # the graph
+    g = a.graph
+    for e in a.edges:
+        g.add_node(e.thread, kind="thread")
+        g.add_node(e.lock, kind="lock")
+        g.add_edge(e.thread, e.lock, mode=e.mode, evidence=e.evidence)
+        a.locks[e.lock].waiters.append(e.thread)
+    for lk in list(a.locks.values()):
+        for owner, mode in lk.owners:
+            if owner & 3 == 3 and lk.kind == "ERESOURCE":
+                continue               # an owner pointer, not a thread
+            g.add_node(lk.address, kind="lock")
+            g.add_node(owner, kind="thread")
+            g.add_edge(lk.address, owner, mode=mode)
+    for node, data in g.nodes(data=True):
+        if data.get("kind") == "thread" and node not in a.threads:
+            t = tindex.get(node)
+            if t is not None:
+                facts(t)
+    for lk in a.locks.values():
+        for owner, mode in lk.owners:
+            if owner in a.threads:
+                a.threads[owner].holds.append((lk.address, mode))
+
+
+def _stack_scan(target, t, f, rindex, diags):
+    """Find the ERESOURCE a thread waits for from its frames inside an acquire routine."""
+    idx = [i for i, fr in enumerate(f.frames) if (fr.function or "").lower() in RESOURCE_ACQUIRERS]
+    if not idx or not rindex:
+        return None
+    first, last = idx[0], idx[-1]
+    mode = None
+    for i in idx:
+        mode = RESOURCE_ACQUIRERS[f.frames[i].function.lower()] or mode
+    lo = f.frames[first].sp
+    caller = f.frames[last + 1] if last + 1 < len(f.frames) else None
+    hi = (caller.sp if caller is not None else f.frames[last].sp) + 0x40
+    if not lo or hi <= lo or hi - lo > 0x4000:
+        return None
+    try:
+        raw = target.read(lo, hi - lo)
+    except MemoryFault as e:
+        diags.add("unreadable", "thread 0x%x: stack at 0x%x is unreadable" % (t.address, e.address), e.address)
+        return None
+    words = struct.unpack("<%dQ" % (len(raw) // 8), raw[:len(raw) // 8 * 8])
+    own_exclusive = {r.address for r in rindex.values()
+                     if r.exclusive and any(o == t.address for o, _ in r.owners)}
+    candidates = []
+    for w in words:
+        r = rindex.get(w)
+        if r is None or r.address in own_exclusive or r.address in [c.address for c in candidates]:
+            continue
+        candidates.append(r)
+    if not candidates:
+        return None
+    # a resource somebody else holds is the one being waited for; nearest the wait first
+    held = [r for r in candidates if r.active_count and any(o != t.address for o, _ in r.owners)]
+    r = (held or candidates)[0]
+    return Edge(t.address, r.address, None, mode or "exclusive", "stack-scan")
+
+
+def _find_cycles_and_chains(a):
+    g = a.graph
+    in_cycle = set()
+    seen_cycles = set()
+    sccs = [c for c in nx.strongly_connected_components(g) if len(c) > 1]
+    for comp in sorted(sccs, key=min):
+        sub = g.subgraph(comp)
+        for cyc in itertools.islice(nx.simple_cycles(sub), MAX_CYCLES):
+            threads = [n for n in cyc if g.nodes[n].get("kind") == "thread"]
+            start = cyc.index(min(threads))
+            cyc = cyc[start:] + cyc[:start]
+            key = tuple(cyc)
+            if key in seen_cycles:
+                continue
+            seen_cycles.add(key)
+            edges = []
+            for i in range(0, len(cyc), 2):
+                th, lk = cyc[i], cyc[i + 1]
+                nxt = cyc[(i + 2) % len(cyc)]
+                e = _edge(a, th, lk)
+                edges.append(Edge(th, lk, nxt, g.edges[lk, nxt]["mode"] if e is None else e.mode,
+                                  e.evidence if e else "?"))
+            a.cycles.append(Cycle(cyc[0::2], cyc[1::2], edges))
+            in_cycle.update(cyc)
+            if len(a.cycles) >= MAX_CYCLES:
+                a.diagnostics.add("cap", "more than %d cycles: the rest are not listed" % MAX_CYCLES)
+                break
+
+    # chains: every waiting thread outside a cycle, to the roots its waits end at
+    roots = {}
+    waiters = sorted({e.thread for e in a.edges} - in_cycle)
+    for w in waiters:
+        ends = _terminals(g, w, in_cycle)
+        for end in ends:
+            path_nodes = nx.shortest_path(g, w, end)
+            path = []
+            for i in range(0, len(path_nodes) - 1, 2):
+                th, lk = path_nodes[i], path_nodes[i + 1]
+                holder = path_nodes[i + 2] if i + 2 < len(path_nodes) else None
+                e = _edge(a, th, lk)
+                path.append(Edge(th, lk, holder, e.mode, e.evidence))
+            roots.setdefault(end, []).append(path)
+    for root in sorted(roots):
+        kind = g.nodes[root].get("kind")
+        a.chains.append(Chain(root, kind, _root_reason(a, root, in_cycle), roots[root]))
+
+
+def _edge(a, thread, lock):
+    for e in a.edges:
+        if e.thread == thread and e.lock == lock:
+            return e
+    return None
+
+
+def _terminals(g, start, in_cycle, cap=100000):
+    """Nodes where waits from `start` end: threads with no wait edge, locks with no owner
+    thread, or the first node of a cycle.  Iterative (no recursion)."""
+    out, seen, todo = [], {start}, [start]
+    while todo and len(seen) < cap:
+        n = todo.pop()
+        if n != start and n in in_cycle:
+            out.append(n)
+            continue
+        succ = list(g.successors(n))
+        if not succ:
+            out.append(n)
+            continue
+        for s in succ:
+            if s not in seen:
+                seen.add(s)
+                todo.append(s)
+    return sorted(set(out))
+
+
+def _root_reason(a, root, in_cycle):
+    if root in in_cycle:
+        for i, c in enumerate(a.cycles):
+            if root in c.threads or root in c.locks:
+                return "waits behind deadlock cycle %d" % (i + 1)
+    lk = a.locks.get(root)
+    if lk is not None:
+        ptrs = [o for o, _ in lk.owners if o & 3 == 3]
+        if ptrs:
+            return "owned through owner pointer 0x%x (ExSetResourceOwnerPointer), not a thread" % ptrs[0]
+        return "has no recorded owner"
+    f = a.threads.get(root)
+    if f is None:
+        return "owner thread 0x%x is not in any process's thread list (exited or freed?)" % root
+    if f.state == "Terminated":
+        return "terminated while holding the lock"
+    if f.state == "Running":
+        return "running (not waiting): it holds the lock and should release it"
+    if f.state in ("Ready", "Standby", "DeferredReady"):
+        return "ready to run but not running"
+    if f.state == "Waiting":
+        acq = [fr.function for fr in f.frames if (fr.function or "").lower() in RESOURCE_ACQUIRERS]
+        if acq:
+            return ("waiting in %s for an ERESOURCE that is not on nt!ExpSystemResourcesList "
+                    "or not readable" % acq[-1])
+        how = "for %s" % format_duration(f.seconds) if f.seconds is not None else ""
+        if f.wait_reason in ("DelayExecution", "WrDelayExecution") and not f.waits_on:
+            return ("sleeping (%s) %s" % (f.wait_reason, how)).strip()
+        objs = ", ".join("%s 0x%x" % (_kind_name(k), o) for o, k in f.waits_on) or "an unknown object"
+        return ("waiting (%s) on %s %s" % (f.wait_reason, objs, how)).strip()
+    return "in state %s" % f.state
+
+
+def _kind_name(otype):
+    return {"EventNotificationObject": "NotificationEvent",
+            "EventSynchronizationObject": "SynchronizationEvent",
+            "SemaphoreObject": "Semaphore", "MutantObject": "Mutant", "TimerNotificationObject": "Timer",
+            "TimerSynchronizationObject": "Timer", "ThreadObject": "Thread",
+            "ProcessObject": "Process", "GateObject": "Gate", "QueueObject": "Queue"}.get(otype, otype)
+
+
+def format_duration(seconds):
+    """0:00:10:00.026 style, as !thread prints it (d:hh:mm:ss.mmm)."""
+    if seconds is None:
+        return "?"
+    ms = int(round(seconds * 1000))
+    s, ms = divmod(ms, 1000)
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    d, h = divmod(h, 24)
+    return "%d:%02d:%02d:%02d.%03d" % (d, h, m, s, ms)

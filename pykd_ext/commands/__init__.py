@@ -1,0 +1,7 @@
+"""One small module per command: arguments -> analyses -> renderer.
+
+Each module defines NAME, HELP, add_arguments(parser) and run(args, target, out) -> int.
+"""
+from . import deadlock
+
+COMMANDS = {m.NAME: m for m in (deadlock,)}

@@ -1,0 +1,31 @@
+"""deadlock: wait-for cycles and wait chains among threads and locks.
+
+Examples:
+  pykd-ext deadlock --target mock_targets/eresource_deadlock.json.gz
+  pykd-ext deadlock --target case.json.gz --format json
+  pykd-ext deadlock --target case.json.gz --format dot | dot -Tsvg > waits.svg
+"""
+from ..analysis.waitgraph import analyze
+from ..render.deadlock import render_dot, render_json, render_text
+from ..render.style import Style, want_color
+
+NAME = "deadlock"
+HELP = "find wait-for cycles and wait chains among threads and locks"
+
+
+def add_arguments(p):
+    p.add_argument("--format", choices=("text", "json", "dot"), default="text",
+                   help="text for people (default), json for programs, dot for graphviz")
+
+
+def run(args, target, out):
+    a = analyze(target)
+    build = target.layouts().build
+    if args.format == "json":
+        render_json(a, out, target.name, build)
+    elif args.format == "dot":
+        render_dot(a, out)
+    else:
+        style = Style(want_color(out, args.no_color))
+        render_text(a, out, style, "deadlock -- %s (%s)" % (target.name, build))
+    return 0

@@ -1,0 +1,1 @@
+"""Typed views over cached target bytes, and walkers, one module per subsystem."""

@@ -1,0 +1,74 @@
+"""Guarded walks of doubly linked LIST_ENTRY lists.
+
+Every walk detects loops (a seen set: a list that returns to a node other than its head),
+checks that each node's Blink points back at the node it came from, stops at NULL or
+unreadable links, caps its count, and reports a cut-short walk in `Walk.complete` and
+`Walk.diagnostics` instead of hanging or silently stopping.  On a live target lists change
+under us: a Blink mismatch is reported but the walk goes on while Flink stays readable.
+"""
+import struct
+
+from ..errors import MemoryFault
+from .diag import Diagnostics
+
+DEFAULT_CAP = 200000
+
+
+class Walk(object):
+    """The entries found (addresses of the containing records) and how the walk ended."""
+
+    def __init__(self, what):
+        self.what = what
+        self.items = []
+        self.complete = True
+        self.diagnostics = Diagnostics()
+
+    def cut(self, kind, message, address=None):
+        self.complete = False
+        self.diagnostics.add(kind, "%s: %s" % (self.what, message), address)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
+
+def walk_list(target, head, link_offset, what, cap=DEFAULT_CAP, check_blink=True):
+    """Walk the list whose LIST_ENTRY head is at `head`; entries are records whose
+    LIST_ENTRY sits at `link_offset` inside them.  Returns a Walk of record addresses."""
+    w = Walk(what)
+    ps = target.pointer_size
+    fmt = "<QQ" if ps == 8 else "<II"
+    try:
+        flink, blink = struct.unpack(fmt, target.read(head, 2 * ps))
+    except MemoryFault as e:
+        w.cut("unreadable", "list head at 0x%x is unreadable (0x%x)" % (head, e.address), e.address)
+        return w
+    seen = {head}
+    prev = head
+    node = flink
+    while node != head:
+        if node == 0:
+            w.cut("null-link", "NULL Flink in entry at 0x%x after %d entries" % (prev, len(w.items)), prev)
+            break
+        if node in seen:
+            w.cut("loop", "list loops back to 0x%x after %d entries (Flink of 0x%x)"
+                  % (node, len(w.items), prev), node)
+            break
+        if len(w.items) >= cap:
+            w.cut("cap", "stopped after %d entries (cap)" % cap, node)
+            break
+        try:
+            nflink, nblink = struct.unpack(fmt, target.read(node, 2 * ps))
+        except MemoryFault as e:
+            w.cut("unreadable", "entry at 0x%x (Flink of 0x%x) is unreadable" % (node, prev), e.address)
+            break
+        if check_blink and nblink != prev:
+            w.complete = False
+            w.diagnostics.add("blink-mismatch", "%s: entry 0x%x has Blink 0x%x, expected 0x%x"
+                              % (what, node, nblink, prev), node)
+        seen.add(node)
+        w.items.append(node - link_offset)
+        prev, node = node, nflink
+    return w

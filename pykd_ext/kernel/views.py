@@ -1,0 +1,102 @@
+"""A typed view of one structure at an address, decoded from cached bytes by its layout.
+
+    t = Struct(target, "_KTHREAD", addr)
+    t["State"], t.has("WaitBlockCount"), t.address_of("WaitBlock"), t.sub("Header")
+
+The whole structure is read once (one cache read); if that faults, fields are read one by
+one so that the readable ones still decode, and the faulting field raises MemoryFault.
+"""
+import struct
+
+from ..errors import MemoryFault
+
+_UNPACK = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
+_UNPACK_SIGNED = {1: "<b", 2: "<h", 4: "<i", 8: "<q"}
+
+
+class Struct(object):
+    __slots__ = ("target", "layout", "address", "_raw")
+
+    def __init__(self, target, typename, address, raw=None):
+        self.target = target
+        self.layout = target.layouts().layout(typename) if isinstance(typename, str) else typename
+        self.address = address
+        self._raw = raw
+
+    @property
+    def typename(self):
+        return self.layout.name
+
+    @property
+    def size(self):
+        return self.layout.size
+
+    def has(self, name):
+        return self.layout.has(name)
+
+    def offset(self, name):
+        return self.layout.offset(name)
+
+    def address_of(self, name):
+        return self.address + self.layout.offset(name)
+
+    def _bytes(self, f):
+        if self._raw is None:
+            try:
+                self._raw = self.target.read(self.address, self.layout.size)
+            except MemoryFault:
+                self._raw = False
+        if self._raw is not False and f.offset + f.size <= len(self._raw):
+            return self._raw[f.offset:f.offset + f.size]
+        return self.target.read(self.address + f.offset, f.size)
+
+    def readable(self):
+        """True when the whole structure could be read."""
+        self._bytes(self.layout.field(next(iter(self.layout.fields))))
+        return self._raw is not False
+
+    def __getitem__(self, name):
+        """A scalar field (integer, pointer, enum, bit field) decoded; for an embedded
+        structure or an array, its address (use raw() for an array's bytes)."""
+        f = self.layout.field(name)
+        t = f.type
+        base_types = self.target.layouts().base_types
+        scalar = t.startswith("ptr:") or t.startswith("enum:") or t in base_types
+        if not scalar or t.endswith("]") or f.size not in _UNPACK:
+            return self.address + f.offset
+        raw = self._bytes(f)
+        signed = (f.bit_length is None and not t.startswith("ptr:")
+                  and base_types.get(t, {}).get("signed", False))
+        v = struct.unpack((_UNPACK_SIGNED if signed else _UNPACK)[f.size], raw)[0]
+        if f.bit_length is not None:
+            v = (v >> f.bit_position) & ((1 << f.bit_length) - 1)
+        return v
+
+    def raw(self, name):
+        """The bytes of field `name` as stored."""
+        return self._bytes(self.layout.field(name))
+
+    def get(self, name, default=None):
+        """The field's value, or `default` when the layout has no such field."""
+        if not self.layout.has(name):
+            return default
+        return self[name]
+
+    def sub(self, name, typename=None):
+        """A view of the embedded structure `name` (type from the layout unless given)."""
+        f = self.layout.field(name)
+        return Struct(self.target, typename or f.type, self.address + f.offset)
+
+    def deref(self, name, typename):
+        """A view of the structure that pointer field `name` points at (None for NULL)."""
+        p = self[name]
+        return Struct(self.target, typename, p) if p else None
+
+    def __repr__(self):
+        return "<%s @ 0x%x>" % (self.layout.name, self.address)
+
+
+def read_cstr(target, address, maxlen=64):
+    """A NUL-terminated byte string as text (latin-1), cut at maxlen."""
+    raw = target.read(address, maxlen)
+    return raw.split(b"\0", 1)[0].decode("latin-1")

@@ -1,0 +1,1 @@
+"""Mock targets: the scenario builder and the shipped scenarios."""

@@ -1,0 +1,501 @@
+"""The scenario builder: lays real kernel structures out, by a build's layout, in a sparse
+memory image, and writes the result as a mock target file.
+
+    b = ScenarioBuilder("win10-22h2-x64-10.0.19041.3570")
+    system = b.process("System", pid=4)
+    r1, r2 = b.eresource(), b.eresource()
+    t = b.thread(system, tid=0x1a4, start="TestDriver!FileMoveThread", frames=[...])
+    b.acquire_resource(r1, t)                 # owner entry, flag, active count
+    b.wait_resource(t, r2)                    # what this build's kernel does for a waiter
+    b.save("mock_targets/x.json.gz")
+
+The builder plays the kernel: where builds differ in mechanics (how an ERESOURCE waiter
+blocks, how wait blocks link) it does what that build's kernel does, choosing by what the
+layout holds.  The analysis only ever sees the memory, symbols, stacks and layouts it writes.
+"""
+import base64
+import gzip
+import json
+import struct
+
+from ..target.layouts import load_shipped, supplement
+from ..target.mock import FORMAT, VERSION, MockTarget
+
+PAGE = 0x1000
+NT_BASE = 0xfffff80002600000
+NT_SIZE = 0x600000
+HAL_BASE = 0xfffff80002c00000
+DRIVER_BASE = 0xfffff88000e00000
+POOL_BASE = 0xfffffa8000c00000
+STACK_BASE = 0xfffff88003000000
+STACK_SIZE = 0x6000
+FUNC_SLOT = 0x1000                  # room for one function's code: frame offsets must fit
+TICK_100NS = 156250                 # KeMaximumIncrement: 15.625 ms
+
+
+class Memory(object):
+    """Sparse memory: whole pages, zero-filled, created by writing."""
+
+    def __init__(self):
+        self.pages = {}
+
+    def write(self, address, data):
+        a = address
+        i = 0
+        while i < len(data):
+            base = a - (a % PAGE)
+            page = self.pages.get(base)
+            if page is None:
+                page = self.pages[base] = bytearray(PAGE)
+            n = min(len(data) - i, base + PAGE - a)
+            page[a - base:a - base + n] = data[i:i + n]
+            a += n
+            i += n
+
+    def map(self, address, size):
+        """Make [address, address+size) readable (zeros) without writing anything."""
+        self.write(address, b"")
+        a = address - (address % PAGE)
+        while a < address + size:
+            self.pages.setdefault(a, bytearray(PAGE))
+            a += PAGE
+
+    def read(self, address, size):
+        out = bytearray()
+        a = address
+        while len(out) < size:
+            base = a - (a % PAGE)
+            page = self.pages.get(base, bytes(PAGE))
+            n = min(size - len(out), base + PAGE - a)
+            out += page[a - base:a - base + n]
+            a += n
+        return bytes(out)
+
+    def unmap(self, address):
+        self.pages.pop(address - (address % PAGE), None)
+
+    def ranges(self):
+        out = []
+        for base in sorted(self.pages):
+            if out and out[-1][0] + len(out[-1][1]) == base:
+                out[-1][1].extend(self.pages[base])
+            else:
+                out.append([base, bytearray(self.pages[base])])
+        return [{"address": "0x%x" % a, "data": base64.b64encode(bytes(d)).decode("ascii")} for a, d in out]
+
+
+class ModuleInfo(object):
+    def __init__(self, name, image, base, size):
+        self.name, self.image, self.base, self.size = name, image, base, size
+        self.next_func = base + 0x1000
+        self.next_data = base + size // 2
+
+
+class ThreadInfo(object):
+    """What the builder remembers of a thread it made (never shipped to the analysis)."""
+
+    def __init__(self, address, process, stack_limit, stack_base):
+        self.address = address
+        self.process = process
+        self.stack_limit = stack_limit
+        self.stack_base = stack_base
+        self.frames = []      # [(symbol, sp)]
+
+
+class ScenarioBuilder(object):
+    def __init__(self, build, comment=""):
+        self.layouts = load_shipped(build)
+        self.build = build
+        self.comment = comment
+        self.mem = Memory()
+        self.modules = {}
+        self.symbols = {}
+        self.stacks = {}
+        self.processors = []
+        self.bugcheck_data = None
+        self._pool = POOL_BASE
+        self._stack = STACK_BASE
+        self._next_driver = DRIVER_BASE
+        self.module("nt", "ntkrnlmp.exe", NT_BASE, NT_SIZE)
+        self.module("hal", "hal.dll", HAL_BASE, 0x80000)
+        self.tick = 0x60000
+        shared = int(supplement()["addresses"]["KI_USER_SHARED_DATA"], 16)
+        self._shared = shared
+        self.set_tick(self.tick)
+        self.u32(self.global_("nt!KeMaximumIncrement", 4), TICK_100NS)
+        self.u32(self.global_("nt!KeTimeIncrement", 4), TICK_100NS)
+        self.process_head = self.global_("nt!PsActiveProcessHead", 16)
+        self.list_init(self.process_head)
+        self.resource_head = self.global_("nt!ExpSystemResourcesList", 16)
+        self.list_init(self.resource_head)
+
+    # -- raw memory ------------------------------------------------------------------------
+
+    def u8(self, a, v):
+        self.mem.write(a, struct.pack("<B", v & 0xff))
+
+    def u16(self, a, v):
+        self.mem.write(a, struct.pack("<H", v & 0xffff))
+
+    def u32(self, a, v):
+        self.mem.write(a, struct.pack("<I", v & 0xffffffff))
+
+    def u64(self, a, v):
+        self.mem.write(a, struct.pack("<Q", v & 0xffffffffffffffff))
+
+    def alloc(self, size, align=16):
+        a = (self._pool + align - 1) // align * align
+        self._pool = a + size
+        self.mem.map(a, size)
+        return a
+
+    def set_tick(self, tick):
+        self.tick = tick
+        self.u64(self._shared + 0x320, tick)
+        self.u32(self._shared + 4, 0x0fa00000)
+
+    # -- layouts -----------------------------------------------------------------------------
+
+    def _resolve(self, typename, path):
+        """(offset, Field) of a possibly dotted field path through embedded structures."""
+        lay = self.layouts.layout(typename)
+        if lay.has(path) or "." not in path:
+            return lay.offset(path), lay.field(path)
+        head, rest = path.split(".", 1)
+        f = lay.field(head)
+        off, field = self._resolve(f.type, rest)
+        return f.offset + off, field
+
+    def has(self, typename, path):
+        try:
+            self._resolve(typename, path)
+            return True
+        except KeyError:
+            return False
+
+    def off(self, typename, path):
+        return self._resolve(typename, path)[0]
+
+    def put(self, typename, address, **fields):
+        """Write fields by name (dots reach into embedded structures: Tcb__Header__Type)."""
+        for name, value in fields.items():
+            off, f = self._resolve(typename, name.replace("__", "."))
+            a = address + off
+            if isinstance(value, (bytes, bytearray)):
+                self.mem.write(a, bytes(value)[:f.size])
+                continue
+            size = f.size if f.size in (1, 2, 4, 8) else 8
+            if f.bit_length is not None:
+                cur = int.from_bytes(self.mem.read(a, size), "little")
+                mask = ((1 << f.bit_length) - 1) << f.bit_position
+                value = (cur & ~mask) | ((value << f.bit_position) & mask)
+            self.mem.write(a, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    def size(self, typename):
+        return self.layouts.layout(typename).size
+
+    def enum(self, name, key):
+        return self.layouts.enum(name)[key]
+
+    # -- modules and symbols -------------------------------------------------------------------
+
+    def module(self, name, image=None, base=None, size=0x40000):
+        if name in self.modules:
+            return self.modules[name]
+        if base is None:
+            base = self._next_driver
+            self._next_driver += max(size, 0x100000)
+        m = self.modules[name] = ModuleInfo(name, image or name + ".sys", base, size)
+        return m
+
+    def sym(self, name):
+        """Address of function `module!Func` (made on first use), or `module+0xoff`."""
+        key = name.lower()
+        if key in {k.lower() for k in self.symbols}:
+            return next(v for k, v in self.symbols.items() if k.lower() == key)
+        mod, _, func = name.partition("!")
+        if "+" in name and not func:
+            mod, off = name.split("+")
+            return self.modules[mod].base + int(off, 16)
+        m = self.module(mod)
+        a = m.next_func
+        m.next_func += FUNC_SLOT
+        self.symbols[name] = a
+        return a
+
+    def global_(self, name, size, align=16):
+        mod = name.split("!")[0]
+        m = self.module(mod)
+        a = (m.next_data + align - 1) // align * align
+        m.next_data = a + size
+        self.symbols[name] = a
+        self.mem.map(a, size)
+        return a
+
+    def code(self, spec):
+        """`nt!KiSwapContext+0x7a` or `ZTEusbnet+0x35dd` -> an instruction address."""
+        if "!" in spec:
+            func, _, off = spec.partition("+")
+            off = int(off, 16) if off else 0
+            if off >= FUNC_SLOT:
+                raise ValueError("%s: offset beyond the builder's %#x-byte function slot" % (spec, FUNC_SLOT))
+            return self.sym(func) + off
+        mod, _, off = spec.partition("+")
+        return self.module(mod).base + int(off or "0", 16)
+
+    # -- lists -------------------------------------------------------------------------------
+
+    def list_init(self, head):
+        self.u64(head, head)
+        self.u64(head + 8, head)
+
+    def list_insert_tail(self, head, entry):
+        blink = int.from_bytes(self.mem.read(head + 8, 8), "little")
+        self.u64(entry, head)
+        self.u64(entry + 8, blink)
+        self.u64(blink, entry)
+        self.u64(head + 8, entry)
+
+    # -- processes and threads ----------------------------------------------------------------
+
+    def process(self, name, pid):
+        a = self.alloc(self.size("_EPROCESS"))
+        self.put("_EPROCESS", a, Pcb__Header__Type=self.enum("_KOBJECTS", "ProcessObject"),
+                 UniqueProcessId=pid, ImageFileName=name.encode("latin-1")[:14])
+        self.list_insert_tail(self.process_head, a + self.off("_EPROCESS", "ActiveProcessLinks"))
+        self.list_init(a + self.off("_EPROCESS", "ThreadListHead"))
+        self.list_init(a + self.off("_EPROCESS", "Pcb.ThreadListHead"))
+        return a
+
+    def thread(self, process, tid, start, state="Waiting", wait_reason="Executive", waited_ticks=0,
+               frames=(), pid=None):
+        """A thread of `process` (an _EPROCESS address).  frames: innermost first, as
+        `module!Func+0xoff` strings; the builder gives each a stack pointer on its stack."""
+        a = self.alloc(self.size("_ETHREAD"))
+        limit = self._stack
+        base = limit + STACK_SIZE
+        self._stack += STACK_SIZE + 0x2000
+        self.mem.map(limit, STACK_SIZE)
+        if pid is None:
+            pid = int.from_bytes(self.mem.read(process + self.off("_EPROCESS", "UniqueProcessId"), 8), "little")
+        sp = base - 0x1000 + 0x100 - 0x48 * len(frames)
+        kernel_stack = sp - 0x40
+        self.put("_ETHREAD", a,
+                 Tcb__Header__Type=self.enum("_KOBJECTS", "ThreadObject"),
+                 Tcb__State=self.enum("_KTHREAD_STATE", state),
+                 Tcb__WaitReason=self.enum("_KWAIT_REASON", wait_reason),
+                 Tcb__WaitTime=(self.tick - waited_ticks) & 0xffffffff,
+                 Tcb__InitialStack=base - 0x1d0, Tcb__StackBase=base, Tcb__StackLimit=limit,
+                 Tcb__KernelStack=kernel_stack, Tcb__Process=process,
+                 Cid__UniqueProcess=pid, Cid__UniqueThread=tid,
+                 StartAddress=self.code(start), Win32StartAddress=self.code(start))
+        self.list_insert_tail(process + self.off("_EPROCESS", "ThreadListHead"),
+                              a + self.off("_ETHREAD", "ThreadListEntry"))
+        self.list_insert_tail(process + self.off("_EPROCESS", "Pcb.ThreadListHead"),
+                              a + self.off("_KTHREAD", "ThreadListEntry"))
+        self.list_init(a + self.off("_KTHREAD", "MutantListHead"))
+        info = ThreadInfo(a, process, limit, base)
+        out = []
+        for i, spec in enumerate(frames):
+            ip = self.code(spec)
+            fsp = sp + 0x48 * i
+            info.frames.append((spec, fsp))
+            out.append([ip, fsp])
+        self.stacks[a] = [{"ip": "0x%x" % ip, "sp": "0x%x" % fsp,
+                           "ret": "0x%x" % (out[i + 1][0] if i + 1 < len(out) else 0),
+                           "fp": "0x0"} for i, (ip, fsp) in enumerate(out)]
+        for i, (ip, fsp) in enumerate(out):          # return addresses where x64 pushes them
+            if i + 1 < len(out):
+                self.u64(out[i + 1][1] - 8, out[i + 1][0])
+        self._threads = getattr(self, "_threads", {})
+        self._threads[a] = info
+        return a
+
+    def frame_sp(self, thread, function):
+        """The stack pointer of the first frame of `thread` in `function` (module!Func)."""
+        for spec, sp in self._threads[thread].frames:
+            if spec.split("+")[0].lower() == function.lower():
+                return sp
+        raise KeyError("thread 0x%x has no frame in %s" % (thread, function))
+
+    def stack_word(self, thread, function, offset, value):
+        """Write a word into the frame of `function` on `thread`'s stack (a spilled register
+        or argument home slot)."""
+        self.u64(self.frame_sp(thread, function) + offset, value)
+
+    def wait_on(self, thread, objects, wait_reason=None):
+        """Make `thread` wait on dispatcher objects (WaitAny), wait blocks as its build lays them."""
+        kt = "_KTHREAD"
+        wb0 = thread + self.off(kt, "WaitBlock")
+        wbsize = self.size("_KWAIT_BLOCK")
+        ring = self.has("_KWAIT_BLOCK", "NextWaitBlock")
+        for i, obj in enumerate(objects):
+            wb = wb0 + i * wbsize
+            fields = dict(Thread=thread, Object=obj, WaitKey=i, WaitType=1)
+            if ring:
+                fields["NextWaitBlock"] = wb0 + ((i + 1) % len(objects)) * wbsize
+            if self.has("_KWAIT_BLOCK", "BlockState"):
+                fields["BlockState"] = self.enum("_KWAIT_BLOCK_STATE", "WaitBlockActive")
+            self.put("_KWAIT_BLOCK", wb, **fields)
+        self.put(kt, thread, WaitBlockList=wb0, State=self.enum("_KTHREAD_STATE", "Waiting"))
+        if self.has(kt, "WaitBlockCount"):
+            self.put(kt, thread, WaitBlockCount=len(objects))
+        if wait_reason:
+            self.put(kt, thread, WaitReason=self.enum("_KWAIT_REASON", wait_reason))
+
+    # -- dispatcher objects ---------------------------------------------------------------------
+
+    def event(self, notification=True, signaled=False, address=None):
+        a = address if address is not None else self.alloc(self.size("_KEVENT"))
+        typ = "EventNotificationObject" if notification else "EventSynchronizationObject"
+        self.put("_KEVENT", a, Header__Type=self.enum("_KOBJECTS", typ), Header__Size=6,
+                 Header__SignalState=1 if signaled else 0)
+        self.list_init(a + self.off("_DISPATCHER_HEADER", "WaitListHead"))
+        return a
+
+    def semaphore(self, limit=0x7fffffff):
+        a = self.alloc(self.size("_KSEMAPHORE"))
+        self.put("_KSEMAPHORE", a, Header__Type=self.enum("_KOBJECTS", "SemaphoreObject"), Header__Size=8,
+                 Limit=limit)
+        self.list_init(a + self.off("_DISPATCHER_HEADER", "WaitListHead"))
+        return a
+
+    def mutant(self, owner=None, address=None):
+        a = address if address is not None else self.alloc(self.size("_KMUTANT"))
+        self.put("_KMUTANT", a, Header__Type=self.enum("_KOBJECTS", "MutantObject"), Header__Size=0xe,
+                 Header__SignalState=0 if owner else 1, OwnerThread=owner or 0)
+        self.list_init(a + self.off("_DISPATCHER_HEADER", "WaitListHead"))
+        if owner:
+            self.list_insert_tail(owner + self.off("_KTHREAD", "MutantListHead"),
+                                  a + self.off("_KMUTANT", "MutantListEntry"))
+        return a
+
+    def fast_mutex(self, owner=None, address=None):
+        """A FAST_MUTEX (on 8.1 and later also what KGUARDED_MUTEX is)."""
+        a = address if address is not None else self.alloc(self.size("_FAST_MUTEX"))
+        self.put("_FAST_MUTEX", a, Count=0 if owner else 1, Owner=owner or 0)
+        self.event(notification=False, address=a + self.off("_FAST_MUTEX", "Event"))
+        return a
+
+    def wait_fast_mutex(self, thread, fm):
+        self.put("_FAST_MUTEX", fm, Contention=1)
+        self.wait_on(thread, [fm + self.off("_FAST_MUTEX", "Event")], "WrFastMutex")
+
+    # -- executive resources -------------------------------------------------------------------
+
+    def eresource(self, address=None, name=None):
+        """An initialised ERESOURCE on nt!ExpSystemResourcesList: in pool, at `address`,
+        or as global `name` (module!Name)."""
+        if name is not None:
+            a = self.global_(name, self.size("_ERESOURCE"))
+        elif address is not None:
+            a = address
+        else:
+            a = self.alloc(self.size("_ERESOURCE"))
+        self.mem.map(a, self.size("_ERESOURCE"))
+        self.list_insert_tail(self.resource_head, a + self.off("_ERESOURCE", "SystemResourcesList"))
+        return a
+
+    def _res(self, r, field):
+        off, f = self._resolve("_ERESOURCE", field)
+        return int.from_bytes(self.mem.read(r + off, f.size), "little")
+
+    def acquire_resource(self, r, thread, exclusive=True):
+        active = self._res(r, "ActiveCount")
+        if exclusive:
+            self.put("_ERESOURCE", r, Flag=self._res(r, "Flag") | 0x80, ActiveCount=active + 1,
+                     OwnerEntry__OwnerThread=thread, OwnerEntry__OwnerCount=1)
+            return
+        if self._res(r, "OwnerEntry.OwnerThread") == 0:
+            self.put("_ERESOURCE", r, ActiveCount=active + 1, OwnerEntry__OwnerThread=thread,
+                     OwnerEntry__OwnerCount=1)
+            return
+        # further shared owners go to the owner table (entry 0 carries TableSize)
+        table = self._res(r, "OwnerTable")
+        osz = self.size("_OWNER_ENTRY")
+        if not table:
+            table = self.alloc(osz * 8)
+            self.put("_OWNER_ENTRY", table, TableSize=8)
+            self.put("_ERESOURCE", r, OwnerTable=table)
+        for i in range(1, 8):
+            e = table + i * osz
+            if int.from_bytes(self.mem.read(e, 8), "little") == 0:
+                self.put("_OWNER_ENTRY", e, OwnerThread=thread, OwnerCount=1)
+                break
+        self.put("_ERESOURCE", r, ActiveCount=active + 1)
+
+    def wait_resource(self, thread, r, exclusive=True):
+        """Block `thread` on ERESOURCE `r` as its build's kernel does.
+
+        Where the layout types ExclusiveWaiters/SharedWaiters as pointers to KEVENT/KSEMAPHORE
+        (7, 8.1) the waiter blocks on that shared object and the waiter count goes up.  Where
+        they are untyped (10 19041, 11) the waiter blocks on a SynchronizationEvent on its own
+        stack inside ExpWaitForResource, the resource's waiter field points into the waiter's
+        stack and the waiter counts read 0 (as the published 19041 session shows); the
+        resource address sits in the acquire frames, where ExAcquireResource*Lite keeps it.
+        """
+        field = "ExclusiveWaiters" if exclusive else "SharedWaiters"
+        count = "NumberOfExclusiveWaiters" if exclusive else "NumberOfSharedWaiters"
+        typed = self.layouts.layout("_ERESOURCE").field(field).type != "ptr:void"
+        self.put("_ERESOURCE", r, ContentionCount=self._res(r, "ContentionCount") + 1)
+        acquirer = "nt!ExAcquireResourceExclusiveLite" if exclusive else "nt!ExAcquireResourceSharedLite"
+        if typed:
+            obj = self._res(r, field)
+            if not obj:
+                obj = self.event(notification=False) if exclusive else self.semaphore()
+                self.put("_ERESOURCE", r, **{field: obj})
+            self.put("_ERESOURCE", r, **{count: self._res(r, count) + 1})
+            self.stack_word(thread, acquirer, 0x30, r)
+            self.wait_on(thread, [obj], "WrResource" if "WrResource" in self.layouts.enum("_KWAIT_REASON")
+                         else "Executive")
+        else:
+            wsp = self.frame_sp(thread, "nt!ExpWaitForResource")
+            ev = self.event(notification=False, address=wsp + 0x50)
+            self.stack_word(thread, "nt!ExpWaitForResource", 0x20, r)
+            self.stack_word(thread, acquirer, 0x30, r)
+            self.put("_ERESOURCE", r, **{field: wsp + 0x40})
+            self.wait_on(thread, [ev], "WrResource" if "WrResource" in self.layouts.enum("_KWAIT_REASON")
+                         else "Executive")
+
+    # -- processors, bug check ------------------------------------------------------------------
+
+    def processor(self, index, current_thread=0, idle_thread=0):
+        prcb = self.alloc(self.size("_KPRCB"), align=PAGE)
+        self.put("_KPRCB", prcb, Number=index, CurrentThread=current_thread, IdleThread=idle_thread)
+        self.processors.append({"index": index, "prcb": "0x%x" % prcb})
+        return prcb
+
+    def bugcheck(self, code, *args):
+        args = list(args) + [0] * (4 - len(args))
+        self.bugcheck_data = {"code": "0x%x" % code, "args": ["0x%x" % v for v in args]}
+        a = self.global_("nt!KiBugCheckData", 5 * 8)
+        for i, v in enumerate([code] + args):
+            self.u64(a + 8 * i, v)
+
+    # -- output -----------------------------------------------------------------------------
+
+    def document(self):
+        return {
+            "format": FORMAT, "version": VERSION, "build": self.build, "comment": self.comment,
+            "modules": [{"name": m.name, "image": m.image, "base": "0x%x" % m.base, "size": "0x%x" % m.size}
+                        for m in self.modules.values()],
+            "symbols": {k: "0x%x" % v for k, v in sorted(self.symbols.items(), key=lambda kv: kv[1])},
+            "memory": self.mem.ranges(),
+            "stacks": {"0x%x" % k: v for k, v in sorted(self.stacks.items())},
+            "processors": self.processors,
+            "bugcheck": self.bugcheck_data,
+        }
+
+    def target(self):
+        """A MockTarget straight from memory (what save() then load() would give)."""
+        return MockTarget(json.loads(json.dumps(self.document())), name="built:" + self.build)
+
+    def save(self, path):
+        data = json.dumps(self.document(), indent=None, separators=(",", ":")).encode("utf-8")
+        if path.endswith(".gz"):
+            with open(path, "wb") as f:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz:
+                    gz.write(data)
+        else:
+            with open(path, "wb") as f:
+                f.write(data)

@@ -1,0 +1,1 @@
+"""Renderers: the same findings as text (tabulate, colorama), JSON or DOT."""

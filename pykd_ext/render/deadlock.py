@@ -1,0 +1,196 @@
+"""Renderers of the wait-for analysis: text for people, JSON for programs, DOT for graphviz."""
+import json
+
+from ..analysis.waitgraph import format_duration
+
+SCHEDULER_FRAMES = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
+TOP_FRAMES = 4
+
+
+def hx(v):
+    return None if v is None else "0x%x" % v
+
+
+# -- findings as plain data (the JSON document) --------------------------------------------------
+
+def thread_dict(f):
+    t = f.thread
+    return {"address": hx(t.address), "cid": t.cid, "process": t.process.name if t.process else None,
+            "start": f.start_symbol, "state": f.state, "wait_reason": f.wait_reason,
+            "wait_ticks": f.ticks, "wait_seconds": None if f.seconds is None else round(f.seconds, 3),
+            "holds": [{"lock": hx(a), "mode": m} for a, m in f.holds],
+            "waits_on_objects": [{"object": hx(o), "type": k} for o, k in f.waits_on],
+            "driver": f.driver, "stack": [fr.symbol for fr in f.frames]}
+
+
+def to_dict(a, target_name=None, build=None):
+    cycles = []
+    for c in a.cycles:
+        cycles.append({"threads": [hx(t) for t in c.threads], "locks": [hx(l) for l in c.locks],
+                       "edges": [e.as_dict() for e in c.edges],
+                       "drivers": _drivers(a, c.threads)})
+    chains = []
+    for ch in a.chains:
+        waiters = []
+        for p in ch.paths:
+            if p and hx(p[0].thread) not in waiters:
+                waiters.append(hx(p[0].thread))
+        chains.append({"root": hx(ch.root), "root_kind": ch.root_kind, "reason": ch.reason,
+                       "driver": a.threads[ch.root].driver if ch.root in a.threads else None,
+                       "waiters": waiters, "paths": [[e.as_dict() for e in p] for p in ch.paths]})
+    return {
+        "target": target_name, "build": build, "scanned": dict(a.counts),
+        "cycles": cycles, "chains": chains,
+        "threads": {hx(k): thread_dict(f) for k, f in sorted(a.threads.items())},
+        "locks": {hx(k): {"kind": l.kind, "name": l.name,
+                          "owners": [{"owner": hx(o), "mode": m} for o, m in l.owners],
+                          "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(a.locks.items())},
+        "warnings": [d.as_dict() for d in a.diagnostics],
+        "complete": a.interrupted is None,
+    }
+
+
+def render_json(a, out, target_name=None, build=None):
+    json.dump(to_dict(a, target_name, build), out, indent=2, sort_keys=False)
+    out.write("\n")
+
+
+def _drivers(a, threads):
+    out = []
+    for t in threads:
+        f = a.threads.get(t)
+        if f is not None and f.driver and f.driver not in out:
+            out.append(f.driver)
+    return out
+
+
+# -- text ----------------------------------------------------------------------------------------
+
+class TextRenderer(object):
+    def __init__(self, a, out, style, link=None):
+        self.a = a
+        self.out = out
+        self.s = style
+        self.link = link or (lambda kind, addr, text: text)
+
+    def w(self, text=""):
+        self.out.write(text + "\n")
+
+    def lock_label(self, addr):
+        lk = self.a.locks.get(addr)
+        kind = lk.kind if lk else "lock"
+        text = self.link("lock", addr, "0x%x" % addr)
+        name = lk.name if lk else ""
+        return "%s %s%s" % (kind, self.s("addr", text), (" (%s)" % name) if name else "")
+
+    def thread_label(self, addr):
+        f = self.a.threads.get(addr)
+        link = self.s("addr", self.link("thread", addr, "0x%x" % addr))
+        if f is None:
+            return "thread %s (not in any thread list)" % link
+        t = f.thread
+        proc = t.process.name if t.process else "?"
+        return "thread %s  Cid %s  %s  %s" % (link, t.cid, proc, f.start_symbol or "?")
+
+    def wait_text(self, f):
+        if f is None or f.ticks is None:
+            return ""
+        return "%d ticks (%s)" % (f.ticks, format_duration(f.seconds))
+
+    def stack_text(self, f):
+        frames = [fr for fr in f.frames if (fr.function or "").lower() not in SCHEDULER_FRAMES]
+        syms = [fr.symbol for fr in frames[:TOP_FRAMES]]
+        more = " ..." if len(frames) > TOP_FRAMES else ""
+        return " < ".join(syms) + more
+
+    def thread_block(self, addr, bar, indent="    "):
+        f = self.a.threads.get(addr)
+        if f is None:
+            return
+        for lock, mode in f.holds:
+            self.w("%s%sholds      %s %s" % (bar, indent, self.lock_label(lock), mode))
+        if f.frames:
+            self.w("%s%sstack      %s" % (bar, indent, self.stack_text(f)))
+        if f.driver:
+            self.w("%s%sdriver     %s" % (bar, indent, self.s("drv", f.driver)))
+
+    def render(self, header):
+        a, s = self.a, self.s
+        self.w(s("head", header))
+        self.w("scanned %d processes, %d threads, %d ERESOURCEs" % (
+            a.counts["processes"], a.counts["threads"], a.counts["resources"]))
+        self.w()
+        if not a.cycles and not a.chains:
+            self.w("No deadlock cycle and no thread waiting on an owned lock was found.")
+        for i, c in enumerate(a.cycles, 1):
+            drivers = _drivers(a, c.threads)
+            self.w(s("bad", "DEADLOCK %d: %d thread%s, %d lock%s" % (
+                i, len(c.threads), "s" if len(c.threads) > 1 else "", len(c.locks),
+                "s" if len(c.locks) > 1 else "")) + (" -- look at " + s("drv", ", ".join(drivers)) if drivers else ""))
+            for j, e in enumerate(c.edges):
+                f = a.threads.get(e.thread)
+                first = j == 0
+                self.w("  %s %s" % ("+->" if first else "|  ", self.thread_label(e.thread)))
+                self.thread_block(e.thread, "  |  ")
+                ev = s("dim", "[%s]" % e.evidence)
+                self.w("  |      waits for  %s %s, %s %s" % (self.lock_label(e.lock), e.mode, self.wait_text(f), ev))
+                self.w("  |        which is held %s by" % a.graph.edges[e.lock, e.holder]["mode"]
+                       if a.graph.has_edge(e.lock, e.holder) else "  |        which is held by")
+            self.w("  +-- %s %s" % (self.thread_label(c.threads[0]), s("dim", "(the first thread: a cycle)")))
+            self.w()
+        for i, ch in enumerate(a.chains, 1):
+            waiters = sorted({p[0].thread for p in ch.paths if p})
+            root_f = a.threads.get(ch.root)
+            look = " -- look at " + s("drv", root_f.driver) if root_f and root_f.driver else ""
+            self.w(s("warn", "WAIT CHAIN %d: %d waiter%s behind one root blocker" % (
+                i, len(waiters), "s" if len(waiters) > 1 else "")) + look)
+            if ch.root_kind == "thread":
+                self.w("  root  %s" % self.thread_label(ch.root))
+            else:
+                self.w("  root  %s" % self.lock_label(ch.root))
+            self.w("        %s" % s("bad", ch.reason))
+            if ch.root_kind == "thread":
+                self.thread_block(ch.root, "", indent="        ")
+            for p in ch.paths:
+                for k, e in enumerate(p):
+                    f = a.threads.get(e.thread)
+                    lead = "  <-  " if k == 0 else "        then "
+                    self.w("%s%s" % (lead, self.thread_label(e.thread)) if k == 0 else
+                           "%s%s" % (lead, self.thread_label(e.thread)))
+                    self.w("          waits for %s %s, %s %s" % (self.lock_label(e.lock), e.mode, self.wait_text(f),
+                                                               s("dim", "[%s]" % e.evidence)))
+                    if f is not None and f.driver:
+                        self.w("          driver    %s" % s("drv", f.driver))
+            self.w()
+        if a.diagnostics:
+            self.w(s("warn", "WARNINGS (%d): results may be partial" % len(a.diagnostics)))
+            for d in a.diagnostics:
+                self.w("  - %s" % d.message)
+
+
+def render_text(a, out, style, header, link=None):
+    TextRenderer(a, out, style, link).render(header)
+
+
+def render_dot(a, out):
+    in_cycle = set()
+    for c in a.cycles:
+        in_cycle.update(c.threads)
+        in_cycle.update(c.locks)
+    out.write("digraph waitfor {\n  rankdir=LR;\n")
+    for n, d in sorted(a.graph.nodes(data=True)):
+        if d.get("kind") == "thread":
+            f = a.threads.get(n)
+            label = "thread 0x%x\\n%s" % (n, f.start_symbol if f else "?")
+            shape = "ellipse"
+        else:
+            lk = a.locks.get(n)
+            label = "%s 0x%x%s" % (lk.kind if lk else "lock", n, ("\\n" + lk.name) if lk and lk.name else "")
+            shape = "box"
+        color = ' color=red' if n in in_cycle else ""
+        out.write('  "0x%x" [shape=%s label="%s"%s];\n' % (n, shape, label, color))
+    for u, v, d in sorted(a.graph.edges(data=True)):
+        label = ("waits %s [%s]" % (d.get("mode"), d.get("evidence"))) if "evidence" in d else "held %s" % d.get("mode")
+        color = ' color=red' if u in in_cycle and v in in_cycle else ""
+        out.write('  "0x%x" -> "0x%x" [label="%s"%s];\n' % (u, v, label, color))
+    out.write("}\n")

@@ -1,0 +1,103 @@
+"""The one read-only protocol every analysis uses.
+
+There is deliberately no write operation: these commands run against production kernels.
+A backend implements the `_`-less methods below; analyses reach it only through a
+CachedTarget (target/cache.py), which adds whole-page caching and counters.
+"""
+import struct
+
+
+class Frame(object):
+    """One stack frame: instruction pointer, return address, stack and frame pointers."""
+    __slots__ = ("ip", "ret", "sp", "fp")
+
+    def __init__(self, ip, ret=0, sp=0, fp=0):
+        self.ip, self.ret, self.sp, self.fp = ip, ret, sp, fp
+
+    def __repr__(self):
+        return "Frame(ip=0x%x, sp=0x%x)" % (self.ip, self.sp)
+
+
+class Module(object):
+    """A loaded image: short name (as in `name!symbol`), image file name, [base, end)."""
+    __slots__ = ("name", "image", "base", "end")
+
+    def __init__(self, name, image, base, end):
+        self.name, self.image, self.base, self.end = name, image, base, end
+
+    def __repr__(self):
+        return "Module(%s, 0x%x-0x%x)" % (self.name, self.base, self.end)
+
+
+class Processor(object):
+    __slots__ = ("index", "prcb")
+
+    def __init__(self, index, prcb):
+        self.index, self.prcb = index, prcb
+
+
+class BugCheck(object):
+    __slots__ = ("code", "args")
+
+    def __init__(self, code, args):
+        self.code = code
+        self.args = tuple(args)
+
+    def __repr__(self):
+        return "BugCheck(0x%x, %s)" % (self.code, ", ".join("0x%x" % a for a in self.args))
+
+
+class Target(object):
+    """Abstract backend.  All addresses are ints; all reads are of virtual memory."""
+
+    #: a short description of where the data comes from ("mock target F", "dump F", ...)
+    name = "target"
+
+    def read(self, address, size):
+        """`size` bytes at `address`, or MemoryFault carrying the first bad address."""
+        raise NotImplementedError
+
+    def symbol(self, name):
+        """Address of `module!name`; SymbolNotFound if the target has none."""
+        raise NotImplementedError
+
+    def describe(self, address):
+        """`module!symbol+0xoff`, else `module+0xoff`, else `0x...`: never raises."""
+        raise NotImplementedError
+
+    def module_at(self, address):
+        """The Module whose image holds `address`, or None."""
+        raise NotImplementedError
+
+    def layouts(self):
+        """The LayoutSet of this target's kernel build."""
+        raise NotImplementedError
+
+    def processors(self):
+        """The processors: list of Processor(index, prcb address)."""
+        raise NotImplementedError
+
+    def stack(self, thread):
+        """Frames of the kernel thread at `thread`, innermost first ([] when unknown)."""
+        raise NotImplementedError
+
+    def bugcheck(self):
+        """BugCheck(code, args) when the target bug checked, else None."""
+        raise NotImplementedError
+
+    @property
+    def pointer_size(self):
+        return self.layouts().pointer_size
+
+    # -- conveniences built on read(); backends need not override them --------------------
+
+    def read_u(self, address, size):
+        return int.from_bytes(self.read(address, size), "little")
+
+    def read_ptr(self, address):
+        return self.read_u(address, self.pointer_size)
+
+    def read_ptrs(self, address, count):
+        n = self.pointer_size
+        fmt = "<%d%s" % (count, "Q" if n == 8 else "I")
+        return list(struct.unpack(fmt, self.read(address, n * count)))
