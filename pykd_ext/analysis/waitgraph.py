@@ -439,7 +439,8 @@ def _root_reason(a, root, in_cycle):
             return ("waiting in %s for an ERESOURCE that is not on nt!ExpSystemResourcesList "
                     "or not readable" % acq[-1])
         how = "for %s" % format_duration(f.seconds) if f.seconds is not None else ""
-        if f.wait_reason in ("DelayExecution", "WrDelayExecution") and not f.waits_on:
+        if (f.wait_reason in ("DelayExecution", "WrDelayExecution")
+                and all(k.startswith("Timer") for _, k in f.waits_on)):
             return ("sleeping (%s) %s" % (f.wait_reason, how)).strip()
         objs = ", ".join("%s 0x%x" % (_kind_name(k), o) for o, k in f.waits_on) or "an unknown object"
         return ("waiting (%s) on %s %s" % (f.wait_reason, objs, how)).strip()

@@ -343,6 +343,12 @@ class ScenarioBuilder(object):
         if wait_reason:
             self.put(kt, thread, WaitReason=self.enum("_KWAIT_REASON", wait_reason))
 
+    def sleep(self, thread):
+        """KeDelayExecutionThread: the thread waits on its own KTHREAD.Timer."""
+        timer = thread + self.off("_KTHREAD", "Timer")
+        self.put("_KTIMER", timer, Header__Type=self.enum("_KOBJECTS", "TimerNotificationObject"))
+        self.wait_on(thread, [timer], "DelayExecution")
+
     # -- dispatcher objects ---------------------------------------------------------------------
 
     def event(self, notification=True, signaled=False, address=None):

@@ -1,0 +1,182 @@
+"""End to end: the CLI on every shipped mock target, asserting the exact cycles, chains and
+warnings (facts written out here, not read from the scenario descriptions)."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pykd_ext.mock import scenarios
+
+from conftest import MOCKS, ROOT, mock, run_cli
+
+MOVE, DELE = "TestDriver!FileMoveThread", "TestDriver!FileDeletionThread"
+
+# target -> (cycles as [(start symbols of threads), lock addresses, evidence], chains as
+#            [(root, reason prefix, waiters)], warning kinds)
+EXPECTED = {
+    "eresource_deadlock": (
+        [([MOVE, DELE], ["0xfffffa8000c0b1c8", "0xfffffa8000c0b160"], ["wait-block", "wait-block"])], [], []),
+    "eresource_deadlock_win7": (
+        [([MOVE, DELE], ["0xfffffa8000c09208", "0xfffffa8000c091a0"], ["wait-block", "wait-block"])], [], []),
+    "eresource_deadlock_win10": (
+        [([MOVE, DELE], ["0xfffffa8000c0f208", "0xfffffa8000c0f1a0"], ["stack-scan", "stack-scan"])], [], []),
+    "self_deadlock_fastmutex": (
+        [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
+    "hang_no_cycle": (
+        [], [("0xfffffa8000c11770", "waiting (Executive) on NotificationEvent 0xfffffa8000c11750 for 0:00:03:00.000",
+              ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c13280"])], []),
+    "corrupt_thread_list_loop": (
+        [([MOVE, DELE], ["0xfffffa8000c0b1c8", "0xfffffa8000c0b160"], ["wait-block", "wait-block"])], [], ["loop"]),
+    "corrupt_waitblock_unreadable": (
+        [([MOVE, DELE], ["0xfffffa8000c0b1c8", "0xfffffa8000c0b160"], ["wait-block", "stack-scan"])], [],
+        ["unreadable"]),
+    "corrupt_null_flink": (
+        [], [("0xfffffa8000c0b9b0", "waiting in nt!ExAcquireResourceExclusiveLite for an ERESOURCE that is not",
+              ["0xfffffa8000c0c130"])], ["null-link"]),
+    "corrupt_unreadable_process": (
+        [], [("0xfffffa8000c11770", "waiting (Executive) on NotificationEvent",
+              ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c13280"])], ["unreadable"]),
+}
+
+
+def test_every_shipped_target_has_expectations():
+    shipped = sorted(f[:-len(".json.gz")] for f in os.listdir(MOCKS) if f.endswith(".json.gz"))
+    assert shipped == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_json_facts(name):
+    code, out, err = run_cli("deadlock", "--target", mock(name), "--format", "json")
+    assert code == 0 and err == ""
+    d = json.loads(out)
+    cycles, chains, warnings = EXPECTED[name]
+    got = [([d["threads"][t]["start"] for t in c["threads"]], c["locks"], [e["evidence"] for e in c["edges"]])
+           for c in d["cycles"]]
+    assert got == cycles
+    for c in d["cycles"]:                         # each edge: waits for a lock held by the next thread
+        n = len(c["threads"])
+        for i, e in enumerate(c["edges"]):
+            assert (e["thread"], e["waits_for"], e["held_by"]) == (
+                c["threads"][i], c["locks"][i], c["threads"][(i + 1) % n])
+            assert e["mode"] == "exclusive"
+    assert [(c["root"], c["waiters"]) for c in d["chains"]] == [(r, w) for r, _, w in chains]
+    for c, (_, reason, _) in zip(d["chains"], chains):
+        assert c["reason"].startswith(reason)
+    assert [w["kind"] for w in d["warnings"]] == warnings
+
+
+def test_seed_001_facts_in_detail():
+    d = json.loads(run_cli("deadlock", "--target", mock("eresource_deadlock"), "--format", "json")[1])
+    c = d["cycles"][0]
+    move, dele = (d["threads"][t] for t in c["threads"])
+    assert (move["cid"], move["process"], move["state"], move["wait_reason"]) == (
+        "0004.01f4", "System", "Waiting", "WrResource")
+    assert (move["wait_ticks"], move["wait_seconds"]) == (0x5a00, 360.0)
+    assert move["holds"] == [{"lock": c["locks"][1], "mode": "exclusive"}]
+    assert dele["holds"] == [{"lock": c["locks"][0], "mode": "exclusive"}]
+    assert move["driver"] == dele["driver"] == "TestDriver.sys"
+    assert c["drivers"] == ["TestDriver.sys"]
+    # FileCreationThread finished: it is terminated and part of no cycle or chain
+    creation = [t for t in d["threads"].values() if t["start"] == "TestDriver!FileCreationThread"]
+    assert creation == []
+
+
+def test_hang_chain_paths_go_through_the_mutex_holder():
+    d = json.loads(run_cli("deadlock", "--target", mock("hang_no_cycle"), "--format", "json")[1])
+    ch = d["chains"][0]
+    assert ch["driver"] == "SlowFlt.sys"
+    lock = "0xfffff88000e10000"
+    assert d["locks"][lock]["name"] == "SlowFlt!gConfigLock"
+    modes = sorted((p[0]["thread"], p[0]["mode"], len(p)) for p in ch["paths"])
+    assert modes == [("0xfffffa8000c12060", "exclusive", 1), ("0xfffffa8000c12950", "shared", 1),
+                     ("0xfffffa8000c13280", "exclusive", 2)]
+    via_mutex = [p for p in ch["paths"] if len(p) == 2][0]
+    assert [e["waits_for"] for e in via_mutex] == ["0xfffffa8000c13240", lock]
+    assert d["locks"]["0xfffffa8000c13240"]["kind"] == "mutant"
+
+
+def test_text_matches_golden_and_states_the_facts():
+    code, out, _ = run_cli("deadlock", "--target", mock("eresource_deadlock"))
+    assert code == 0
+    out = out.replace(mock("eresource_deadlock"), "eresource_deadlock.json.gz")
+    with open(os.path.join(ROOT, "tests", "golden", "eresource_deadlock.txt")) as f:
+        assert out == f.read()
+    assert "DEADLOCK 1: 2 threads, 2 locks -- look at TestDriver.sys" in out
+    assert out.count("DEADLOCK") == 1 and "WAIT CHAIN" not in out and "WARNINGS" not in out
+
+
+def test_text_of_a_chain_and_warnings():
+    out = run_cli("deadlock", "--target", mock("corrupt_unreadable_process"))[1]
+    assert "WAIT CHAIN 1: 3 waiters behind one root blocker -- look at SlowFlt.sys" in out
+    assert "WARNINGS (1): results may be partial" in out
+    assert "(smss.exe): entry at 0xfffffa80badf0000" in out
+
+
+def test_no_color_to_a_pipe_and_with_no_color(monkeypatch):
+    assert "\x1b[" not in run_cli("deadlock", "--target", mock("eresource_deadlock"))[1]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b[" not in run_cli("deadlock", "--target", mock("eresource_deadlock"), "--no-color")[1]
+
+
+def test_dot_marks_the_cycle():
+    out = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--format", "dot")[1]
+    assert out.startswith("digraph waitfor {")
+    assert out.count("color=red") == 8           # 4 nodes and 4 edges of the cycle
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["deadlock", "--target", "nope.json.gz"], "nope.json.gz: cannot read"),
+    (["deadlock"], "no target"),
+    (["deadlock", "--target", mock("eresource_deadlock"), "--format", "xml"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, says):
+    code, out, err = run_cli(*argv)
+    assert code == 2 and out == ""
+    assert says in err and err.count("\n") == 1
+
+
+def test_truncated_target_file_exit_2(tmp_path):
+    with open(mock("eresource_deadlock"), "rb") as f:
+        data = f.read()
+    p = tmp_path / "cut.json.gz"
+    p.write_bytes(data[:len(data) // 2])
+    code, out, err = run_cli("deadlock", "--target", str(p))
+    assert code == 2 and "cut.json.gz" in err and "truncated" in err and err.count("\n") == 1
+
+
+def test_target_without_needed_types_is_unusable_exit_2(tmp_path):
+    d = json.loads(gzip.decompress(open(mock("eresource_deadlock"), "rb").read()))
+    del d["build"]
+    d["layouts"] = {"build": "empty", "pointer_size": 8, "structs": {}, "enums": {}}
+    p = tmp_path / "nolayout.json"
+    p.write_text(json.dumps(d))
+    code, out, err = run_cli("deadlock", "--target", str(p))
+    assert code == 2 and "unusable target" in err and "_EPROCESS" in err
+
+
+def test_script_gives_what_the_cli_gives():
+    for fmt in ("json", "text"):
+        cli = run_cli("deadlock", "--target", mock("hang_no_cycle"), "--format", fmt)[1]
+        script = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "deadlock.py"),
+                                 "--target", mock("hang_no_cycle"), "--format", fmt],
+                                capture_output=True, text=True, check=True).stdout
+        assert script == cli
+
+
+def test_python_dash_m_runs_the_cli():
+    r = subprocess.run([sys.executable, "-m", "pykd_ext", "deadlock", "--target", mock("self_deadlock_fastmutex"),
+                        "--format", "json"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and json.loads(r.stdout)["cycles"][0]["locks"] == ["0xfffff88000e08000"]
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SHIPPED))
+def test_shipped_targets_are_what_the_builder_makes(name, tmp_path):
+    p = str(tmp_path / (name + ".json.gz"))
+    scenarios.SHIPPED[name]().save(p)
+    with open(p, "rb") as a, open(mock(name), "rb") as b:
+        assert gzip.decompress(a.read()) == gzip.decompress(b.read()), \
+            "regenerate with: python -m pykd_ext.mock.scenarios mock_targets/"

@@ -1,0 +1,196 @@
+"""The wait-for graph per lock kind and per build, from memory laid out by the builder.
+Every expectation below is stated here from the scenario's meaning, never read back from
+the builder."""
+import pytest
+
+from pykd_ext.analysis.waitgraph import analyze, format_duration
+from pykd_ext.mock.builder import ScenarioBuilder
+
+from conftest import BUILDS, WIN7, WIN81, WIN10, WIN11, cached
+
+TOP = ["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x3a7", "nt!KiCommitThreadWait+0x14f",
+       "nt!KeWaitForSingleObject+0x233"]
+ACQ_X = ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceExclusiveLite+0x1a6"]
+ACQ_S = ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceSharedLite+0x2b1"]
+START = ["nt!PspSystemThreadStartup+0x55", "nt!KiStartSystemThread+0x28"]
+
+
+def base(build):
+    b = ScenarioBuilder(build)
+    b.module("Drv", "Drv.sys")
+    return b, b.process("System", 4)
+
+
+def thr(b, proc, tid, func, extra=(), ticks=100):
+    return b.thread(proc, tid, "Drv!" + func, waited_ticks=ticks,
+                    frames=TOP + list(extra) + ["Drv!%s+0x20" % func] + START)
+
+
+def cycle_sets(a):
+    return [(set(c.threads), set(c.locks)) for c in a.cycles]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_eresource_cycle_on_every_build(build):
+    b, sysp = base(build)
+    r1, r2 = b.eresource(), b.eresource()
+    t1 = thr(b, sysp, 0x10, "A", ACQ_X)
+    t2 = thr(b, sysp, 0x14, "B", ACQ_X)
+    b.acquire_resource(r1, t1)
+    b.acquire_resource(r2, t2)
+    b.wait_resource(t1, r2)
+    b.wait_resource(t2, r1)
+    a = analyze(cached(b))
+    assert cycle_sets(a) == [({t1, t2}, {r1, r2})]
+    evidence = {e.evidence for e in a.cycles[0].edges}
+    assert evidence == ({"wait-block"} if build in (WIN7, WIN81) else {"stack-scan"})
+    assert {(e.thread, e.lock, e.holder) for e in a.cycles[0].edges} == {(t1, r2, t2), (t2, r1, t1)}
+    assert not a.chains
+
+
+@pytest.mark.parametrize("build", [WIN7, WIN11])
+def test_mutant_cycle(build):
+    b, sysp = base(build)
+    t1 = thr(b, sysp, 0x10, "A")
+    t2 = thr(b, sysp, 0x14, "B")
+    m1, m2 = b.mutant(owner=t1), b.mutant(owner=t2)
+    b.wait_on(t1, [m2], "UserRequest")
+    b.wait_on(t2, [m1], "UserRequest")
+    a = analyze(cached(b))
+    assert cycle_sets(a) == [({t1, t2}, {m1, m2})]
+    assert {a.locks[m].kind for m in (m1, m2)} == {"mutant"}
+
+
+def test_fast_mutex_chain_to_a_running_owner():
+    b, sysp = base(WIN81)
+    owner = b.thread(sysp, 0x10, "Drv!Spin", state="Running", frames=["Drv!Spin+0x10"] + START)
+    fm = b.fast_mutex(owner=owner)
+    w = thr(b, sysp, 0x14, "Waiter", ["nt!ExAcquireFastMutex+0x40"])
+    b.wait_fast_mutex(w, fm)
+    a = analyze(cached(b))
+    assert not a.cycles
+    assert [(c.root, c.root_kind) for c in a.chains] == [(owner, "thread")]
+    assert a.chains[0].reason.startswith("running")
+    assert a.locks[fm].kind == "fast mutex"
+    assert a.threads[owner].driver == "Drv.sys"
+
+
+def test_guarded_mutex_self_deadlock_on_windows_7():
+    b, sysp = base(WIN7)
+    t = thr(b, sysp, 0x10, "Again", ["nt!KeAcquireGuardedMutex+0x40"])
+    gm = b.alloc(b.size("_KGUARDED_MUTEX"))
+    b.put("_KGUARDED_MUTEX", gm, Count=0, Owner=t, Gate__Header__Type=b.enum("_KOBJECTS", "GateObject"))
+    b.wait_on(t, [gm + b.off("_KGUARDED_MUTEX", "Gate")], "WrGuardedMutex")
+    a = analyze(cached(b))
+    assert cycle_sets(a) == [({t}, {gm})]
+    assert a.locks[gm].kind == "guarded mutex"
+
+
+@pytest.mark.parametrize("build", [WIN81, WIN10])
+def test_shared_owners_from_the_owner_table_are_all_roots(build):
+    b, sysp = base(build)
+    r = b.eresource()
+    readers = [thr(b, sysp, 0x20 + 4 * i, "Reader%d" % i) for i in range(3)]
+    for t in readers:
+        b.acquire_resource(r, t, exclusive=False)
+        b.wait_on(t, [b.event()])
+    writer = thr(b, sysp, 0x40, "Writer", ACQ_X)
+    b.wait_resource(writer, r)
+    a = analyze(cached(b))
+    assert {o for o, m in a.locks[r].owners} == set(readers)
+    assert {m for o, m in a.locks[r].owners} == {"shared"}
+    assert sorted(c.root for c in a.chains) == sorted(readers)
+    assert all(c.paths[0][0].thread == writer for c in a.chains)
+
+
+@pytest.mark.parametrize("build", [WIN81, WIN10])
+def test_shared_to_exclusive_upgrade_is_a_self_deadlock(build):
+    b, sysp = base(build)
+    r = b.eresource()
+    t = thr(b, sysp, 0x10, "Upgrade", ACQ_X)
+    b.acquire_resource(r, t, exclusive=False)
+    b.wait_resource(t, r, exclusive=True)
+    a = analyze(cached(b))
+    assert cycle_sets(a) == [({t}, {r})]
+
+
+def test_owner_pointer_is_a_root_lock_not_a_thread():
+    b, sysp = base(WIN81)
+    r = b.eresource()
+    b.acquire_resource(r, 0xfffffa8000abc003)         # ExSetResourceOwnerPointer value
+    w = thr(b, sysp, 0x10, "W", ACQ_X)
+    b.wait_resource(w, r)
+    a = analyze(cached(b))
+    assert [(c.root, c.root_kind) for c in a.chains] == [(r, "lock")]
+    assert "owner pointer 0xfffffa8000abc003" in a.chains[0].reason
+
+
+def test_owner_not_in_any_thread_list():
+    b, sysp = base(WIN10)
+    r = b.eresource()
+    ghost = 0xfffffa8000777000
+    b.acquire_resource(r, ghost)
+    w = thr(b, sysp, 0x10, "W", ACQ_X)
+    b.wait_resource(w, r)
+    a = analyze(cached(b))
+    assert a.chains[0].root == ghost
+    assert "not in any process's thread list" in a.chains[0].reason
+
+
+@pytest.mark.parametrize("state, reason, words", [
+    ("Terminated", None, "terminated"),
+    ("Waiting", "DelayExecution", "sleeping (DelayExecution)"),
+])
+def test_root_blocker_states(state, reason, words):
+    b, sysp = base(WIN11)
+    r = b.eresource(name="Drv!gLock")
+    owner = b.thread(sysp, 0x10, "Drv!Owner", state=state, wait_reason=reason or "Executive", waited_ticks=640,
+                     frames=["nt!KiSwapContext+0x76", "nt!KeDelayExecutionThread+0x122", "Drv!Owner+0x10"] + START)
+    if state == "Waiting":
+        b.sleep(owner)
+    b.acquire_resource(r, owner)
+    w = thr(b, sysp, 0x14, "W", ACQ_X)
+    b.wait_resource(w, r)
+    a = analyze(cached(b))
+    assert a.chains[0].root == owner
+    assert words in a.chains[0].reason
+    assert a.locks[r].name == "Drv!gLock"
+
+
+def test_stack_scan_skips_the_resource_the_waiter_already_holds():
+    """On 19041 the held resource's address is nearer the wait frame than the wanted one."""
+    b, sysp = base(WIN10)
+    held, wanted = b.eresource(), b.eresource()
+    other = thr(b, sysp, 0x20, "Other")
+    b.acquire_resource(wanted, other)
+    b.wait_on(other, [b.event()])
+    t = thr(b, sysp, 0x10, "T", ACQ_X)
+    b.acquire_resource(held, t)
+    b.wait_resource(t, wanted)
+    b.stack_word(t, "nt!ExpWaitForResource", 0x8, held)     # below the wanted one
+    a = analyze(cached(b))
+    edge = [e for e in a.edges if e.thread == t][0]
+    assert (edge.lock, edge.evidence) == (wanted, "stack-scan")
+
+
+def test_wait_times_in_ticks_and_seconds():
+    b, sysp = base(WIN81)
+    r1, r2 = b.eresource(), b.eresource()
+    t1 = thr(b, sysp, 0x10, "A", ACQ_X, ticks=38463)          # seed 003: 0:00:10:00.026
+    t2 = thr(b, sysp, 0x14, "B", ACQ_X)
+    b.acquire_resource(r1, t1)
+    b.acquire_resource(r2, t2)
+    b.wait_resource(t1, r2)
+    b.wait_resource(t2, r1)
+    a = analyze(cached(b))
+    assert a.threads[t1].ticks == 38463
+    assert format_duration(a.threads[t1].seconds) == "0:00:10:00.984"
+    assert format_duration(600.026) == "0:00:10:00.026"
+
+
+def test_event_wait_is_not_a_lock_edge():
+    b, sysp = base(WIN10)
+    t = thr(b, sysp, 0x10, "Idle")
+    b.wait_on(t, [b.event()])
+    a = analyze(cached(b))
+    assert not a.edges and not a.cycles and not a.chains
