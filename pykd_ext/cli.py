@@ -71,6 +71,9 @@ def main(argv=None, out=None, err=None):
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        err.write("pykd-ext: %s: interrupted\n" % args.command)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,24 +18,24 @@ MOVE, DELE = "TestDriver!FileMoveThread", "TestDriver!FileDeletionThread"
 #            [(root, reason prefix, waiters)], warning kinds)
 EXPECTED = {
     "eresource_deadlock": (
-        [([MOVE, DELE], ["0xfffffa8000c0b1c8", "0xfffffa8000c0b160"], ["wait-block", "wait-block"])], [], []),
+        [([MOVE, DELE], ["0xfffffa8000c0b348", "0xfffffa8000c0b2e0"], ["wait-block", "wait-block"])], [], []),
     "eresource_deadlock_win7": (
-        [([MOVE, DELE], ["0xfffffa8000c09208", "0xfffffa8000c091a0"], ["wait-block", "wait-block"])], [], []),
+        [([MOVE, DELE], ["0xfffffa8000c09388", "0xfffffa8000c09320"], ["wait-block", "wait-block"])], [], []),
     "eresource_deadlock_win10": (
-        [([MOVE, DELE], ["0xfffffa8000c0f208", "0xfffffa8000c0f1a0"], ["stack-scan", "stack-scan"])], [], []),
+        [([MOVE, DELE], ["0xfffffa8000c0f388", "0xfffffa8000c0f320"], ["stack-scan", "stack-scan"])], [], []),
     "self_deadlock_fastmutex": (
         [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
     "hang_no_cycle": (
         [], [("0xfffffa8000c11770", "waiting (Executive) on NotificationEvent 0xfffffa8000c11750 for 0:00:03:00.000",
               ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c13280"])], []),
     "corrupt_thread_list_loop": (
-        [([MOVE, DELE], ["0xfffffa8000c0b1c8", "0xfffffa8000c0b160"], ["wait-block", "wait-block"])], [], ["loop"]),
+        [([MOVE, DELE], ["0xfffffa8000c0b348", "0xfffffa8000c0b2e0"], ["wait-block", "wait-block"])], [], ["loop"]),
     "corrupt_waitblock_unreadable": (
-        [([MOVE, DELE], ["0xfffffa8000c0b1c8", "0xfffffa8000c0b160"], ["wait-block", "stack-scan"])], [],
+        [([MOVE, DELE], ["0xfffffa8000c0b348", "0xfffffa8000c0b2e0"], ["wait-block", "stack-scan"])], [],
         ["unreadable"]),
     "corrupt_null_flink": (
-        [], [("0xfffffa8000c0b9b0", "waiting in nt!ExAcquireResourceExclusiveLite for an ERESOURCE that is not",
-              ["0xfffffa8000c0c130"])], ["null-link"]),
+        [], [("0xfffffa8000c0bb30", "waiting in nt!ExAcquireResourceExclusiveLite for an ERESOURCE that is not",
+              ["0xfffffa8000c0c2b0"])], ["null-link"]),
     "corrupt_unreadable_process": (
         [], [("0xfffffa8000c11770", "waiting (Executive) on NotificationEvent",
               ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c13280"])], ["unreadable"]),
@@ -79,6 +79,10 @@ def test_seed_001_facts_in_detail():
     assert dele["holds"] == [{"lock": c["locks"][0], "mode": "exclusive"}]
     assert move["driver"] == dele["driver"] == "TestDriver.sys"
     assert c["drivers"] == ["TestDriver.sys"]
+    # FileResource1 and FileResource2 are named by where they live: TestDriver's device extension
+    names = [d["locks"][l]["name"] for l in c["locks"]]
+    assert [n.split(" extension")[1] for n in names] == ["+0x68", "+0x0"]
+    assert all(n.startswith("\\Driver\\TestDriver device 0x") for n in names)
     # FileCreationThread finished: it is terminated and part of no cycle or chain
     creation = [t for t in d["threads"].values() if t["start"] == "TestDriver!FileCreationThread"]
     assert creation == []
@@ -106,6 +110,9 @@ def test_text_matches_golden_and_states_the_facts():
         assert out == f.read()
     assert "DEADLOCK 1: 2 threads, 2 locks -- look at TestDriver.sys" in out
     assert out.count("DEADLOCK") == 1 and "WAIT CHAIN" not in out and "WARNINGS" not in out
+    table = out[out.index("THREADS"):].splitlines()[3:5]          # the at-a-glance table
+    assert [r.split()[1:4] for r in table] == [["0004.01f4", "System", "Waiting/WrResource"],
+                                                ["0004.01f8", "System", "Waiting/WrResource"]]
 
 
 def test_text_of_a_chain_and_warnings():

@@ -22,6 +22,7 @@ import struct
 import networkx as nx
 
 from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
+from ..kernel.devices import device_containing
 from ..kernel.diag import Diagnostics
 from ..kernel.processes import all_threads, enum_names
 from ..kernel.resources import all_resources
@@ -119,6 +120,8 @@ class Analysis(object):
         self.counts = {"processes": 0, "threads": 0, "resources": 0}
         self.graph = nx.DiGraph()
         self.interrupted = None
+        self.thread_index = {}
+        self.facts = None
 
 
 def _current_tick(target, diags):
@@ -143,6 +146,10 @@ def lock_name(target, address, thread_index):
     for t in thread_index.values():
         if t.stack_base and t.on_stack(address):
             return "on the stack of thread 0x%x" % t.address
+    dev = device_containing(target, address)
+    if dev is not None:
+        devobj, off, drv = dev
+        return "%sdevice 0x%x extension+0x%x" % ((drv + " ") if drv else "", devobj, off)
     return ""
 
 
@@ -156,6 +163,7 @@ def analyze(target):
         a.interrupted = str(e) or type(e).__name__
         diags.add("interrupted", "interrupted (%s): the results below cover what was read before"
                   % a.interrupted)
+    _build_graph(a)
     _find_cycles_and_chains(a)
     return a
 
@@ -165,7 +173,7 @@ def _collect(target, a):
     procs, threads, d = all_threads(target)
     diags.extend(d)
     a.counts["processes"], a.counts["threads"] = len(procs), len(threads)
-    tindex = {t.address: t for t in threads}
+    tindex = a.thread_index = {t.address: t for t in threads}
     try:
         resources, _ = all_resources(target, diags)
     except (SymbolNotFound, FieldNotFound, TypeNotFound) as e:
@@ -180,7 +188,7 @@ def _collect(target, a):
     def facts(t):
         f = a.threads.get(t.address)
         if f is None:
-            f = a.threads[t.address] = ThreadFacts(t)
+            f = ThreadFacts(t)
             f.state = states.get(t.state, "State%s" % t.state)
             f.wait_reason = reasons.get(t.wait_reason, "WaitReason%s" % t.wait_reason)
             if tick is not None and f.state == "Waiting":
@@ -190,7 +198,10 @@ def _collect(target, a):
             drv = first_driver_frame(f.frames)
             f.driver = drv.module.image if drv else None
             f.start_symbol = target.describe(t.start_address) if t.start_address else ""
+            a.threads[t.address] = f
         return f
+
+    a.facts = facts
 
     def lock(address, kind):
         lk = a.locks.get(address)
@@ -278,7 +289,10 @@ def _collect(target, a):
                 a.edges.append(e)
                 f.waits_on = [w for w in f.waits_on if not t.on_stack(w[0])]
 
-    # the graph
+
+
+def _build_graph(a):
+    """Owner and wait edges into the graph; facts for every thread in it."""
     g = a.graph
     for e in a.edges:
         g.add_node(e.thread, kind="thread")
@@ -294,9 +308,12 @@ def _collect(target, a):
             g.add_edge(lk.address, owner, mode=mode)
     for node, data in g.nodes(data=True):
         if data.get("kind") == "thread" and node not in a.threads:
-            t = tindex.get(node)
-            if t is not None:
-                facts(t)
+            t = a.thread_index.get(node)
+            if t is not None and a.facts is not None:
+                try:
+                    a.facts(t)
+                except (KeyboardInterrupt, SystemExit):
+                    break
     for lk in a.locks.values():
         for owner, mode in lk.owners:
             if owner in a.threads:

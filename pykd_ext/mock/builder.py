@@ -463,6 +463,35 @@ class ScenarioBuilder(object):
             self.wait_on(thread, [ev], "WrResource" if "WrResource" in self.layouts.enum("_KWAIT_REASON")
                          else "Executive")
 
+    # -- I/O objects -------------------------------------------------------------------------
+
+    def unicode_string(self, address, text):
+        data = text.encode("utf-16-le")
+        buf = self.alloc(len(data) + 2)
+        self.mem.write(buf, data)
+        self.put("_UNICODE_STRING", address, Length=len(data), MaximumLength=len(data) + 2, Buffer=buf)
+
+    def driver_object(self, name, module=None):
+        """A DRIVER_OBJECT named `\\Driver\\X` (its image the module of the same name)."""
+        a = self.alloc(self.size("_DRIVER_OBJECT"))
+        self.put("_DRIVER_OBJECT", a, Type=4, Size=self.size("_DRIVER_OBJECT"))
+        self.unicode_string(a + self.off("_DRIVER_OBJECT", "DriverName"), name)
+        m = self.modules.get(module or name.rsplit("\\", 1)[-1])
+        if m is not None:
+            self.put("_DRIVER_OBJECT", a, DriverStart=m.base, DriverSize=m.size)
+        return a
+
+    def device_object(self, driver, extension_size=0):
+        """A DEVICE_OBJECT of `driver` with its extension right behind it, as IoCreateDevice
+        lays them out; returns (device, extension)."""
+        size = self.size("_DEVICE_OBJECT")
+        a = self.alloc(size + extension_size)
+        first = int.from_bytes(self.mem.read(driver + self.off("_DRIVER_OBJECT", "DeviceObject"), 8), "little")
+        self.put("_DEVICE_OBJECT", a, Type=3, Size=size + extension_size, DriverObject=driver,
+                 DeviceExtension=a + size if extension_size else 0, NextDevice=first, ReferenceCount=1)
+        self.put("_DRIVER_OBJECT", driver, DeviceObject=a)
+        return a, (a + size if extension_size else 0)
+
     # -- processors, bug check ------------------------------------------------------------------
 
     def processor(self, index, current_thread=0, idle_thread=0):

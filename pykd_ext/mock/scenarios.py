@@ -50,10 +50,8 @@ def eresource_deadlock(build=WIN81):
     system = b.process("System", 4)
     _background(b, system)
     b.module("TestDriver", "TestDriver.sys", size=0x8000)
-    devobj = b.alloc(b.size("_DEVICE_OBJECT") + 2 * b.size("_ERESOURCE"))
-    ext = devobj + b.size("_DEVICE_OBJECT")
-    b.put("_DEVICE_OBJECT", devobj, Type=3, Size=b.size("_DEVICE_OBJECT") + 2 * b.size("_ERESOURCE"),
-          DeviceExtension=ext)
+    drv = b.driver_object("\\Driver\\TestDriver")
+    _, ext = b.device_object(drv, 2 * b.size("_ERESOURCE"))     # SYNC_RESOURCES
     r1 = b.eresource(address=ext)
     r2 = b.eresource(address=ext + b.size("_ERESOURCE"))
     acquire_wait = ["nt!ExpWaitForResource+0xae", "nt!ExAcquireResourceExclusiveLite+0x1f4"]

@@ -1,6 +1,8 @@
 """Renderers of the wait-for analysis: text for people, JSON for programs, DOT for graphviz."""
 import json
 
+from tabulate import tabulate
+
 from ..analysis.waitgraph import format_duration
 
 SCHEDULER_FRAMES = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
@@ -162,10 +164,36 @@ class TextRenderer(object):
                     if f is not None and f.driver:
                         self.w("          driver    %s" % s("drv", f.driver))
             self.w()
+        if a.graph.number_of_nodes():
+            self.threads_table()
         if a.diagnostics:
             self.w(s("warn", "WARNINGS (%d): results may be partial" % len(a.diagnostics)))
             for d in a.diagnostics:
                 self.w("  - %s" % d.message)
+
+
+    def threads_table(self):
+        """Every thread in the graph at a glance: what it holds, what it waits for, how long."""
+        a = self.a
+        rows = []
+        for addr in sorted(n for n, d in a.graph.nodes(data=True) if d.get("kind") == "thread"):
+            f = a.threads.get(addr)
+            waits = ["0x%x %s" % (e.lock, e.mode) for e in a.edges if e.thread == addr]
+            if f is None:
+                rows.append(["0x%x" % addr, "?", "?", "not found", "", "", ", ".join(waits), ""])
+                continue
+            t = f.thread
+            state = f.state if f.state != "Waiting" else "Waiting/%s" % f.wait_reason
+            rows.append(["0x%x" % addr, t.cid, t.process.name if t.process else "?", state,
+                         format_duration(f.seconds) if f.seconds is not None else "",
+                         ", ".join("0x%x %s" % (l, m[:4]) for l, m in f.holds),
+                         ", ".join(w.replace("exclusive", "excl") for w in waits), f.driver or ""])
+        self.w(self.s("head", "THREADS"))
+        table = tabulate(rows, headers=["thread", "Cid", "process", "state", "waited", "holds",
+                                        "waits for", "driver"], tablefmt="simple")
+        for line in table.splitlines():
+            self.w("  " + line)
+        self.w()
 
 
 def render_text(a, out, style, header, link=None):
