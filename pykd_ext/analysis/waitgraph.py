@@ -55,7 +55,7 @@ class Lock(object):
     an ERESOURCE owner pointer (low bits 3)."""
     __slots__ = ("address", "kind", "owners", "name", "waiters")
 
-    def __init__(self, address, kind, owners=(), name=""):
+    def __init__(self, address, kind, owners=(), name=None):
         self.address = address
         self.kind = kind
         self.owners = list(owners)
@@ -85,7 +85,7 @@ class ThreadFacts(object):
         self.found = True
         self.state = self.wait_reason = None
         self.ticks = self.seconds = None
-        self.frames = []
+        self.frames = None       # loaded on demand: [FrameInfo], innermost first
         self.driver = None
         self.start_symbol = ""
         self.holds = []          # [(lock address, mode)]
@@ -121,7 +121,16 @@ class Analysis(object):
         self.graph = nx.DiGraph()
         self.interrupted = None
         self.thread_index = {}
+        self.pending = {}      # address -> ThreadFacts of every waiting thread looked at
         self.facts = None
+        self.name_lock = None
+        self._edges = {}       # (thread, lock) -> Edge
+
+
+def reported_locks(a):
+    """The locks findings speak of: waited for, or held by a thread in the graph."""
+    held = {l for f in a.threads.values() for l, _ in f.holds}
+    return {k: l for k, l in a.locks.items() if l.waiters or k in held}
 
 
 def _current_tick(target, diags):
@@ -186,27 +195,34 @@ def _collect(target, a):
     reasons = enum_names(target, "_KWAIT_REASON")
 
     def facts(t):
-        f = a.threads.get(t.address)
+        """What a thread shows: cheap fields now; its stack only when load_stack() asks
+        (a stack unwind is a debugger round trip per thread on a live target)."""
+        f = a.pending.get(t.address)
         if f is None:
-            f = ThreadFacts(t)
+            f = a.pending[t.address] = ThreadFacts(t)
             f.state = states.get(t.state, "State%s" % t.state)
             f.wait_reason = reasons.get(t.wait_reason, "WaitReason%s" % t.wait_reason)
             if tick is not None and f.state == "Waiting":
                 f.ticks = (tick - t.wait_time) & 0xFFFFFFFF
                 f.seconds = f.ticks * inc / 1e7
+        return f
+
+    def load_stack(f):
+        if f.frames is None:
+            t = f.thread
             f.frames = stack_frames(target, t.address)
             drv = first_driver_frame(f.frames)
             f.driver = drv.module.image if drv else None
             f.start_symbol = target.describe(t.start_address) if t.start_address else ""
-            a.threads[t.address] = f
         return f
 
-    a.facts = facts
+    a.facts = lambda t: load_stack(facts(t))
+    a.name_lock = lambda address: lock_name(target, address, tindex)
 
     def lock(address, kind):
         lk = a.locks.get(address)
         if lk is None:
-            lk = a.locks[address] = Lock(address, kind, name=lock_name(target, address, tindex))
+            lk = a.locks[address] = Lock(address, kind)
         return lk
 
     # owners of every resource that is held
@@ -280,8 +296,10 @@ def _collect(target, a):
                     found = True
                     continue
             f.waits_on.append((obj, otype))
-        if not found:
-            e = _stack_scan(target, t, f, rindex, diags)
+        # the stack scan is for waits on an event on the waiter's own stack (the ERESOURCE
+        # mechanics of 19041 and later) or waits whose blocks could not be read
+        if not found and (not blocks or any(t.on_stack(w.object) for w in blocks)):
+            e = _stack_scan(target, t, load_stack(f), rindex, diags)
             if e is not None:
                 r = rindex[e.lock]
                 lk = lock(r.address, "ERESOURCE")
@@ -292,32 +310,39 @@ def _collect(target, a):
 
 
 def _build_graph(a):
-    """Owner and wait edges into the graph; facts for every thread in it."""
+    """Wait edges, and owner edges of the locks somebody waits for, into the graph; then the
+    full facts (stack, driver) of every thread in it and the names of its locks."""
     g = a.graph
     for e in a.edges:
         g.add_node(e.thread, kind="thread")
         g.add_node(e.lock, kind="lock")
         g.add_edge(e.thread, e.lock, mode=e.mode, evidence=e.evidence)
+        a._edges[e.thread, e.lock] = e
         a.locks[e.lock].waiters.append(e.thread)
-    for lk in list(a.locks.values()):
+    for lk in a.locks.values():
+        if not lk.waiters:
+            continue                   # held, uncontended: shown in its owner's "holds" only
         for owner, mode in lk.owners:
             if owner & 3 == 3 and lk.kind == "ERESOURCE":
                 continue               # an owner pointer, not a thread
-            g.add_node(lk.address, kind="lock")
             g.add_node(owner, kind="thread")
             g.add_edge(lk.address, owner, mode=mode)
-    for node, data in g.nodes(data=True):
-        if data.get("kind") == "thread" and node not in a.threads:
-            t = a.thread_index.get(node)
-            if t is not None and a.facts is not None:
-                try:
-                    a.facts(t)
-                except (KeyboardInterrupt, SystemExit):
-                    break
-    for lk in a.locks.values():
-        for owner, mode in lk.owners:
-            if owner in a.threads:
-                a.threads[owner].holds.append((lk.address, mode))
+    try:
+        for node, data in g.nodes(data=True):
+            if data.get("kind") == "thread" and node in a.thread_index and a.facts is not None:
+                a.threads[node] = a.facts(a.thread_index[node])
+        for lk in a.locks.values():
+            for owner, mode in lk.owners:
+                if owner in a.threads:
+                    a.threads[owner].holds.append((lk.address, mode))
+                    if a.name_lock is not None and lk.name is None:
+                        lk.name = a.name_lock(lk.address)
+            if lk.waiters and a.name_lock is not None and lk.name is None:
+                lk.name = a.name_lock(lk.address)
+    except (KeyboardInterrupt, SystemExit) as e:
+        a.interrupted = a.interrupted or str(e) or type(e).__name__
+        a.diagnostics.add("interrupted", "interrupted (%s): the results below cover what was read before"
+                          % a.interrupted)
 
 
 def _stack_scan(target, t, f, rindex, diags):
@@ -404,10 +429,7 @@ def _find_cycles_and_chains(a):
 
 
 def _edge(a, thread, lock):
-    for e in a.edges:
-        if e.thread == thread and e.lock == lock:
-            return e
-    return None
+    return a._edges.get((thread, lock))
 
 
 def _terminals(g, start, in_cycle, cap=100000):

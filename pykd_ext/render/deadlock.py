@@ -3,7 +3,7 @@ import json
 
 from tabulate import tabulate
 
-from ..analysis.waitgraph import format_duration
+from ..analysis.waitgraph import format_duration, reported_locks
 
 SCHEDULER_FRAMES = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
 TOP_FRAMES = 4
@@ -22,7 +22,7 @@ def thread_dict(f):
             "wait_ticks": f.ticks, "wait_seconds": None if f.seconds is None else round(f.seconds, 3),
             "holds": [{"lock": hx(a), "mode": m} for a, m in f.holds],
             "waits_on_objects": [{"object": hx(o), "type": k} for o, k in f.waits_on],
-            "driver": f.driver, "stack": [fr.symbol for fr in f.frames]}
+            "driver": f.driver, "stack": [fr.symbol for fr in f.frames or []]}
 
 
 def to_dict(a, target_name=None, build=None):
@@ -44,9 +44,9 @@ def to_dict(a, target_name=None, build=None):
         "target": target_name, "build": build, "scanned": dict(a.counts),
         "cycles": cycles, "chains": chains,
         "threads": {hx(k): thread_dict(f) for k, f in sorted(a.threads.items())},
-        "locks": {hx(k): {"kind": l.kind, "name": l.name,
+        "locks": {hx(k): {"kind": l.kind, "name": l.name or "",
                           "owners": [{"owner": hx(o), "mode": m} for o, m in l.owners],
-                          "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(a.locks.items())},
+                          "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(reported_locks(a).items())},
         "warnings": [d.as_dict() for d in a.diagnostics],
         "complete": a.interrupted is None,
     }
@@ -100,7 +100,7 @@ class TextRenderer(object):
         return "%d ticks (%s)" % (f.ticks, format_duration(f.seconds))
 
     def stack_text(self, f):
-        frames = [fr for fr in f.frames if (fr.function or "").lower() not in SCHEDULER_FRAMES]
+        frames = [fr for fr in f.frames or [] if (fr.function or "").lower() not in SCHEDULER_FRAMES]
         syms = [fr.symbol for fr in frames[:TOP_FRAMES]]
         more = " ..." if len(frames) > TOP_FRAMES else ""
         return " < ".join(syms) + more
@@ -178,7 +178,7 @@ class TextRenderer(object):
         rows = []
         for addr in sorted(n for n, d in a.graph.nodes(data=True) if d.get("kind") == "thread"):
             f = a.threads.get(addr)
-            waits = ["0x%x %s" % (e.lock, e.mode) for e in a.edges if e.thread == addr]
+            waits = ["0x%x %s" % (l, a.graph.edges[addr, l]["mode"]) for l in a.graph.successors(addr)]
             if f is None:
                 rows.append(["0x%x" % addr, "?", "?", "not found", "", "", ", ".join(waits), ""])
                 continue
