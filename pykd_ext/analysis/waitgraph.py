@@ -16,6 +16,7 @@ Every cycle (a thread waiting on a lock it holds itself included) and every wait
 ends at a root blocker are reported; nothing here recurses, so it runs under WinDbg's
 recursion limit of 500.
 """
+import bisect
 import itertools
 import struct
 
@@ -145,16 +146,30 @@ def _current_tick(target, diags):
         return None, None
 
 
-def lock_name(target, address, thread_index):
+class StackIndex(object):
+    """Which thread's kernel stack holds an address (sorted ranges, bisect)."""
+
+    def __init__(self, threads):
+        self.ranges = sorted((t.stack_limit, t.stack_base, t.address) for t in threads if t.stack_base)
+        self.starts = [r[0] for r in self.ranges]
+
+    def owner(self, address):
+        i = bisect.bisect_right(self.starts, address) - 1
+        if i >= 0 and address < self.ranges[i][1]:
+            return self.ranges[i][2]
+        return None
+
+
+def lock_name(target, address, stacks):
     """A global's symbol, else module+0xoff, else where it lives."""
     s = target.describe(address)
     if "!" in s and "+" not in s:
         return s
     if target.module_at(address) is not None:
         return s
-    for t in thread_index.values():
-        if t.stack_base and t.on_stack(address):
-            return "on the stack of thread 0x%x" % t.address
+    t = stacks.owner(address)
+    if t is not None:
+        return "on the stack of thread 0x%x" % t
     dev = device_containing(target, address)
     if dev is not None:
         devobj, off, drv = dev
@@ -190,6 +205,11 @@ def _collect(target, a):
         resources = []
     a.counts["resources"] = len(resources)
     rindex = {r.address: r for r in resources}
+    exclusive_owned = {}                 # thread -> resources it owns exclusively
+    for r in resources:
+        if r.exclusive:
+            for o, _ in r.owners:
+                exclusive_owned.setdefault(o, set()).add(r.address)
     tick, inc = _current_tick(target, diags)
     states = enum_names(target, "_KTHREAD_STATE")
     reasons = enum_names(target, "_KWAIT_REASON")
@@ -217,7 +237,8 @@ def _collect(target, a):
         return f
 
     a.facts = lambda t: load_stack(facts(t))
-    a.name_lock = lambda address: lock_name(target, address, tindex)
+    stacks = StackIndex(threads)
+    a.name_lock = lambda address: lock_name(target, address, stacks)
 
     def lock(address, kind):
         lk = a.locks.get(address)
@@ -299,7 +320,7 @@ def _collect(target, a):
         # the stack scan is for waits on an event on the waiter's own stack (the ERESOURCE
         # mechanics of 19041 and later) or waits whose blocks could not be read
         if not found and (not blocks or any(t.on_stack(w.object) for w in blocks)):
-            e = _stack_scan(target, t, load_stack(f), rindex, diags)
+            e = _stack_scan(target, t, load_stack(f), rindex, exclusive_owned, diags)
             if e is not None:
                 r = rindex[e.lock]
                 lk = lock(r.address, "ERESOURCE")
@@ -345,7 +366,7 @@ def _build_graph(a):
                           % a.interrupted)
 
 
-def _stack_scan(target, t, f, rindex, diags):
+def _stack_scan(target, t, f, rindex, exclusive_owned, diags):
     """Find the ERESOURCE a thread waits for from its frames inside an acquire routine."""
     idx = [i for i, fr in enumerate(f.frames) if (fr.function or "").lower() in RESOURCE_ACQUIRERS]
     if not idx or not rindex:
@@ -365,8 +386,7 @@ def _stack_scan(target, t, f, rindex, diags):
         diags.add("unreadable", "thread 0x%x: stack at 0x%x is unreadable" % (t.address, e.address), e.address)
         return None
     words = struct.unpack("<%dQ" % (len(raw) // 8), raw[:len(raw) // 8 * 8])
-    own_exclusive = {r.address for r in rindex.values()
-                     if r.exclusive and any(o == t.address for o, _ in r.owners)}
+    own_exclusive = exclusive_owned.get(t.address, ())
     candidates = []
     for w in words:
         r = rindex.get(w)

@@ -35,18 +35,27 @@ def driver_name(target, driver_object):
 
 def device_containing(target, address):
     """(device object, offset in its extension, driver name) when `address` lies in a
-    device extension, else None."""
+    device extension, else None.  Reads the probe window once and decodes only candidates
+    whose Type is IO_TYPE_DEVICE."""
     lay = target.layouts().layout("_DEVICE_OBJECT")
-    start = address - (address % 16)
-    for cand in range(start - lay.size, start - lay.size - PROBE_BACK, -16):
+    type_off = lay.offset("Type")
+    end = address - (address % 16) - lay.size          # the nearest candidate
+    lo = max(end - PROBE_BACK, 0)
+    page = target.page_size if hasattr(target, "page_size") else 0x1000
+    for start in (lo, max(lo, end - (end % page))):     # whole window, else from its last page
         try:
-            d = Struct(target, lay, cand)
-            if d["Type"] != IO_TYPE_DEVICE:
-                continue
-            ext = d["DeviceExtension"]
-            if ext != cand + lay.size or not (ext <= address < cand + d["Size"]):
-                continue
-            return cand, address - ext, driver_name(target, d["DriverObject"])
+            raw = target.read(start, end - start + lay.size)
+            break
         except MemoryFault:
-            return None
+            continue
+    else:
+        return None
+    for cand in range(end, start - 1, -16):
+        off = cand - start
+        if int.from_bytes(raw[off + type_off:off + type_off + 2], "little") != IO_TYPE_DEVICE:
+            continue
+        d = Struct(target, lay, cand, raw=raw[off:off + lay.size])
+        ext = d["DeviceExtension"]
+        if ext == cand + lay.size and ext <= address < cand + d["Size"]:
+            return cand, address - ext, driver_name(target, d["DriverObject"])
     return None
