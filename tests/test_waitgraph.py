@@ -26,20 +26,26 @@ def thr(b, proc, tid, func, extra=(), ticks=100):
                     frames=TOP + list(extra) + ["Drv!%s+0x20" % func] + START)
 
 
+def eresource_cycle(build, ticks=100):
+    """Two threads, each holding one ERESOURCE and waiting for the other's."""
+    b, sysp = base(build)
+    r1, r2 = b.eresource(), b.eresource()
+    t1 = thr(b, sysp, 0x10, "A", ACQ_X, ticks=ticks)
+    t2 = thr(b, sysp, 0x14, "B", ACQ_X)
+    b.acquire_resource(r1, t1)
+    b.acquire_resource(r2, t2)
+    b.wait_resource(t1, r2)
+    b.wait_resource(t2, r1)
+    return b, (t1, t2), (r1, r2)
+
+
 def cycle_sets(a):
     return [(set(c.threads), set(c.locks)) for c in a.cycles]
 
 
 @pytest.mark.parametrize("build", BUILDS)
 def test_eresource_cycle_on_every_build(build):
-    b, sysp = base(build)
-    r1, r2 = b.eresource(), b.eresource()
-    t1 = thr(b, sysp, 0x10, "A", ACQ_X)
-    t2 = thr(b, sysp, 0x14, "B", ACQ_X)
-    b.acquire_resource(r1, t1)
-    b.acquire_resource(r2, t2)
-    b.wait_resource(t1, r2)
-    b.wait_resource(t2, r1)
+    b, (t1, t2), (r1, r2) = eresource_cycle(build)
     a = analyze(cached(b))
     assert cycle_sets(a) == [({t1, t2}, {r1, r2})]
     evidence = {e.evidence for e in a.cycles[0].edges}
@@ -174,14 +180,7 @@ def test_stack_scan_skips_the_resource_the_waiter_already_holds():
 
 
 def test_wait_times_in_ticks_and_seconds():
-    b, sysp = base(WIN81)
-    r1, r2 = b.eresource(), b.eresource()
-    t1 = thr(b, sysp, 0x10, "A", ACQ_X, ticks=38463)          # seed 003: 0:00:10:00.026
-    t2 = thr(b, sysp, 0x14, "B", ACQ_X)
-    b.acquire_resource(r1, t1)
-    b.acquire_resource(r2, t2)
-    b.wait_resource(t1, r2)
-    b.wait_resource(t2, r1)
+    b, (t1, _), _ = eresource_cycle(WIN81, ticks=38463)         # seed 003's tick count
     a = analyze(cached(b))
     assert a.threads[t1].ticks == 38463
     assert format_duration(a.threads[t1].seconds) == "0:00:10:00.984"
