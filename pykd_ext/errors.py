@@ -43,6 +43,3 @@ class FieldNotFound(PykdExtError, KeyError):
 class TargetFileError(PykdExtError):
     """A mock target file is unusable: message names the file and what is wrong."""
 
-
-class UsageError(PykdExtError):
-    """A bad argument: exit status 2."""

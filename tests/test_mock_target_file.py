@@ -7,7 +7,7 @@ import pytest
 from pykd_ext.errors import MemoryFault, SymbolNotFound, TargetFileError
 from pykd_ext.target.mock import MockTarget
 
-from conftest import WIN10, mock
+from conftest import WIN10
 
 
 def doc(**over):

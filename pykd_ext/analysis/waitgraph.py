@@ -33,7 +33,6 @@ from ..kernel.waits import object_type, wait_blocks
 from ..target.layouts import supplement
 
 MAX_CYCLES = 100
-TOP_FRAMES = 4
 
 #: frames that mean "this thread is inside an ERESOURCE acquire", with the mode they ask for
 RESOURCE_ACQUIRERS = {
@@ -79,11 +78,10 @@ class Edge(object):
 class ThreadFacts(object):
     """What the report shows of one thread."""
     __slots__ = ("thread", "state", "wait_reason", "ticks", "seconds", "frames", "driver",
-                 "start_symbol", "holds", "waits_on", "found")
+                 "start_symbol", "holds", "waits_on")
 
     def __init__(self, thread):
         self.thread = thread
-        self.found = True
         self.state = self.wait_reason = None
         self.ticks = self.seconds = None
         self.frames = None       # loaded on demand: [FrameInfo], innermost first

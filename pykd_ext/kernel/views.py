@@ -50,11 +50,6 @@ class Struct(object):
             return self._raw[f.offset:f.offset + f.size]
         return self.target.read(self.address + f.offset, f.size)
 
-    def readable(self):
-        """True when the whole structure could be read."""
-        self._bytes(self.layout.field(next(iter(self.layout.fields))))
-        return self._raw is not False
-
     def __getitem__(self, name):
         """A scalar field (integer, pointer, enum, bit field) decoded; for an embedded
         structure or an array, its address (use raw() for an array's bytes)."""
@@ -87,16 +82,6 @@ class Struct(object):
         f = self.layout.field(name)
         return Struct(self.target, typename or f.type, self.address + f.offset)
 
-    def deref(self, name, typename):
-        """A view of the structure that pointer field `name` points at (None for NULL)."""
-        p = self[name]
-        return Struct(self.target, typename, p) if p else None
-
     def __repr__(self):
         return "<%s @ 0x%x>" % (self.layout.name, self.address)
 
-
-def read_cstr(target, address, maxlen=64):
-    """A NUL-terminated byte string as text (latin-1), cut at maxlen."""
-    raw = target.read(address, maxlen)
-    return raw.split(b"\0", 1)[0].decode("latin-1")

@@ -17,11 +17,6 @@ class WaitBlock(object):
         self.address, self.object = address, obj
 
 
-def thread_state_name(target, value):
-    from .processes import enum_names
-    return enum_names(target, "_KTHREAD_STATE").get(value, "State%s" % value)
-
-
 def wait_blocks(thread, diags):
     """The wait blocks of a waiting Thread (empty unless it is in the Waiting state)."""
     k = thread.view

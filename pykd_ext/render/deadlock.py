@@ -157,8 +157,7 @@ class TextRenderer(object):
                 for k, e in enumerate(p):
                     f = a.threads.get(e.thread)
                     lead = "  <-  " if k == 0 else "        then "
-                    self.w("%s%s" % (lead, self.thread_label(e.thread)) if k == 0 else
-                           "%s%s" % (lead, self.thread_label(e.thread)))
+                    self.w(lead + self.thread_label(e.thread))
                     self.w("          waits for %s %s, %s %s" % (self.lock_label(e.lock), e.mode, self.wait_text(f),
                                                                s("dim", "[%s]" % e.evidence)))
                     if f is not None and f.driver:

@@ -4,9 +4,6 @@ There is deliberately no write operation: these commands run against production 
 A backend implements the `_`-less methods below; analyses reach it only through a
 CachedTarget (target/cache.py), which adds whole-page caching and counters.
 """
-import struct
-
-
 class Frame(object):
     """One stack frame: instruction pointer, return address, stack and frame pointers."""
     __slots__ = ("ip", "ret", "sp", "fp")
@@ -89,15 +86,3 @@ class Target(object):
     def pointer_size(self):
         return self.layouts().pointer_size
 
-    # -- conveniences built on read(); backends need not override them --------------------
-
-    def read_u(self, address, size):
-        return int.from_bytes(self.read(address, size), "little")
-
-    def read_ptr(self, address):
-        return self.read_u(address, self.pointer_size)
-
-    def read_ptrs(self, address, count):
-        n = self.pointer_size
-        fmt = "<%d%s" % (count, "Q" if n == 8 else "I")
-        return list(struct.unpack(fmt, self.read(address, n * count)))

@@ -122,13 +122,6 @@ class CachedTarget(Target):
             raise SymbolNotFound(name)
         return addr
 
-    def has_symbol(self, name):
-        try:
-            self.symbol(name)
-            return True
-        except SymbolNotFound:
-            return False
-
     def describe(self, address):
         s = self._describe.get(address)
         if s is None:

@@ -112,7 +112,7 @@ class MockTarget(Target):
             if "!" not in k:
                 raise ValueError("symbols: %s: expected module!name" % json.dumps(k))
             self.symbols[k.lower()] = _hex(v, "symbols[%s]" % json.dumps(k))
-        self._by_addr = sorted((a, n) for n, a in self._sym_names(doc).items())
+        self._by_addr = sorted((self.symbols[n.lower()], n) for n in doc.get("symbols", {}))
         self._sym_addrs = [a for a, _ in self._by_addr]
 
         ranges = []
@@ -160,10 +160,6 @@ class MockTarget(Target):
                 raise ValueError("bugcheck.args: expected 4 arguments, got %d" % len(args))
             self._bugcheck = BugCheck(_hex(bc.get("code"), "bugcheck.code"),
                                       [_hex(a, "bugcheck.args[%d]" % i) for i, a in enumerate(args)])
-
-    @staticmethod
-    def _sym_names(doc):
-        return {k: int(v, 16) for k, v in doc.get("symbols", {}).items()}
 
     # -- the protocol ---------------------------------------------------------------------------
 
