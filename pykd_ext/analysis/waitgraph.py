@@ -25,7 +25,7 @@ import networkx as nx
 from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
 from ..kernel.devices import device_containing
 from ..kernel.diag import Diagnostics
-from ..kernel.processes import all_threads, enum_names
+from ..kernel.processes import all_threads
 from ..kernel.resources import all_resources
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.views import Struct
@@ -209,8 +209,8 @@ def _collect(target, a):
             for o, _ in r.owners:
                 exclusive_owned.setdefault(o, set()).add(r.address)
     tick, inc = _current_tick(target, diags)
-    states = enum_names(target, "_KTHREAD_STATE")
-    reasons = enum_names(target, "_KWAIT_REASON")
+    states = target.layouts().enum_names("_KTHREAD_STATE")
+    reasons = target.layouts().enum_names("_KWAIT_REASON")
 
     def facts(t):
         """What a thread shows: cheap fields now; its stack only when load_stack() asks
@@ -244,12 +244,16 @@ def _collect(target, a):
             lk = a.locks[address] = Lock(address, kind)
         return lk
 
+    def resource_lock(r):
+        lk = lock(r.address, "ERESOURCE")
+        lk.owners = list(r.owners)
+        return lk
+
     # owners of every resource that is held
     waiter_objects = {}
     for r in resources:
         if r.owners:
-            lk = lock(r.address, "ERESOURCE")
-            lk.owners = list(r.owners)
+            resource_lock(r)
         if r.exclusive_waiters:
             waiter_objects[r.exclusive_waiters] = (r, "exclusive")
         if r.shared_waiters:
@@ -272,8 +276,7 @@ def _collect(target, a):
             obj = wb.object
             if obj in waiter_objects:
                 r, mode = waiter_objects[obj]
-                lk = lock(r.address, "ERESOURCE")
-                lk.owners = list(r.owners)
+                resource_lock(r)
                 a.edges.append(Edge(t.address, r.address, None, mode, "wait-block"))
                 found = True
                 continue
@@ -320,9 +323,7 @@ def _collect(target, a):
         if not found and (not blocks or any(t.on_stack(w.object) for w in blocks)):
             e = _stack_scan(target, t, load_stack(f), rindex, exclusive_owned, diags)
             if e is not None:
-                r = rindex[e.lock]
-                lk = lock(r.address, "ERESOURCE")
-                lk.owners = list(r.owners)
+                resource_lock(rindex[e.lock])
                 a.edges.append(e)
                 f.waits_on = [w for w in f.waits_on if not t.on_stack(w[0])]
 
@@ -419,8 +420,7 @@ def _find_cycles_and_chains(a):
                 th, lk = cyc[i], cyc[i + 1]
                 nxt = cyc[(i + 2) % len(cyc)]
                 e = _edge(a, th, lk)
-                edges.append(Edge(th, lk, nxt, g.edges[lk, nxt]["mode"] if e is None else e.mode,
-                                  e.evidence if e else "?"))
+                edges.append(Edge(th, lk, nxt, e.mode, e.evidence))
             a.cycles.append(Cycle(cyc[0::2], cyc[1::2], edges))
             in_cycle.update(cyc)
             if len(a.cycles) >= MAX_CYCLES:

@@ -4,19 +4,10 @@
     threads(target, process)     -> Walk of Thread
     all_threads(target)          -> (processes, threads, Diagnostics)
 """
-from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
+from ..errors import FieldNotFound, MemoryFault, SymbolNotFound
 from .diag import Diagnostics
 from .lists import walk_list
 from .views import Struct
-
-
-def enum_names(target, enum):
-    """{value: name} of an enum of the target's layouts ({} when the build lacks it)."""
-    try:
-        consts = target.layouts().enum(enum)
-    except TypeNotFound:
-        return {}
-    return {v: k for k, v in consts.items()}
 
 
 class Process(object):
@@ -78,7 +69,7 @@ def decode_thread(target, addr, process):
     """A Thread from the _ETHREAD at addr; MemoryFault if its core fields are unreadable."""
     t = Thread(addr, process)
     e = Struct(target, "_ETHREAD", addr)
-    k = Struct(target, "_KTHREAD", addr)
+    k = e.sub("Tcb", "_KTHREAD")
     t.view = k
     t.state = k["State"]
     t.wait_reason = k["WaitReason"]

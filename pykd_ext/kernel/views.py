@@ -80,7 +80,12 @@ class Struct(object):
     def sub(self, name, typename=None):
         """A view of the embedded structure `name` (type from the layout unless given)."""
         f = self.layout.field(name)
-        return Struct(self.target, typename or f.type, self.address + f.offset)
+        v = Struct(self.target, typename or f.type, self.address + f.offset)
+        if self._raw is None:
+            self._bytes(f)                     # read the parent once, then slice it
+        if self._raw and f.offset + v.layout.size <= len(self._raw):
+            v._raw = self._raw[f.offset:f.offset + v.layout.size]
+        return v
 
     def __repr__(self):
         return "<%s @ 0x%x>" % (self.layout.name, self.address)

@@ -75,6 +75,5 @@ def wait_blocks(thread, diags):
 
 def object_type(target, address):
     """The _KOBJECTS name of the dispatcher object at `address` (MemoryFault if unreadable)."""
-    from .processes import enum_names
     t = Struct(target, "_DISPATCHER_HEADER", address)["Type"]
-    return enum_names(target, "_KOBJECTS").get(t, "Type%d" % t)
+    return target.layouts().enum_names("_KOBJECTS").get(t, "Type%d" % t)

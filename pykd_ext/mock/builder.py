@@ -94,8 +94,9 @@ class ModuleInfo(object):
 class ThreadInfo(object):
     """What the builder remembers of a thread it made (never shipped to the analysis)."""
 
-    def __init__(self, address, process, stack_limit, stack_base):
+    def __init__(self, address, process, stack_limit, stack_base, start):
         self.address = address
+        self.start = start
         self.process = process
         self.stack_limit = stack_limit
         self.stack_base = stack_base
@@ -110,6 +111,8 @@ class ScenarioBuilder(object):
         self.mem = Memory()
         self.modules = {}
         self.symbols = {}
+        self._sym_index = {}         # lower-case name -> address
+        self.threads = {}            # KTHREAD -> ThreadInfo (the builder's own bookkeeping)
         self.stacks = {}
         self.processors = []
         self.bugcheck_data = None
@@ -210,9 +213,8 @@ class ScenarioBuilder(object):
 
     def sym(self, name):
         """Address of function `module!Func` (made on first use), or `module+0xoff`."""
-        key = name.lower()
-        if key in {k.lower() for k in self.symbols}:
-            return next(v for k, v in self.symbols.items() if k.lower() == key)
+        if name.lower() in self._sym_index:
+            return self._sym_index[name.lower()]
         mod, _, func = name.partition("!")
         if "+" in name and not func:
             mod, off = name.split("+")
@@ -220,15 +222,19 @@ class ScenarioBuilder(object):
         m = self.module(mod)
         a = m.next_func
         m.next_func += FUNC_SLOT
-        self.symbols[name] = a
+        self._add_symbol(name, a)
         return a
+
+    def _add_symbol(self, name, address):
+        self.symbols[name] = address
+        self._sym_index[name.lower()] = address
 
     def global_(self, name, size, align=16):
         mod = name.split("!")[0]
         m = self.module(mod)
         a = (m.next_data + align - 1) // align * align
         m.next_data = a + size
-        self.symbols[name] = a
+        self._add_symbol(name, a)
         self.mem.map(a, size)
         return a
 
@@ -294,7 +300,7 @@ class ScenarioBuilder(object):
         self.list_insert_tail(process + self.off("_EPROCESS", "Pcb.ThreadListHead"),
                               a + self.off("_KTHREAD", "ThreadListEntry"))
         self.list_init(a + self.off("_KTHREAD", "MutantListHead"))
-        info = ThreadInfo(a, process, limit, base)
+        info = ThreadInfo(a, process, limit, base, start)
         out = []
         for i, spec in enumerate(frames):
             ip = self.code(spec)
@@ -307,13 +313,16 @@ class ScenarioBuilder(object):
         for i, (ip, fsp) in enumerate(out):          # return addresses where x64 pushes them
             if i + 1 < len(out):
                 self.u64(out[i + 1][1] - 8, out[i + 1][0])
-        self._threads = getattr(self, "_threads", {})
-        self._threads[a] = info
+        self.threads[a] = info
         return a
+
+    def thread_started_at(self, start):
+        """The thread this builder made with start routine `start` (module!Func)."""
+        return next(a for a, t in self.threads.items() if t.start == start)
 
     def frame_sp(self, thread, function):
         """The stack pointer of the first frame of `thread` in `function` (module!Func)."""
-        for spec, sp in self._threads[thread].frames:
+        for spec, sp in self.threads[thread].frames:
             if spec.split("+")[0].lower() == function.lower():
                 return sp
         raise KeyError("thread 0x%x has no frame in %s" % (thread, function))

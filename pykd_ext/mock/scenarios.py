@@ -161,7 +161,7 @@ def corrupt_waitblock_unreadable():
     """The deadlock target where FileDeletionThread's wait block list points at memory that
     is not in the image, and one background process cannot be read at all."""
     b = eresource_deadlock(WIN81)
-    dele = [a for a, t in b._threads.items() if b.stacks[a] and "FileDeletionThread" in str(t.frames)][0]
+    dele = b.thread_started_at("TestDriver!FileDeletionThread")
     b.put("_KTHREAD", dele, WaitBlockList=0xfffffa80deadb000)
     b.comment = "corrupt: FileDeletionThread's WaitBlockList points at unreadable memory"
     return b

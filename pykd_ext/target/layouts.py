@@ -83,6 +83,7 @@ class LayoutSet(object):
         self.enums = enums
         self.base_types = base_types or {}
         self.aliases = aliases or {}
+        self._names = {}
 
     def layout(self, name):
         name = name.split("!")[-1]
@@ -106,6 +107,17 @@ class LayoutSet(object):
         if e is None:
             raise TypeNotFound("nt!" + name)
         return e["constants"] if "constants" in e else e
+
+    def enum_names(self, name):
+        """{value: constant name} of an enum ({} when the build lacks it), built once."""
+        names = self._names.get(name)
+        if names is None:
+            try:
+                names = {v: k for k, v in self.enum(name).items()}
+            except TypeNotFound:
+                names = {}
+            self._names[name] = names
+        return names
 
     def to_json(self):
         return {"build": self.build, "pointer_size": self.pointer_size, "structs": self._raw,
