@@ -1,4 +1,9 @@
-"""`pykd-ext <command>` and `python -m pykd_ext <command>`.
+"""`pykd-ext <command>` and `python -m pykd_ext <command>`, also what `!py -m pykd_ext` and
+the scripts in scripts/ run inside WinDbg.
+
+The target is one of: `--target FILE` (a mock target or a recording), `--dump FILE` (a crash
+dump through pykd), `--kdnet CONNECTION` (a kernel debugging connection through pykd); with
+none of them, inside WinDbg/KD, the debugger's current session.
 
 Exit status: 0 when the analysis ran (whatever it found), 2 for a bad argument or an
 unusable target, 130 when interrupted before anything could be reported.
@@ -8,7 +13,7 @@ import sys
 
 from . import __version__
 from .commands import COMMANDS
-from .errors import PykdExtError, TargetFileError, TypeNotFound, FieldNotFound
+from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
 from .target.cache import CachedTarget
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -32,19 +37,37 @@ def build_parser():
         sp = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or "").strip(),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.error = p.error
-        src = sp.add_argument_group("target")
-        src.add_argument("--target", metavar="FILE", help="a mock target file (.json or .json.gz)")
-        sp.add_argument("--no-color", action="store_true", help="plain text (also: NO_COLOR=1)")
+        src = sp.add_argument_group("target (one of them; none inside WinDbg: its current session)")
+        one = src.add_mutually_exclusive_group()
+        one.add_argument("--target", metavar="FILE", help="a mock target or a recording (.json or .json.gz)")
+        one.add_argument("--dump", metavar="FILE", help="a kernel crash dump, opened with pykd (Windows)")
+        one.add_argument("--kdnet", metavar="CONNECTION",
+                         help='a kernel debugging connection as for kd -k, e.g. "net:port=50000,key=1.2.3.4" '
+                              'or "com:port=COM1,baud=115200"; waits until the target connects')
+        sp.add_argument("--no-color", action="store_true",
+                        help="plain text: no colour, no DML links (also: NO_COLOR=1)")
         mod.add_arguments(sp)
     return p
 
 
-def open_target(args):
+def open_target(args, err):
+    """The backend the arguments name (not yet cached)."""
     if args.target:
         from .target.mock import MockTarget
-        return CachedTarget(MockTarget.load(args.target))
-    raise TargetFileError("no target: give --target FILE (a mock target); running on a live kernel "
-                          "or a dump needs the pykd backend")
+        return MockTarget.load(args.target)
+    from .target import pykd_backend
+    if args.dump:
+        return pykd_backend.open_dump(args.dump)
+    if args.kdnet is not None:
+        def notify(text):
+            err.write("pykd-ext: %s\n" % text)
+            err.flush()
+        return pykd_backend.open_kernel(args.kdnet, notify)
+    session = pykd_backend.current_session()
+    if session is not None:
+        return session
+    raise TargetUnavailable("no target: give --target FILE (a mock target or recording), --dump FILE "
+                            "or --kdnet CONNECTION, or run inside WinDbg with !py")
 
 
 def main(argv=None, out=None, err=None):
@@ -60,12 +83,18 @@ def main(argv=None, out=None, err=None):
         parser.print_help(err)
         return EXIT_USAGE
     try:
-        target = open_target(args)
+        target = CachedTarget(open_target(args, err))
     except PykdExtError as e:
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE
+    except (KeyboardInterrupt, SystemExit) as e:
+        err.write("pykd-ext: %s: interrupted while opening the target (%s)\n" % (args.command, str(e) or "Ctrl+C"))
+        return 130
     try:
         return COMMANDS[args.command].run(args, target, out)
+    except UsageError as e:
+        err.write("pykd-ext: %s\n" % e)
+        return EXIT_USAGE
     except (TypeNotFound, FieldNotFound) as e:
         err.write("pykd-ext: %s: unusable target %s: %s\n" % (args.command, target.name, e))
         return EXIT_USAGE
@@ -74,6 +103,14 @@ def main(argv=None, out=None, err=None):
     except KeyboardInterrupt:
         err.write("pykd-ext: %s: interrupted\n" % args.command)
         return 130
+
+
+def script_main(command):
+    """What scripts/<command>.py runs: `!py <checkout>\\scripts\\<command>.py [args]` inside
+    WinDbg, or `python scripts/<command>.py [args]` with the CLI's options."""
+    code = main([command] + sys.argv[1:])
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,12 @@ class FieldNotFound(PykdExtError, KeyError):
 class TargetFileError(PykdExtError):
     """A mock target file is unusable: message names the file and what is wrong."""
 
+
+class TargetUnavailable(PykdExtError):
+    """No target could be opened (pykd missing, a dump that does not load, a refused
+    connection, not a kernel session): the message says which and why."""
+
+
+
+class UsageError(PykdExtError):
+    """A bad argument found after parsing (an unknown command name, an unwritable output)."""

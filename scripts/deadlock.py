@@ -1,13 +1,11 @@
-"""!py entry script: `!py <checkout>\\scripts\\deadlock.py [args]` inside WinDbg, or
-`python scripts/deadlock.py --target F` from a plain Python (same options as the CLI)."""
+"""!py entry script for `deadlock`: `!py <checkout>\\scripts\\deadlock.py [args]` inside WinDbg (or
+`!py deadlock [args]` with scripts\\ on PATH), or `python scripts/deadlock.py [args]` from a plain
+Python with the CLI's options."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pykd_ext.cli import main  # noqa: E402
+from pykd_ext.cli import script_main  # noqa: E402
 
-if __name__ == "__main__":
-    code = main(["deadlock"] + sys.argv[1:])
-    if code:
-        sys.exit(code)
+script_main("deadlock")

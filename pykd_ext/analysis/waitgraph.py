@@ -52,14 +52,17 @@ RESOURCE_ACQUIRERS = {
 class Lock(object):
     """A lock object seen as held or waited on.  kind: ERESOURCE, mutant, fast mutex,
     guarded mutex.  owners: [(owner value, mode)]; owner values are thread addresses, except
-    an ERESOURCE owner pointer (low bits 3)."""
-    __slots__ = ("address", "kind", "owners", "name", "waiters")
+    an ERESOURCE owner pointer (low bits 3).  typename: the structure it was decoded as;
+    device: the device object whose extension holds it, when that is how it was named."""
+    __slots__ = ("address", "kind", "typename", "owners", "name", "device", "waiters")
 
-    def __init__(self, address, kind, owners=(), name=None):
+    def __init__(self, address, kind, typename=None, owners=(), name=None):
         self.address = address
         self.kind = kind
+        self.typename = typename
         self.owners = list(owners)
         self.name = name
+        self.device = None
         self.waiters = []
 
 
@@ -159,20 +162,21 @@ class StackIndex(object):
 
 
 def lock_name(target, address, stacks):
-    """A global's symbol, else module+0xoff, else where it lives."""
+    """(name, device): a global's symbol, else module+0xoff, else where it lives; device is
+    the device object whose extension holds the lock, when that names it."""
     s = target.describe(address)
     if "!" in s and "+" not in s:
-        return s
+        return s, None
     if target.module_at(address) is not None:
-        return s
+        return s, None
     t = stacks.owner(address)
     if t is not None:
-        return "on the stack of thread 0x%x" % t
+        return "on the stack of thread 0x%x" % t, None
     dev = device_containing(target, address)
     if dev is not None:
         devobj, off, drv = dev
-        return "%sdevice 0x%x extension+0x%x" % ((drv + " ") if drv else "", devobj, off)
-    return ""
+        return "%sdevice 0x%x extension+0x%x" % ((drv + " ") if drv else "", devobj, off), devobj
+    return "", None
 
 
 def analyze(target):
@@ -238,14 +242,14 @@ def _collect(target, a):
     stacks = StackIndex(threads)
     a.name_lock = lambda address: lock_name(target, address, stacks)
 
-    def lock(address, kind):
+    def lock(address, kind, typename):
         lk = a.locks.get(address)
         if lk is None:
-            lk = a.locks[address] = Lock(address, kind)
+            lk = a.locks[address] = Lock(address, kind, typename)
         return lk
 
     def resource_lock(r):
-        lk = lock(r.address, "ERESOURCE")
+        lk = lock(r.address, "ERESOURCE", "_ERESOURCE")
         lk.owners = list(r.owners)
         return lk
 
@@ -293,7 +297,7 @@ def _collect(target, a):
                 except MemoryFault as e:
                     diags.add("unreadable", "mutant 0x%x is unreadable" % obj, e.address)
                     owner = 0
-                lk = lock(obj, "mutant")
+                lk = lock(obj, "mutant", "_KMUTANT")
                 lk.owners = [(owner, "exclusive")] if owner else []
                 a.edges.append(Edge(t.address, obj, None, "exclusive", "wait-block"))
                 found = True
@@ -312,7 +316,7 @@ def _collect(target, a):
                     kind = mutex[1]
                     if kind == "fast mutex" and f.wait_reason == "WrGuardedMutex":
                         kind = "guarded mutex"
-                    lk = lock(mutex[0], kind)
+                    lk = lock(mutex[0], kind, mutex[2])
                     lk.owners = [(owner, "exclusive")]
                     a.edges.append(Edge(t.address, mutex[0], None, "exclusive", "wait-block"))
                     found = True
@@ -356,9 +360,9 @@ def _build_graph(a):
                 if owner in a.threads:
                     a.threads[owner].holds.append((lk.address, mode))
                     if a.name_lock is not None and lk.name is None:
-                        lk.name = a.name_lock(lk.address)
+                        lk.name, lk.device = a.name_lock(lk.address)
             if lk.waiters and a.name_lock is not None and lk.name is None:
-                lk.name = a.name_lock(lk.address)
+                lk.name, lk.device = a.name_lock(lk.address)
     except (KeyboardInterrupt, SystemExit) as e:
         a.interrupted = a.interrupted or str(e) or type(e).__name__
         a.diagnostics.add("interrupted", "interrupted (%s): the results below cover what was read before"

@@ -2,6 +2,6 @@
 
 Each module defines NAME, HELP, add_arguments(parser) and run(args, target, out) -> int.
 """
-from . import deadlock
+from . import deadlock, record
 
-COMMANDS = {m.NAME: m for m in (deadlock,)}
+COMMANDS = {m.NAME: m for m in (deadlock, record)}

@@ -6,8 +6,8 @@ Examples:
   pykd-ext deadlock --target case.json.gz --format dot | dot -Tsvg > waits.svg
 """
 from ..analysis.waitgraph import analyze
-from ..render.deadlock import render_dot, render_json, render_text
-from ..render.style import Style, want_color
+from ..render.deadlock import links, render_dot, render_json, render_text
+from ..render.style import text_output
 
 NAME = "deadlock"
 HELP = "find wait-for cycles and wait chains among threads and locks"
@@ -26,6 +26,6 @@ def run(args, target, out):
     elif args.format == "dot":
         render_dot(a, out)
     else:
-        style = Style(want_color(out, args.no_color))
-        render_text(a, out, style, "deadlock -- %s (%s)" % (target.name, build))
+        style, stream = text_output(out, args.no_color, lambda: links(a))
+        render_text(a, stream, style, "deadlock -- %s (%s)" % (target.name, build))
     return 0

@@ -14,12 +14,11 @@ blocks, how wait blocks link) it does what that build's kernel does, choosing by
 layout holds.  The analysis only ever sees the memory, symbols, stacks and layouts it writes.
 """
 import base64
-import gzip
 import json
 import struct
 
 from ..target.layouts import load_shipped, supplement
-from ..target.mock import FORMAT, VERSION, MockTarget
+from ..target.mock import FORMAT, VERSION, MockTarget, save_document
 
 PAGE = 0x1000
 NT_BASE = 0xfffff80002600000
@@ -103,6 +102,9 @@ class ThreadInfo(object):
         self.frames = []      # [(symbol, sp)]
 
 
+MAX_PROCESSORS = 64        # slots of the KiProcessorBlock array laid out
+
+
 class ScenarioBuilder(object):
     def __init__(self, build, comment=""):
         self.layouts = load_shipped(build)
@@ -115,6 +117,7 @@ class ScenarioBuilder(object):
         self.threads = {}            # KTHREAD -> ThreadInfo (the builder's own bookkeeping)
         self.stacks = {}
         self.processors = []
+        self._processor_block = None
         self.bugcheck_data = None
         self._pool = POOL_BASE
         self._stack = STACK_BASE
@@ -507,6 +510,12 @@ class ScenarioBuilder(object):
         prcb = self.alloc(self.size("_KPRCB"), align=PAGE)
         self.put("_KPRCB", prcb, Number=index, CurrentThread=current_thread, IdleThread=idle_thread)
         self.processors.append({"index": index, "prcb": "0x%x" % prcb})
+        # what a debugger reads to find the processors: KiProcessorBlock[], KeNumberProcessors
+        if self._processor_block is None:
+            self._processor_block = self.global_("nt!KiProcessorBlock", 8 * MAX_PROCESSORS)
+            self._processor_count = self.global_("nt!KeNumberProcessors", 4)
+        self.u64(self._processor_block + 8 * index, prcb)
+        self.u32(self._processor_count, len(self.processors))
         return prcb
 
     def bugcheck(self, code, *args):
@@ -535,11 +544,4 @@ class ScenarioBuilder(object):
         return MockTarget(json.loads(json.dumps(self.document())), name="built:" + self.build)
 
     def save(self, path):
-        data = json.dumps(self.document(), indent=None, separators=(",", ":")).encode("utf-8")
-        if path.endswith(".gz"):
-            with open(path, "wb") as f:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz:
-                    gz.write(data)
-        else:
-            with open(path, "wb") as f:
-                f.write(data)
+        save_document(self.document(), path)

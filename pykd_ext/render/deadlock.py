@@ -68,12 +68,29 @@ def _drivers(a, threads):
 
 # -- text ----------------------------------------------------------------------------------------
 
+def links(a):
+    """{address: debugger command} for every thread, lock and device the findings name."""
+    out = {}
+    for addr in a.thread_index:
+        out[addr] = "!thread 0x%x" % addr
+    for n, d in a.graph.nodes(data=True):
+        if d.get("kind") == "thread":
+            out[n] = "!thread 0x%x" % n
+    for addr, lk in a.locks.items():
+        out[addr] = "dt nt!%s 0x%x" % (lk.typename or "_DISPATCHER_HEADER", addr)
+        if lk.device:
+            out[lk.device] = "!devstack 0x%x" % lk.device
+    for f in a.threads.values():
+        for obj, _ in f.waits_on:
+            out.setdefault(obj, "dt nt!_DISPATCHER_HEADER 0x%x" % obj)
+    return out
+
+
 class TextRenderer(object):
-    def __init__(self, a, out, style, link=None):
+    def __init__(self, a, out, style):
         self.a = a
         self.out = out
         self.s = style
-        self.link = link or (lambda kind, addr, text: text)
 
     def w(self, text=""):
         self.out.write(text + "\n")
@@ -81,13 +98,13 @@ class TextRenderer(object):
     def lock_label(self, addr):
         lk = self.a.locks.get(addr)
         kind = lk.kind if lk else "lock"
-        text = self.link("lock", addr, "0x%x" % addr)
+        text = "0x%x" % addr
         name = lk.name if lk else ""
         return "%s %s%s" % (kind, self.s("addr", text), (" (%s)" % name) if name else "")
 
     def thread_label(self, addr):
         f = self.a.threads.get(addr)
-        link = self.s("addr", self.link("thread", addr, "0x%x" % addr))
+        link = self.s("addr", "0x%x" % addr)
         if f is None:
             return "thread %s (not in any thread list)" % link
         t = f.thread
@@ -195,8 +212,8 @@ class TextRenderer(object):
         self.w()
 
 
-def render_text(a, out, style, header, link=None):
-    TextRenderer(a, out, style, link).render(header)
+def render_text(a, out, style, header):
+    TextRenderer(a, out, style).render(header)
 
 
 def render_dot(a, out):

@@ -12,6 +12,10 @@ A mock target file is JSON (optionally gzip) with a format name and version:
      "bugcheck":   null | {"code": "0x9f", "args": ["0x...", "0x...", "0x...", "0x..."]},
      "comment":    "free text for people"}
 
+Recordings (`pykd-ext record`) add two optional keys: "origin", the name of the target recorded
+(shown as the target's name, so a replay prints what the original run printed), and
+"describe", {"0x<address>": "mod!sym+0xoff"}: the symbolizations the original target gave.
+
 Loading validates everything and raises TargetFileError with one line naming the file and the
 place that is wrong.  The analyses see only this: memory, symbols, layouts, stacks.
 """
@@ -47,11 +51,24 @@ def _obj(v, where, kind=dict):
     return v
 
 
+def save_document(doc, path):
+    """Write a mock target document: gzip (reproducible: no name, mtime 0) when `path` ends
+    in .gz, else plain JSON.  OSError propagates."""
+    data = json.dumps(doc, indent=None, separators=(",", ":")).encode("utf-8")
+    if path.endswith(".gz"):
+        with open(path, "wb") as f:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz:
+                gz.write(data)
+    else:
+        with open(path, "wb") as f:
+            f.write(data)
+
+
 class MockTarget(Target):
     def __init__(self, doc, name="mock target"):
-        self.name = name
         self.doc = doc
         self._parse(doc)
+        self.name = doc.get("origin") or name
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -151,6 +168,15 @@ class MockTarget(Target):
                 raise ValueError("%s.index: expected an integer" % w)
             self._processors.append(Processor(p["index"], _hex(p.get("prcb"), w + ".prcb")))
 
+        origin = doc.get("origin")
+        if origin is not None and not isinstance(origin, str):
+            raise ValueError("origin: expected a string")
+        self._described = {}
+        for k, v in _obj(doc.get("describe", {}), "describe").items():
+            if not isinstance(v, str):
+                raise ValueError("describe[%s]: expected a string" % json.dumps(k))
+            self._described[_hex(k, "describe key %s" % json.dumps(k))] = v
+
         bc = doc.get("bugcheck")
         self._bugcheck = None
         if bc is not None:
@@ -191,6 +217,9 @@ class MockTarget(Target):
         return None
 
     def describe(self, address):
+        s = self._described.get(address)
+        if s is not None:
+            return s
         m = self.module_at(address)
         if m is None:
             return "0x%x" % address

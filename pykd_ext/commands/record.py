@@ -1,0 +1,75 @@
+"""record: run commands over a target and keep exactly what they read, as a mock target.
+
+Replaying the recording (`--target FILE`) gives byte-identical output for the recorded
+commands, on any OS, without the dump or the debugger.
+
+Examples:
+  pykd-ext record --dump C:\\Windows\\MEMORY.DMP -o case.json.gz
+  pykd-ext record --kdnet "net:port=50000,key=1.2.3.4" -o case.json.gz deadlock
+  !py -m pykd_ext record -o case.json.gz deadlock          (inside WinDbg)
+  pykd-ext deadlock --target case.json.gz                    (the replay)
+
+What a recording holds (it is kernel memory: read it before you send it anywhere): the bytes
+of every structure the commands read -- process and thread objects (image names, thread ids,
+start addresses), kernel stacks of the threads unwound, lock and wait objects, device and
+driver objects and their names -- plus the symbols and addresses looked up, module names and
+ranges, the structure layouts used, processor blocks and the bug check code and arguments.
+It holds no user-mode memory, no file contents and no memory the commands did not read.
+"""
+import io
+
+from ..errors import FieldNotFound, TypeNotFound, UsageError
+from ..target.mock import save_document
+from ..target.record import RecordingTarget
+
+NAME = "record"
+HELP = "run commands and write what they read as a replayable mock target"
+
+
+def add_arguments(p):
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the recording to write (.json.gz: gzip, else plain JSON)")
+    p.add_argument("commands", nargs="*", metavar="COMMAND",
+                   help="the commands to record (default: every command)")
+
+
+def run(args, target, out):
+    from . import COMMANDS
+    from ..cli import build_parser
+
+    names = args.commands or [n for n in COMMANDS if n != NAME]
+    bad = [n for n in names if n not in COMMANDS or n == NAME]
+    if bad:
+        raise UsageError("record: no command %s (commands: %s)" % (
+            ", ".join(bad), ", ".join(n for n in COMMANDS if n != NAME)))
+    parser = build_parser()
+    rec = RecordingTarget(target)
+    results = []
+    interrupted = None
+    for name in names:
+        sub = parser.parse_args([name, "--no-color"])
+        try:
+            COMMANDS[name].run(sub, rec, io.StringIO())
+            results.append((name, "recorded"))
+        except (TypeNotFound, FieldNotFound) as e:
+            results.append((name, "not recorded: unusable target: %s" % e))
+        except (KeyboardInterrupt, SystemExit) as e:
+            interrupted = str(e) or type(e).__name__
+            results.append((name, "interrupted (%s): recorded up to there" % interrupted))
+            break
+    comment = "recorded by pykd_ext record from %s: %s" % (target.name, ", ".join(n for n, _ in results))
+    try:
+        save_document(rec.document(comment), args.output)
+    except OSError as e:
+        raise UsageError("record: cannot write %s: %s" % (args.output, e.strerror or e))
+    s = rec.summary()
+    out.write("recorded %s into %s\n" % (target.name, args.output))
+    for name, what in results:
+        out.write("  %-10s %s\n" % (name, what))
+    out.write("  %d memory ranges (%d bytes), %d symbols, %d symbolized addresses, %d modules, "
+              "%d types, %d enums, %d stacks, %d processors, %s\n" % (
+                  s["ranges"], s["bytes"], s["symbols"], s["described"], s["modules"], s["types"],
+                  s["enums"], s["stacks"], s["processors"],
+                  "bug check data" if s["bugcheck"] else "no bug check"))
+    out.write("replay: pykd-ext <command> --target %s\n" % args.output)
+    return 130 if interrupted else 0

@@ -1,0 +1,330 @@
+"""The pykd backend: the target protocol over a live kernel, a dump or a KDNET session.
+
+Everything here was checked against pykd's source (pykd 0.3.4, kdlibcpp):
+
+- memory: `loadBytes(addr, n)` is the one bulk read; it fails as a whole with
+  `MemoryException` (no address attribute) when any byte is invalid.  We attach the address.
+  Never `loadPtrs` (one read per element) nor `typedVar` field access (one read per field).
+- layouts come from the target's own symbols (`typeInfo`), built once per type on first use.
+  pykd names base types `UInt4B`, pointers `_KTHREAD*`, arrays `_KWAIT_BLOCK[4]`, bit fields
+  `UInt4B:3`; anonymous members appear flattened, named members of unnamed types
+  (`Tail.Overlay...`) are expanded into dotted names as in the shipped layouts.
+- stacks: `getStack()` unwinds the implicit thread; `setCurrentThread()` switches it in
+  kernel mode (it is `SetImplicitThreadDataOffset`, debugger state, not target state) and the
+  previous thread is always restored.
+- `bugCheckData()` raises `DbgException` when the target has none: that is "no bug check".
+- `findSymbol()` never raises: `mod!sym+1a3`, else `mod+3c`, else bare hex.
+
+No function that writes target memory or registers is used anywhere.
+"""
+import re
+import struct
+
+from ..errors import MemoryFault, SymbolNotFound, TargetUnavailable, TypeNotFound
+from .base import BugCheck, Frame, Module, Processor, Target
+from .layouts import Field, LayoutSet, TypeLayout
+
+# pykd's base type names -> the shipped layouts' names (same names, same decoding)
+_BASE = {
+    "Char": "char", "WChar": "wchar", "Int1B": "char", "UInt1B": "unsigned char",
+    "Int2B": "short", "UInt2B": "unsigned short", "Int4B": "int", "UInt4B": "unsigned int",
+    "Int8B": "long long", "UInt8B": "unsigned long long", "Long": "long", "ULong": "unsigned long",
+    "Float": "f32", "Double": "double", "Bool": "bool", "Void": "void", "Hresult": "HRESULT",
+    "NoType": "void",
+}
+
+BASE_TYPES = {
+    "char": {"size": 1, "signed": True, "kind": "char"},
+    "unsigned char": {"size": 1, "signed": False, "kind": "char"},
+    "wchar": {"size": 2, "signed": True, "kind": "int"},
+    "short": {"size": 2, "signed": True, "kind": "int"},
+    "unsigned short": {"size": 2, "signed": False, "kind": "int"},
+    "int": {"size": 4, "signed": True, "kind": "int"},
+    "unsigned int": {"size": 4, "signed": False, "kind": "int"},
+    "long": {"size": 4, "signed": True, "kind": "int"},
+    "unsigned long": {"size": 4, "signed": False, "kind": "int"},
+    "long long": {"size": 8, "signed": True, "kind": "int"},
+    "unsigned long long": {"size": 8, "signed": False, "kind": "int"},
+    "f32": {"size": 4, "signed": True, "kind": "float"},
+    "double": {"size": 8, "signed": True, "kind": "float"},
+    "bool": {"size": 1, "signed": False, "kind": "bool"},
+    "HRESULT": {"size": 4, "signed": False, "kind": "int"},
+    "void": {"size": 0, "signed": True, "kind": "void"},
+}
+
+# WDK typedefs that public symbols do not carry as types of their own: used only when the
+# target's symbols lack the name (8.1 and later define KGUARDED_MUTEX as FAST_MUTEX).
+TYPEDEFS = {"_KGUARDED_MUTEX": "_FAST_MUTEX"}
+
+MAX_NESTING = 4          # dotted depth through unnamed member types (the shipped sets need 3)
+MAX_PROCESSORS = 2048
+
+_HEX = re.compile(r"^[0-9a-fA-F`]+$")
+_DISP = re.compile(r"^(.*?)([+-])([0-9a-fA-F`]+)$")
+
+
+def _unnamed(name):
+    n = name.lower()
+    return n.startswith("<") or "unnamed" in n or "anonymous" in n
+
+
+def parse_find_symbol(text, address):
+    """pykd's findSymbol text -> the protocol's `mod!sym+0xoff` / `mod+0xoff` / `0x...`."""
+    text = (text or "").strip()
+    if not text or _HEX.match(text):
+        return "0x%x" % address
+    m = _DISP.match(text)
+    if m and m.group(1):
+        head, sign, disp = m.group(1), m.group(2), int(m.group(3).replace("`", ""), 16)
+        return "%s%s0x%x" % (head, sign, disp) if disp else head
+    return text
+
+
+class LiveLayouts(LayoutSet):
+    """A LayoutSet read from the target's symbols through typeInfo, one type at a time."""
+
+    def __init__(self, pykd, build, pointer_size, module="nt"):
+        LayoutSet.__init__(self, build, pointer_size, {}, {}, dict(BASE_TYPES), {})
+        self._pykd = pykd
+        self._module = module
+        self._missing = set()
+        self.calls = 0           # typeInfo calls made (symbol look-ups, not target reads)
+
+    def _type_info(self, name):
+        self.calls += 1
+        try:
+            return self._pykd.typeInfo("%s!%s" % (self._module, name))
+        except self._pykd.DbgException:
+            return None
+
+    def _type_string(self, ti):
+        p = self._pykd
+        if ti.isBitField():
+            return _BASE.get(ti.name().split(":")[0], "unsigned long")
+        if ti.isPointer():
+            try:
+                inner = ti.deref()
+            except p.DbgException:
+                return "ptr:void"
+            if inner.isFunction():
+                return "ptr:function"
+            return "ptr:" + self._type_string(inner)
+        if ti.isArray():
+            elem = ti.deref()
+            n = ti.size() // elem.size() if elem.size() else 0
+            return "%s[%d]" % (self._type_string(elem), n)
+        if ti.isEnum():
+            return "enum:" + ti.name()
+        if ti.isFunction():
+            return "function"
+        if ti.isBase() or ti.name() in _BASE:
+            return _BASE.get(ti.name(), ti.name())
+        return ti.name()
+
+    def _build(self, name, ti):
+        fields = {}
+        work = [("", 0, ti, 0)]
+        while work:
+            prefix, base, t, depth = work.pop()
+            for fname, ft in t.fields():
+                full = prefix + fname
+                off = base + t.fieldOffset(fname)
+                bits = (ft.bitOffset(), ft.bitWidth()) if ft.isBitField() else (None, None)
+                typ = self._type_string(ft)
+                fields.setdefault(full, Field(full, off, ft.size(), typ, bits[0], bits[1]))
+                if (ft.isUserDefined() and not ft.isPointer() and not ft.isArray()
+                        and _unnamed(ft.name()) and depth < MAX_NESTING):
+                    work.append((full + ".", off, ft, depth + 1))
+        return TypeLayout(name, ti.size(), fields)
+
+    def layout(self, name):
+        name = name.split("!")[-1]
+        t = self._types.get(name)
+        if t is not None:
+            return t
+        if name not in self._missing:
+            ti = self._type_info(name)
+            if ti is None and name in TYPEDEFS:
+                ti = self._type_info(TYPEDEFS[name])
+            if ti is not None:
+                t = self._types[name] = self._build(name, ti)
+                return t
+            self._missing.add(name)
+        raise TypeNotFound("%s!%s" % (self._module, name))
+
+    def has_type(self, name):
+        try:
+            self.layout(name)
+            return True
+        except TypeNotFound:
+            return False
+
+    def enum(self, name):
+        name = name.split("!")[-1]
+        e = self.enums.get(name)
+        if e is None:
+            ti = self._type_info(name)
+            if ti is None or not ti.isEnum():
+                raise TypeNotFound("%s!%s" % (self._module, name))
+            e = self.enums[name] = {fname: int(v) for fname, v in ti.fields()}
+        return e
+
+    def to_json(self):
+        d = LayoutSet.to_json(self)
+        d["structs"] = {n: t.to_json() for n, t in self._types.items()}
+        return d
+
+
+class PykdTarget(Target):
+    """The protocol over the pykd session already open in `pykd` (a module)."""
+
+    def __init__(self, pykd, name):
+        self.pykd = pykd
+        self.name = name
+        self._layouts = None
+        self._modules = []       # Modules found so far: most look-ups hit one of these
+        self.reads = 0
+
+    # -- memory ------------------------------------------------------------------------------
+
+    def read(self, address, size):
+        self.reads += 1
+        try:
+            return bytes(self.pykd.loadBytes(address, size))
+        except self.pykd.MemoryException:
+            raise MemoryFault(address, size)
+
+    # -- symbols -----------------------------------------------------------------------------
+
+    def symbol(self, name):
+        if "!" not in name:
+            name = "nt!" + name
+        try:
+            return int(self.pykd.getOffset(name))
+        except self.pykd.DbgException:
+            raise SymbolNotFound(name)
+
+    def describe(self, address):
+        return parse_find_symbol(self.pykd.findSymbol(address), address)
+
+    def module_at(self, address):
+        for m in self._modules:
+            if m.base <= address < m.end:
+                return m
+        try:
+            mod = self.pykd.module(address)
+        except self.pykd.DbgException:
+            return None
+        m = Module(mod.name(), mod.image(), int(mod.begin()), int(mod.end()))
+        self._modules.append(m)
+        return m
+
+    def layouts(self):
+        if self._layouts is None:
+            p = self.pykd
+            try:
+                v = p.getSystemVersion()
+                build = str(v.buildString) or "build %d" % v.buildNumber
+            except p.DbgException:
+                build = "unknown build"
+            self._layouts = LiveLayouts(p, build, int(p.ptrSize()))
+        return self._layouts
+
+    # -- processors, stacks, bug check -------------------------------------------------------
+
+    def processors(self):
+        ps = self.layouts().pointer_size
+        fmt = "<Q" if ps == 8 else "<I"
+        try:
+            n = struct.unpack("<I", self.read(self.symbol("nt!KeNumberProcessors"), 4))[0]
+            block = self.symbol("nt!KiProcessorBlock")
+        except (SymbolNotFound, MemoryFault):
+            return []
+        if not 0 < n <= MAX_PROCESSORS:
+            n = n & 0xff                     # a one-byte CCHAR on some builds
+        try:
+            raw = self.read(block, n * ps)
+        except MemoryFault:
+            return []
+        out = []
+        for i in range(n):
+            prcb = struct.unpack_from(fmt, raw, i * ps)[0]
+            if not prcb:
+                break
+            out.append(Processor(i, prcb))
+        return out
+
+    def stack(self, thread):
+        p = self.pykd
+        previous = p.getCurrentThread()
+        try:
+            p.setCurrentThread(thread)
+            frames = p.getStack()
+            return [Frame(int(f.ip), int(f.ret), int(f.sp), int(f.fp)) for f in frames]
+        except p.DbgException:
+            return []
+        finally:
+            p.setCurrentThread(previous)
+
+    def bugcheck(self):
+        try:
+            data = self.pykd.bugCheckData()
+        except self.pykd.DbgException:
+            return None                      # a live target, or a dump without bug check data
+        code = int(data[0])
+        if not code:
+            return None
+        args = [int(a) for a in data[1:5]]
+        return BugCheck(code, args + [0] * (4 - len(args)))
+
+
+# -- opening a session ------------------------------------------------------------------------
+
+def import_pykd(why):
+    try:
+        import pykd
+    except ImportError as e:
+        raise TargetUnavailable("%s needs pykd, which runs on Windows only (pip install pykd): %s"
+                                % (why, e))
+    return pykd
+
+
+def _require_kernel(pykd, name):
+    if not pykd.isKernelDebugging():
+        raise TargetUnavailable("%s is not a kernel target: these commands read kernel structures"
+                                % name)
+
+
+def open_dump(path):
+    pykd = import_pykd("--dump")
+    try:
+        pykd.loadDump(path)
+    except pykd.DbgException as e:
+        raise TargetUnavailable("%s: cannot load the dump: %s" % (path, str(e).strip() or type(e).__name__))
+    _require_kernel(pykd, path)
+    return PykdTarget(pykd, path)
+
+
+def open_kernel(connection, notify):
+    pykd = import_pykd("--kdnet")
+    notify("waiting for the target to connect (%s); attachKernel blocks until it does, "
+           "Ctrl+C gives up" % (connection or "local kernel"))
+    try:
+        pykd.attachKernel(connection)
+    except pykd.DbgException as e:
+        raise TargetUnavailable("%s: cannot attach: %s" % (connection, str(e).strip() or type(e).__name__))
+    _require_kernel(pykd, connection)
+    return PykdTarget(pykd, "kernel " + connection if connection else "local kernel")
+
+
+def current_session():
+    """The debugger session this code runs inside (WinDbg/KD with `!py`), or None."""
+    try:
+        import pykd
+    except ImportError:
+        return None
+    if not pykd.isWindbgExt():
+        return None
+    _require_kernel(pykd, "this debugger session")
+    name = "dump" if pykd.isDumpAnalyzing() else "live kernel"
+    return PykdTarget(pykd, "debugger session (%s)" % name)
