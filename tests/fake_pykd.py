@@ -396,7 +396,7 @@ class FakePykd(types.ModuleType):
             base = _PYKD_BASE.get(t, t)
             return FakeTypeInfo(self, "bitfield", "%s:%d" % (base, f["bit_length"]), f["size"],
                                 bit_position=f["bit_position"], bit_length=f["bit_length"])
-        if t.startswith("__anonymous"):
+        if t.startswith(("__anonymous", "__unnamed")):
             return self._unnamed(parent, member, f)
         return self._parse(t, f["size"])
 

@@ -1,0 +1,127 @@
+"""record -> replay is byte-identical; the !py scripts give what the CLI gives."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import MOCKS, ROOT, mock, run_cli
+from fake_pykd import FakePykd
+from pykd_ext.commands import COMMANDS
+from pykd_ext.target.cache import CachedTarget
+from pykd_ext.target.mock import MockTarget
+from pykd_ext.target.record import RecordingTarget
+
+SHIPPED = sorted(n[:-len(".json.gz")] for n in os.listdir(MOCKS) if n.endswith(".json.gz"))
+ANALYSES = [n for n in COMMANDS if n != "record"]
+FORMATS = {"deadlock": ["text", "json", "dot"]}
+
+
+def _outputs(source_args):
+    out = {}
+    for cmd in ANALYSES:
+        for fmt in FORMATS.get(cmd, ["text"]):
+            code, text, err = run_cli(cmd, *source_args, "--format", fmt)
+            out[cmd, fmt] = (code, text, err)
+    return out
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_replay_of_a_recording_is_byte_identical(name, tmp_path):
+    rec = str(tmp_path / "case.json.gz")
+    code, out, err = run_cli("record", "--target", mock(name), "-o", rec)
+    assert code == 0, err
+    assert "deadlock   recorded" in out
+    assert _outputs(["--target", rec]) == _outputs(["--target", mock(name)])
+
+
+@pytest.mark.parametrize("name", ["eresource_deadlock", "eresource_deadlock_win10", "corrupt_waitblock_unreadable"])
+def test_record_through_pykd_then_replay_without_it(name, tmp_path, monkeypatch):
+    fake = FakePykd()
+    monkeypatch.setitem(sys.modules, "pykd", fake)
+    rec = str(tmp_path / "case.json.gz")
+    code, out, err = run_cli("record", "--dump", mock(name), "-o", rec)
+    assert code == 0, err
+    live = _outputs(["--dump", mock(name)])
+    assert fake.forbidden == []
+    monkeypatch.setitem(sys.modules, "pykd", None)          # the replay needs no pykd
+    assert _outputs(["--target", rec]) == live
+    doc = json.loads(gzip.decompress(open(rec, "rb").read()))
+    assert "build" not in doc and doc["layouts"]["structs"]     # layouts from the target's symbols
+    assert doc["origin"] == mock(name)
+
+
+def test_a_recording_holds_the_ranges_read_not_the_pages_fetched():
+    inner = CachedTarget(MockTarget.load(mock("eresource_deadlock")))
+    rec = RecordingTarget(inner)
+    COMMANDS["deadlock"].run(_args("deadlock"), rec, _Sink())
+    doc = rec.document()
+    recorded = sum(len(d) for _, d in rec.ranges())
+    assert recorded < inner.stats.bytes                 # not the whole pages the cache fetched
+    # every recorded range starts where a read started, and every byte read is recorded
+    starts = {a for a, _ in rec._reads}
+    assert all(int(r["address"], 16) in starts for r in doc["memory"])
+    replay = MockTarget(doc)
+    for a, data in rec._reads:
+        assert replay.read(a, len(data)) == data
+    # and only the types and enums used are kept
+    assert "_KPRCB" not in doc["layouts"]["structs"]
+    assert "_ERESOURCE" in doc["layouts"]["structs"]
+
+
+def test_record_names_an_unknown_command_in_one_line(tmp_path):
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o",
+                             str(tmp_path / "x.json.gz"), "deadlok")
+    assert code == 2 and out == ""
+    assert err.strip() == "pykd-ext: record: no command deadlok (commands: deadlock)"
+    assert not (tmp_path / "x.json.gz").exists()
+
+
+def test_record_to_an_unwritable_place_is_one_line_exit_2(tmp_path):
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o",
+                             str(tmp_path / "no" / "such" / "dir.json.gz"))
+    assert code == 2
+    assert err.startswith("pykd-ext: record: cannot write ") and len(err.splitlines()) == 1
+
+
+# -- scripts ---------------------------------------------------------------------------------------
+
+def _script(name, *argv):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name + ".py")] + list(argv),
+                       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, NO_COLOR=""))
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_there_is_one_script_per_command():
+    scripts = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "scripts")) if n.endswith(".py"))
+    assert scripts == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_scripts_give_what_the_cli_gives(name, tmp_path):
+    for fmt in ("text", "json"):
+        assert _script("deadlock", "--target", mock(name), "--format", fmt) == \
+            run_cli("deadlock", "--target", mock(name), "--format", fmt)
+    a, b = str(tmp_path / "a.json.gz"), str(tmp_path / "b.json.gz")
+    code, out, err = _script("record", "--target", mock(name), "-o", a)
+    assert code == 0, err
+    assert run_cli("record", "--target", mock(name), "-o", b)[0] == 0
+    assert open(a, "rb").read() == open(b, "rb").read()
+
+
+def test_script_errors_exit_2_like_the_cli():
+    code, out, err = _script("deadlock", "--target", "/no/such/file.json.gz")
+    assert code == 2 and out == ""
+    assert err.strip() == run_cli("deadlock", "--target", "/no/such/file.json.gz")[2].strip()
+
+
+class _Sink(object):
+    def write(self, text):
+        pass
+
+
+def _args(cmd):
+    from pykd_ext.cli import build_parser
+    return build_parser().parse_args([cmd, "--no-color"])
