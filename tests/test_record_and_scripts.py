@@ -125,3 +125,19 @@ class _Sink(object):
 def _args(cmd):
     from pykd_ext.cli import build_parser
     return build_parser().parse_args([cmd, "--no-color"])
+
+
+def test_record_inside_windbg_then_replay(tmp_path, monkeypatch):
+    """!py -m pykd_ext record -o case.json.gz deadlock, then the replay anywhere."""
+    import io
+    from pykd_ext.cli import main
+    fake = FakePykd(MockTarget.load(mock("eresource_deadlock_win7")), windbg=True)
+    monkeypatch.setitem(sys.modules, "pykd", fake)
+    rec = str(tmp_path / "case.json.gz")
+    out = io.StringIO()
+    assert main(["record", "-o", rec, "deadlock"], out=out, err=io.StringIO()) == 0
+    assert out.getvalue().startswith("recorded debugger session (dump) into ")
+    session = run_cli("deadlock", "--no-color")               # in the session, plain text
+    monkeypatch.setitem(sys.modules, "pykd", None)
+    assert run_cli("deadlock", "--target", rec) == session
+    assert fake.forbidden == []
