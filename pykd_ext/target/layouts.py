@@ -99,8 +99,12 @@ class LayoutSet(object):
         return t
 
     def has_type(self, name):
-        name = name.split("!")[-1]
-        return name in self._raw or (name in self.aliases and self.aliases[name] in self._raw)
+        """Whether layout(name) gives a layout (for every LayoutSet: shipped, live, recording)."""
+        try:
+            self.layout(name)
+            return True
+        except TypeNotFound:
+            return False
 
     def enum(self, name):
         e = self.enums.get(name.split("!")[-1])

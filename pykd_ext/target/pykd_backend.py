@@ -152,13 +152,6 @@ class LiveLayouts(LayoutSet):
             self._missing.add(name)
         raise TypeNotFound("%s!%s" % (self._module, name))
 
-    def has_type(self, name):
-        try:
-            self.layout(name)
-            return True
-        except TypeNotFound:
-            return False
-
     def enum(self, name):
         name = name.split("!")[-1]
         e = self.enums.get(name)

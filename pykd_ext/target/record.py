@@ -10,7 +10,6 @@ Faults are not recorded as data: a range that faulted is simply absent, so it fa
 """
 import base64
 
-from ..errors import TypeNotFound
 from .base import Target
 from .layouts import LayoutSet
 from .mock import FORMAT, VERSION
@@ -29,13 +28,6 @@ class RecordingLayouts(LayoutSet):
         t = self.inner.layout(name)
         self.used_types[name.split("!")[-1]] = t
         return t
-
-    def has_type(self, name):
-        try:
-            self.layout(name)
-            return True
-        except TypeNotFound:
-            return False
 
     def enum(self, name):
         e = self.inner.enum(name)
