@@ -16,12 +16,13 @@ from pykd_ext.target.record import RecordingTarget
 
 SHIPPED = sorted(n[:-len(".json.gz")] for n in os.listdir(MOCKS) if n.endswith(".json.gz"))
 ANALYSES = [n for n in COMMANDS if n != "record"]
+NO_ARGS = [n for n in ANALYSES if not getattr(COMMANDS[n], "NEEDS_ARGUMENTS", False)]
 FORMATS = {"deadlock": ["text", "json", "dot"]}
 
 
 def _outputs(source_args):
     out = {}
-    for cmd in ANALYSES:
+    for cmd in NO_ARGS:
         for fmt in FORMATS.get(cmd, ["text"]):
             code, text, err = run_cli(cmd, *source_args, "--format", fmt)
             out[cmd, fmt] = (code, text, err)
@@ -75,7 +76,7 @@ def test_record_names_an_unknown_command_in_one_line(tmp_path):
     code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o",
                              str(tmp_path / "x.json.gz"), "deadlok")
     assert code == 2 and out == ""
-    assert err.strip() == "pykd-ext: record: no command deadlok (commands: deadlock)"
+    assert err.strip() == "pykd-ext: record: no command deadlok (commands: %s)" % ", ".join(ANALYSES)
     assert not (tmp_path / "x.json.gz").exists()
 
 
@@ -141,3 +142,19 @@ def test_record_inside_windbg_then_replay(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pykd", None)
     assert run_cli("deadlock", "--target", rec) == session
     assert fake.forbidden == []
+
+
+def test_record_of_commands_with_arguments_replays_byte_identical(tmp_path):
+    from test_irp_devstack import seed_case
+    from conftest import WIN7
+    _, _, irp, fdo, _ = seed_case(WIN7)
+    rec = str(tmp_path / "case.json.gz")
+    runs = ["irp %x" % irp, "devstack %x" % fdo, "deadlock"]
+    code, out, err = run_cli("record", "--target", mock("power_9f4_zteusbnet"), "-o", rec, *runs)
+    assert code == 0, err
+    for r in runs:
+        for fmt in ("text", "json"):
+            argv = r.split() + ["--format", fmt]
+            assert run_cli(*argv, "--target", rec) == run_cli(*argv, "--target", mock("power_9f4_zteusbnet"))
+    doc = json.loads(gzip.decompress(open(rec, "rb").read()))
+    assert doc["bugcheck"]["code"] == "0x9f"          # the bug check is always kept

@@ -2,6 +2,6 @@
 
 Each module defines NAME, HELP, add_arguments(parser) and run(args, target, out) -> int.
 """
-from . import deadlock, record
+from . import deadlock, devstack, irp, record
 
-COMMANDS = {m.NAME: m for m in (deadlock, record)}
+COMMANDS = {m.NAME: m for m in (deadlock, irp, devstack, record)}

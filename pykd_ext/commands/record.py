@@ -30,26 +30,35 @@ def add_arguments(p):
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="the recording to write (.json.gz: gzip, else plain JSON)")
     p.add_argument("commands", nargs="*", metavar="COMMAND",
-                   help="the commands to record (default: every command)")
+                   help='the commands to record, each with its arguments in one quoted word '
+                        '("irp fffffa8008f5cc10"); default: every command that needs no argument')
 
 
 def run(args, target, out):
     from . import COMMANDS
-    from ..cli import build_parser
+    from ..cli import UsageErrorExit, build_parser
 
-    names = args.commands or [n for n in COMMANDS if n != NAME]
-    bad = [n for n in names if n not in COMMANDS or n == NAME]
+    parser = build_parser()
+    if args.commands:
+        runs = [c.split() for c in args.commands if c.split()]
+    else:
+        runs = [[n] for n, m in COMMANDS.items() if n != NAME and not getattr(m, "NEEDS_ARGUMENTS", False)]
+    bad = [r[0] for r in runs if r[0] not in COMMANDS or r[0] == NAME]
     if bad:
         raise UsageError("record: no command %s (commands: %s)" % (
             ", ".join(bad), ", ".join(n for n in COMMANDS if n != NAME)))
-    parser = build_parser()
+    subs = []
+    for r in runs:
+        try:
+            subs.append((" ".join(r), parser.parse_args(r + ["--no-color"])))
+        except UsageErrorExit as e:            # the parser's one-line usage error
+            raise UsageError("record: %s" % e)
     rec = RecordingTarget(target)
     results = []
     interrupted = None
-    for name in names:
-        sub = parser.parse_args([name, "--no-color"])
+    for name, sub in subs:
         try:
-            COMMANDS[name].run(sub, rec, io.StringIO())
+            COMMANDS[sub.command].run(sub, rec, io.StringIO())
             results.append((name, "recorded"))
         except (TypeNotFound, FieldNotFound) as e:
             results.append((name, "not recorded: unusable target: %s" % e))

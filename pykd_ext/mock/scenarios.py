@@ -192,6 +192,38 @@ def _list_entries(b, head):
     return out
 
 
+def power_9f4_zteusbnet(build=WIN7):
+    """Seed 003: bug check 0x9F subcode 4 (a power transition timed out, 0x258 s, waiting to
+    synchronise with PnP).  The PnP-lock holder, a System worker, has waited 10 minutes on a
+    NotificationEvent inside ZTEusbnet while handling a surprise-removal IRP (IRP_MJ_PNP /
+    0x17) pending at \\Driver\\ZTEusbnet (NDMP14), above \\Driver\\usbccgp; it holds
+    PiEngineLock exclusively and IopDeviceTreeLock shared."""
+    b = ScenarioBuilder(build, comment="0x9F/4: ZTEusbnet keeps a PnP IRP while holding the PnP lock (seed 003)")
+    system = b.process("System", 4)
+    _background(b, system)
+    for name, size in (("ZTEusbnet", 0x2e000), ("usbccgp", 0x20000), ("ndis", 0xf0000)):
+        b.module(name, name + ".sys", size=size)
+    zte, ccgp = b.driver_object("\\Driver\\ZTEusbnet"), b.driver_object("\\Driver\\usbccgp")
+    fdo, pdo = b.device_stack([(zte, "NDMP14", 0x150), (ccgp, "000000a8", 0x400)])
+    b.devnode(pdo, "USB\\VID_19D2&PID_0063&MI_04\\6&200b5242&0&0004", "ZTEusbnet")
+    worker = b.thread(system, 0x48, "nt!ExpWorkerThread", wait_reason="Executive", waited_ticks=38463,
+                      frames=WAIT_TOP + ["ZTEusbnet+0x35dd", "ZTEusbnet+0x4627",
+                                         "ndis!NdisFDevicePnPEventNotify+0x89", "ndis!ndisPnPDispatch+0x843",
+                                         "nt!IopSynchronousCall+0xe1", "nt!IopRemoveDevice+0x101",
+                                         "nt!PnpSurpriseRemoveLockedDeviceNode+0x128",
+                                         "nt!PnpDeleteLockedDeviceNode+0x37",
+                                         "nt!PnpProcessQueryRemoveAndEject+0x6cf",
+                                         "nt!PnpProcessTargetDeviceEvent+0x4c"] + WORKER)
+    b.wait_on(worker, [b.event(notification=True)])
+    b.acquire_resource(b.symbols["nt!PiEngineLock"], worker)
+    b.acquire_resource(b.symbols["nt!IopDeviceTreeLock"], worker, exclusive=False)
+    b.irp([{}] * 9 + [{"MajorFunction": 0x1b, "MinorFunction": 0x17, "DeviceObject": fdo}],
+          current=9, thread=worker)
+    triage = b.global_("nt!TRIAGE_9F_PNP", 0x30)
+    b.bugcheck(0x9F, 4, 0x258, worker, triage)
+    return b
+
+
 SHIPPED = {
     "eresource_deadlock": lambda: eresource_deadlock(WIN81),
     "eresource_deadlock_win7": lambda: eresource_deadlock(WIN7),
@@ -202,6 +234,7 @@ SHIPPED = {
     "corrupt_null_flink": corrupt_null_flink,
     "corrupt_waitblock_unreadable": corrupt_waitblock_unreadable,
     "corrupt_unreadable_process": corrupt_unreadable_process,
+    "power_9f4_zteusbnet": power_9f4_zteusbnet,
 }
 
 

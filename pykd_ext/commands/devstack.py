@@ -1,0 +1,36 @@
+"""devstack: the device stack of a device object, top to bottom, with its device node.
+
+Examples:
+  pykd-ext devstack fffffa80`0c089050 --target case.json.gz
+  !py -m pykd_ext devstack fffffa800c089050
+"""
+from ..errors import UsageError
+from ..kernel.io import device_stack
+from ..render.io import device_links, devstack_dict, render_devstack_text, render_json
+from ..render.style import text_output
+from .common import address
+
+NAME = "devstack"
+NEEDS_ARGUMENTS = True
+HELP = "the device stack of a device object (device, driver, extension, name) and its device node"
+
+
+def add_arguments(p):
+    p.add_argument("device", type=address, help="a DEVICE_OBJECT address")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def run(args, target, out):
+    st = device_stack(target, args.device)
+    if not st.devices[0].readable and len(st.devices) == 1:
+        raise UsageError("devstack: %s" % (st.diagnostics[0].message if st.diagnostics
+                                           else "0x%x is unreadable" % args.device))
+    if args.format == "json":
+        doc = devstack_dict(st)
+        doc.update({"target": target.name, "build": target.layouts().build})
+        render_json(doc, out)
+        return 0
+    style, stream = text_output(out, args.no_color, lambda: device_links(st.devices))
+    render_devstack_text(st, stream, style, "devstack 0x%x -- %s (%s)" % (
+        args.device, target.name, target.layouts().build))
+    return 0

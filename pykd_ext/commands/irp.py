@@ -1,0 +1,61 @@
+"""irp: one IRP, every stack location: major/minor by name, power type and state, device and
+driver per location, completion routine, pending and cancel flags, the thread it belongs to,
+and where it is pending now.
+
+Examples:
+  pykd-ext irp fffffa80`08f5cc10 --target case.json.gz
+  !py -m pykd_ext irp fffffa8008f5cc10
+"""
+from ..errors import MemoryFault, UsageError
+from ..kernel.io import decode_device, decode_irp
+from ..kernel.processes import decode_thread
+from ..render.io import device_links, irp_dict, render_irp_text, render_json
+from ..render.style import text_output
+from .common import address
+
+NAME = "irp"
+NEEDS_ARGUMENTS = True
+HELP = "an IRP's stack locations, the driver it is pending at and its thread"
+
+
+def add_arguments(p):
+    p.add_argument("irp", type=address, help="an IRP address")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def thread_summary(target, thread):
+    """(Cid, process name) of a thread, or None when it cannot be read."""
+    if not thread:
+        return None
+    try:
+        t = decode_thread(target, thread, None)
+        proc = ""
+        if t.view is not None:
+            from ..kernel.views import Struct
+            p = Struct(target, "_EPROCESS", t.view["Process"])
+            proc = p.raw("ImageFileName").split(b"\0")[0].decode("latin-1")
+        return "%04x.%04x" % (t.pid, t.tid), proc
+    except MemoryFault:
+        return None
+
+
+def run(args, target, out):
+    irp = decode_irp(target, args.irp)
+    if not irp.readable:
+        raise UsageError("irp: %s" % irp.diagnostics[0].message)
+    devices = {}
+    for loc in irp.locations:
+        if loc.device and loc.device not in devices:
+            devices[loc.device] = decode_device(target, loc.device, irp.diagnostics)
+    thread = thread_summary(target, irp.thread)
+    doc = irp_dict(irp, devices, thread, target.describe)
+    doc.update({"target": target.name, "build": target.layouts().build})
+    if args.format == "json":
+        render_json(doc, out)
+        return 0
+    extra = {irp.address: "!irp 0x%x" % irp.address}
+    if irp.thread:
+        extra[irp.thread] = "!thread 0x%x" % irp.thread
+    style, stream = text_output(out, args.no_color, lambda: device_links(devices.values(), extra))
+    render_irp_text(doc, stream, style, "irp 0x%x -- %s (%s)" % (args.irp, target.name, target.layouts().build))
+    return 0

@@ -1,0 +1,167 @@
+"""Renderers of IRPs and device stacks: text for people (DML inside WinDbg), JSON for programs."""
+import json
+
+from tabulate import tabulate
+
+from .deadlock import hx
+
+
+def driver_label(drv):
+    if drv is None:
+        return ""
+    return drv.name or "driver 0x%x" % drv.address
+
+
+def device_links(stack_devices, extra=()):
+    """{address: debugger command} for devices, drivers and device nodes."""
+    out = {}
+    for d in stack_devices:
+        out[d.address] = "!devstack 0x%x" % d.address
+        if d.driver is not None:
+            out[d.driver.address] = "!drvobj 0x%x 3" % d.driver.address
+        if d.devnode:
+            out[d.devnode] = "!devnode 0x%x" % d.devnode
+        if d.extension:
+            out.setdefault(d.extension, "dq 0x%x" % d.extension)
+    out.update(extra)
+    return out
+
+
+# -- devstack --------------------------------------------------------------------------------------
+
+def devstack_dict(st):
+    return {
+        "devices": [{"device": hx(d.address), "driver": driver_label(d.driver),
+                     "driver_object": hx(d.driver.address) if d.driver else None,
+                     "module": d.driver.image if d.driver else None,
+                     "extension": hx(d.extension), "name": d.name, "this": i == st.index}
+                    for i, d in enumerate(st.devices)],
+        "devnode": None if st.devnode is None else {
+            "address": hx(st.devnode.address), "instance_path": st.devnode.instance_path,
+            "service": st.devnode.service, "state": st.devnode.state, "pdo": hx(st.devnode.pdo)},
+        "warnings": [d.as_dict() for d in st.diagnostics], "complete": st.complete,
+    }
+
+
+def render_devstack_text(st, out, style, header):
+    w = out.write
+    w(style("head", header) + "\n")
+    rows = []
+    for i, d in enumerate(st.devices):
+        rows.append([">" if i == st.index else "", "0x%x" % d.address, driver_label(d.driver),
+                     "0x%x" % d.extension if d.extension else "-", d.name or "",
+                     d.driver.image if d.driver else ""])
+    for line in tabulate(rows, headers=["", "device", "driver", "extension", "name", "module"],
+                         tablefmt="simple").splitlines():
+        w("  " + line + "\n")
+    n = st.devnode
+    if n is not None:
+        w("device node 0x%x  %s\n" % (n.address, n.state))
+        w("  instance path  %s\n" % (n.instance_path or "?"))
+        w("  service        %s\n" % (n.service or "?"))
+    elif st.devices and st.devices[-1].readable:
+        w("no device node (the bottom device is not a PnP physical device object)\n")
+    _warnings(st.diagnostics, out, style)
+
+
+# -- irp -------------------------------------------------------------------------------------------
+
+def irp_dict(irp, devices, thread, describe):
+    locs = []
+    for loc in irp.locations:
+        dev = devices.get(loc.device)
+        locs.append({
+            "index": loc.index, "address": hx(loc.address), "current": loc.index == irp.current,
+            "major": loc.major, "major_name": loc.major_name, "minor": loc.minor,
+            "minor_name": loc.minor_name,
+            "power_type": loc.power[0] if loc.power else None,
+            "power_state": loc.power[1] if loc.power else None,
+            "control": loc.control, "pending": loc.pending, "flags": loc.flags,
+            "device": hx(loc.device), "device_name": dev.name if dev else None,
+            "driver": driver_label(dev.driver) if dev else None,
+            "module": dev.driver.image if dev and dev.driver else None,
+            "completion": hx(loc.completion),
+            "completion_symbol": describe(loc.completion) if loc.completion else None,
+            "context": hx(loc.context), "args": [hx(a) for a in loc.args], "readable": loc.readable})
+    cur = irp.current_loc
+    dev = devices.get(cur.device) if cur else None
+    return {
+        "irp": hx(irp.address), "stack_count": irp.stack_count,
+        "current_location": irp.current_location, "current": irp.current,
+        "thread": hx(irp.thread) if irp.thread else None, "thread_cid": thread[0] if thread else None,
+        "thread_process": thread[1] if thread else None,
+        "cancel": irp.cancel, "pending_returned": irp.pending_returned, "flags": irp.flags,
+        "status": irp.status,
+        "pending_at": None if cur is None else {
+            "device": hx(cur.device), "device_name": dev.name if dev else None,
+            "driver": driver_label(dev.driver) if dev else None,
+            "module": dev.driver.image if dev and dev.driver else None},
+        "locations": locs, "warnings": [d.as_dict() for d in irp.diagnostics],
+    }
+
+
+def render_irp_text(d, out, style, header):
+    w = out.write
+    w(style("head", header) + "\n")
+    cur = d["current"]
+    where = ("current %d (0x%s)" % (d["current_location"], d["locations"][cur]["address"][2:])
+             if cur is not None else "not yet sent to any driver (CurrentLocation %d)" % d["current_location"])
+    w("IRP %s  %d stack location%s, %s\n" % (d["irp"], d["stack_count"], "s" if d["stack_count"] != 1 else "",
+                                              where))
+    if d["thread"]:
+        who = "  Cid %s  %s" % (d["thread_cid"], d["thread_process"]) if d["thread_cid"] else ""
+        w("  thread      %s%s\n" % (d["thread"], who))
+    w("  flags       0x%x   pending returned: %s   cancel: %s   status 0x%x\n" % (
+        d["flags"], "yes" if d["pending_returned"] else "no", "yes" if d["cancel"] else "no", d["status"]))
+    rows, unused = [], []
+    for loc in d["locations"]:
+        empty = (loc["readable"] and not loc["major"] and not loc["minor"] and loc["device"] == "0x0"
+                 and loc["completion"] == "0x0")
+        if empty and not loc["current"]:
+            unused.append(loc["index"])
+            continue
+        fn = "%s / %s" % (loc["major_name"], loc["minor_name"]) if loc["readable"] else "unreadable"
+        if loc["power_type"]:
+            fn += "  %s %s" % (loc["power_type"], loc["power_state"])
+        other = loc["control"] & ~0x01
+        flags = ("pending " if loc["pending"] else "") + ("0x%02x" % other if other else "")
+        rows.append([">" if loc["current"] else "", loc["index"], fn,
+                     loc["device"] if loc["device"] != "0x0" else "-",
+                     loc["driver"] or "", loc["device_name"] or "",
+                     loc["completion_symbol"] or "-", flags.strip()])
+    if unused:
+        w("  locations %s unused\n" % _ranges(unused))
+    for line in tabulate(rows, headers=["", "#", "major / minor", "device", "driver", "name",
+                                        "completion", "control"], tablefmt="simple").splitlines():
+        w("  " + line + "\n")
+    p = d["pending_at"]
+    if p is not None:
+        w(style("bad", "pending at %s%s, device %s%s" % (
+            p["driver"] or "an unknown driver", " (%s)" % p["module"] if p["module"] else "",
+            p["device"], " (%s)" % p["device_name"] if p["device_name"] else "")) + "\n")
+    _warnings_list(d["warnings"], out, style)
+
+
+def _ranges(idx):
+    out, start = [], idx[0]
+    for a, b in zip(idx, idx[1:] + [None]):
+        if b != a + 1:
+            out.append("%d" % start if start == a else "%d-%d" % (start, a))
+            start = b
+    return ", ".join(out)
+
+
+def _warnings(diags, out, style):
+    _warnings_list([d.as_dict() for d in diags], out, style)
+
+
+def _warnings_list(warnings, out, style):
+    if warnings:
+        out.write(style("warn", "WARNINGS (%d): results may be partial" % len(warnings)) + "\n")
+        for d in warnings:
+            out.write("  - %s\n" % d["message"])
+
+
+def render_json(doc, out):
+    json.dump(doc, out, indent=2)
+    out.write("\n")
