@@ -188,6 +188,26 @@ class DeviceStack(object):
         self.complete = True
 
 
+def _follow(target, start, link, where, seen, st):
+    """Devices reached from `start` through `link` (attached_device: up, attached_to: down),
+    nearest first; a loop, a cap or an unreadable device cuts the walk and says so."""
+    out, cur = [], start
+    while getattr(cur, link):
+        a = getattr(cur, link)
+        if a in seen or len(out) >= MAX_DEVICE_STACK:
+            st.diagnostics.add("loop", "device stack %s 0x%x loops or is deeper than %d" % (
+                where, start.address, MAX_DEVICE_STACK), a)
+            st.complete = False
+            break
+        seen.add(a)
+        cur = decode_device(target, a, st.diagnostics)
+        out.append(cur)
+        if not cur.readable:
+            st.complete = False
+            break
+    return out
+
+
 def device_stack(target, address):
     st = DeviceStack()
     diags = st.diagnostics
@@ -195,35 +215,9 @@ def device_stack(target, address):
     if not start.readable:
         st.devices, st.complete = [start], False
         return st
-    up = []                                   # above the device asked for, nearest first
     seen = {address}
-    cur = start
-    while cur.attached_device:
-        a = cur.attached_device
-        if a in seen or len(up) >= MAX_DEVICE_STACK:
-            diags.add("loop", "device stack above 0x%x loops or is deeper than %d" % (address, MAX_DEVICE_STACK), a)
-            st.complete = False
-            break
-        seen.add(a)
-        cur = decode_device(target, a, diags)
-        up.append(cur)
-        if not cur.readable:
-            st.complete = False
-            break
-    down = []
-    cur = start
-    while cur.attached_to:
-        a = cur.attached_to
-        if a in seen or len(down) >= MAX_DEVICE_STACK:
-            diags.add("loop", "device stack below 0x%x loops or is deeper than %d" % (address, MAX_DEVICE_STACK), a)
-            st.complete = False
-            break
-        seen.add(a)
-        cur = decode_device(target, a, diags)
-        down.append(cur)
-        if not cur.readable:
-            st.complete = False
-            break
+    up = _follow(target, start, "attached_device", "above", seen, st)    # nearest first
+    down = _follow(target, start, "attached_to", "below", seen, st)
     st.devices = list(reversed(up)) + [start] + down
     st.index = len(up)
     bottom = st.devices[-1]
