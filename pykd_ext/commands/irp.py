@@ -8,7 +8,7 @@ Examples:
 """
 from ..errors import MemoryFault, UsageError
 from ..kernel.io import decode_device, decode_irp
-from ..kernel.processes import decode_thread
+from ..kernel.processes import decode_process, decode_thread
 from ..render.io import device_links, irp_dict, render_irp_text, render_json
 from ..render.style import text_output
 from .common import address
@@ -29,12 +29,7 @@ def thread_summary(target, thread):
         return None
     try:
         t = decode_thread(target, thread, None)
-        proc = ""
-        if t.view is not None:
-            from ..kernel.views import Struct
-            p = Struct(target, "_EPROCESS", t.view["Process"])
-            proc = p.raw("ImageFileName").split(b"\0")[0].decode("latin-1")
-        return "%04x.%04x" % (t.pid, t.tid), proc
+        return "%04x.%04x" % (t.pid, t.tid), decode_process(target, t.view["Process"]).name
     except MemoryFault:
         return None
 

@@ -47,7 +47,7 @@ class Thread(object):
         return "Thread(0x%x %s)" % (self.address, self.cid)
 
 
-def _decode_process(target, addr):
+def decode_process(target, addr):
     p = Struct(target, "_EPROCESS", addr)
     try:
         pid = p["UniqueProcessId"]
@@ -61,7 +61,7 @@ def processes(target, cap=100000):
     lay = target.layouts().layout("_EPROCESS")
     head = target.symbol("nt!PsActiveProcessHead")
     w = walk_list(target, head, lay.offset("ActiveProcessLinks"), "process list (nt!PsActiveProcessHead)", cap)
-    w.items = [_decode_process(target, a) for a in w.items]
+    w.items = [decode_process(target, a) for a in w.items]
     return w
 
 
