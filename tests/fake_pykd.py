@@ -294,17 +294,18 @@ class FakePykd(types.ModuleType):
         except MemoryFault:
             return False
 
+    def _ptr(self, name, size, offset):
+        self.calls[name] += 1                  # one debugger read per value
+        return int.from_bytes(self._read(offset, size), "little")
+
     def ptrPtr(self, offset):
-        self.calls["ptrPtr"] += 1
-        return int.from_bytes(self._read(offset, 8), "little")
+        return self._ptr("ptrPtr", 8, offset)
 
     def ptrQWord(self, offset):
-        self.calls["ptrQWord"] += 1
-        return int.from_bytes(self._read(offset, 8), "little")
+        return self._ptr("ptrQWord", 8, offset)
 
     def ptrDWord(self, offset):
-        self.calls["ptrDWord"] += 1
-        return int.from_bytes(self._read(offset, 4), "little")
+        return self._ptr("ptrDWord", 4, offset)
 
     def loadPtrs(self, offset, count):
         out = []

@@ -57,7 +57,13 @@ def test_devstack_fields(build):
     assert st.devnode.pdo == pdo
 
 
-def test_power_irp_type_and_state_by_name():
+def _save(b, tmp_path):
+    p = str(tmp_path / "t.json.gz")
+    b.save(p)
+    return p
+
+
+def test_power_irp_type_and_state_by_name(tmp_path):
     b = ScenarioBuilder(WIN10)
     b.module("Filt", "Filt.sys")
     dev, _ = b.device_object(b.driver_object("\\Driver\\Filt"))
@@ -72,18 +78,9 @@ def test_power_irp_type_and_state_by_name():
     assert irp.locations[1].power == ("SystemPowerState", "S4")
     assert irp.locations[0].minor_name == "IRP_MN_SET_POWER"
     assert irp.locations[1].minor_name == "IRP_MN_QUERY_POWER"
-    code, out, err = run_cli("irp", hex(a), "--target", _save(b))
+    code, out, err = run_cli("irp", hex(a), "--target", _save(b, tmp_path))
     assert "IRP_MJ_POWER / IRP_MN_SET_POWER  DevicePowerState D3" in out
     assert "nt!PopRequestCompletion" in out
-
-
-def _save(b, _cache={}):
-    import tempfile
-    import os
-    d = _cache.setdefault("dir", tempfile.mkdtemp())
-    p = os.path.join(d, "t%d.json.gz" % len(os.listdir(d)))
-    b.save(p)
-    return p
 
 
 def test_irp_text_and_json_on_the_seed_target():
@@ -113,7 +110,7 @@ def test_devstack_text_on_the_seed_target():
 
 # -- damage and bad input --------------------------------------------------------------------------
 
-def test_irp_with_unreadable_stack_locations_shows_what_it_can():
+def test_irp_with_unreadable_stack_locations_shows_what_it_can(tmp_path):
     b = ScenarioBuilder(WIN10)
     b.module("Filt", "Filt.sys")
     dev, _ = b.device_object(b.driver_object("\\Driver\\Filt"))
@@ -128,7 +125,7 @@ def test_irp_with_unreadable_stack_locations_shows_what_it_can():
     assert [l.major_name for l in irp.locations[:6]] == ["IRP_MJ_READ"] * 6
     assert irp.current == 6 and not irp.current_loc.readable
     assert any("stack location 6 is unreadable" in d.message for d in irp.diagnostics)
-    code, out, err = run_cli("irp", hex(a), "--target", _save(b))
+    code, out, err = run_cli("irp", hex(a), "--target", _save(b, tmp_path))
     assert code == 0 and "unreadable" in out and "WARNINGS" in out
 
 

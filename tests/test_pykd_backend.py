@@ -1,5 +1,6 @@
 """The pykd backend through a fake pykd (tests/fake_pykd.py) backed by mock targets."""
 import io
+import json
 import os
 import re
 import sys
@@ -293,11 +294,9 @@ def test_recursion_limit_of_the_bootstrapper(fake):
     sysp = b.process("System", pid=4)
     threads = [b.thread(sysp, tid=8 + 4 * i, start="nt!ExpWorkerThread",
                         frames=["nt!KeWaitForSingleObject+0x19f"]) for i in range(300)]
-    events = [b.event() for _ in threads]
     for i, t in enumerate(threads[:-1]):
-        m = b.mutant(owner=threads[i + 1])
-        b.wait_on(t, [m], "Executive")
-    b.wait_on(threads[-1], [events[-1]], "Executive")
+        b.wait_on(t, [b.mutant(owner=threads[i + 1])], "Executive")
+    b.wait_on(threads[-1], [b.event()], "Executive")
     fake.target = b.target()
     fake.windbg = True
     depth = len(__import__("inspect").stack())
@@ -310,4 +309,6 @@ def test_recursion_limit_of_the_bootstrapper(fake):
     finally:
         sys.setrecursionlimit(old)
     assert code == 0
-    assert '"root"' in out.getvalue()
+    chains = json.loads(out.getvalue())["chains"]
+    assert len(chains) == 1 and chains[0]["root"] == hex(threads[-1])
+    assert max(len(p) for p in chains[0]["paths"]) == 299       # the whole chain, not cut short

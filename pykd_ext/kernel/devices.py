@@ -22,13 +22,19 @@ def read_unicode_string(target, address, maxchars=512):
     return target.read(us["Buffer"], n).decode("utf-16-le", "replace")
 
 
+def read_driver(target, driver_object):
+    """(Type, `\\Driver\\Name`, DriverStart) of a DRIVER_OBJECT; name and start are ''/0
+    when Type is not IO_TYPE_DRIVER.  MemoryFault when it is unreadable."""
+    d = Struct(target, "_DRIVER_OBJECT", driver_object)
+    if d["Type"] != IO_TYPE_DRIVER:
+        return d["Type"], "", 0
+    return IO_TYPE_DRIVER, read_unicode_string(target, d.address_of("DriverName")), d["DriverStart"]
+
+
 def driver_name(target, driver_object):
     """`\\Driver\\Name` of a DRIVER_OBJECT ('' when unreadable or not a driver object)."""
     try:
-        d = Struct(target, "_DRIVER_OBJECT", driver_object)
-        if d["Type"] != IO_TYPE_DRIVER:
-            return ""
-        return read_unicode_string(target, d.address_of("DriverName"))
+        return read_driver(target, driver_object)[1]
     except MemoryFault:
         return ""
 

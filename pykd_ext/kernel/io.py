@@ -12,7 +12,7 @@ Facts used (WDK wdm.h, and the layouts):
   bit 0x02), displaced only by the creator info (bit 0x01).
 """
 from ..errors import FieldNotFound, MemoryFault, TypeNotFound
-from .devices import IO_TYPE_DEVICE, IO_TYPE_DRIVER, read_unicode_string
+from .devices import IO_TYPE_DEVICE, IO_TYPE_DRIVER, read_driver, read_unicode_string
 from .diag import Diagnostics
 from .views import Struct
 
@@ -105,12 +105,10 @@ def decode_driver(target, address, diags):
     if not address:
         return None
     try:
-        d = Struct(target, "_DRIVER_OBJECT", address)
-        if d["Type"] != IO_TYPE_DRIVER:
-            diags.add("bad-object", "0x%x is not a driver object (Type %d)" % (address, d["Type"]), address)
+        typ, name, start = read_driver(target, address)
+        if typ != IO_TYPE_DRIVER:
+            diags.add("bad-object", "0x%x is not a driver object (Type %d)" % (address, typ), address)
             return Driver(address)
-        name = read_unicode_string(target, d.address_of("DriverName"))
-        start = d["DriverStart"]
         return Driver(address, name, target.module_at(start) if start else None)
     except MemoryFault as e:
         diags.add("unreadable", "driver object 0x%x is unreadable" % address, e.address)

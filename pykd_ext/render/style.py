@@ -31,12 +31,7 @@ _DML_TAGS = {
 
 class Style(object):
     def __init__(self, mode):
-        if mode is True:
-            mode = ANSI
-        elif mode is False or mode is None:
-            mode = PLAIN
         self.mode = mode
-        self.color = mode != PLAIN
         if mode == ANSI:
             import colorama
             fix = getattr(colorama, "just_fix_windows_console", None)
@@ -65,10 +60,6 @@ def output_mode(stream, no_color_flag):
     if isatty and isatty() and stream is sys.stdout:
         return ANSI
     return PLAIN
-
-
-def want_color(stream, no_color_flag):
-    return output_mode(stream, no_color_flag) != PLAIN
 
 
 def escape(text):

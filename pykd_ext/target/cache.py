@@ -41,6 +41,9 @@ class CachedTarget(Target):
         self._modules = {}
         self._stacks = {}
         self._layouts = None
+        self._processors = None
+        self._bugcheck = None
+        self._bugcheck_read = False
         self.stats = Stats()
 
     # -- memory ------------------------------------------------------------------------------
@@ -141,7 +144,9 @@ class CachedTarget(Target):
         return self._layouts
 
     def processors(self):
-        return self.backend.processors()
+        if self._processors is None:
+            self._processors = self.backend.processors()
+        return list(self._processors)
 
     def stack(self, thread):
         if thread not in self._stacks:
@@ -150,4 +155,7 @@ class CachedTarget(Target):
         return self._stacks[thread]
 
     def bugcheck(self):
-        return self.backend.bugcheck()
+        if not self._bugcheck_read:          # a debugger round trip on a live target: once
+            self._bugcheck = self.backend.bugcheck()
+            self._bugcheck_read = True
+        return self._bugcheck

@@ -88,10 +88,8 @@ class LiveLayouts(LayoutSet):
         self._pykd = pykd
         self._module = module
         self._missing = set()
-        self.calls = 0           # typeInfo calls made (symbol look-ups, not target reads)
 
     def _type_info(self, name):
-        self.calls += 1
         try:
             return self._pykd.typeInfo("%s!%s" % (self._module, name))
         except self._pykd.DbgException:
@@ -176,12 +174,10 @@ class PykdTarget(Target):
         self.name = name
         self._layouts = None
         self._modules = []       # Modules found so far: most look-ups hit one of these
-        self.reads = 0
 
     # -- memory ------------------------------------------------------------------------------
 
     def read(self, address, size):
-        self.reads += 1
         try:
             return bytes(self.pykd.loadBytes(address, size))
         except self.pykd.MemoryException:
