@@ -499,13 +499,37 @@ def _root_reason(a, root, in_cycle):
         if acq:
             return ("waiting in %s for an ERESOURCE that is not on nt!ExpSystemResourcesList "
                     "or not readable" % acq[-1])
-        how = "for %s" % format_duration(f.seconds) if f.seconds is not None else ""
-        if (f.wait_reason in ("DelayExecution", "WrDelayExecution")
-                and all(k.startswith("Timer") for _, k in f.waits_on)):
-            return ("sleeping (%s) %s" % (f.wait_reason, how)).strip()
-        objs = ", ".join("%s 0x%x" % (_kind_name(k), o) for o, k in f.waits_on) or "an unknown object"
-        return ("waiting (%s) on %s %s" % (f.wait_reason, objs, how)).strip()
+        return wait_summary(f)
     return "in state %s" % f.state
+
+
+def is_sleeping(f):
+    """KeDelayExecutionThread: a DelayExecution wait on nothing but timers."""
+    return (f.state == "Waiting" and f.wait_reason in ("DelayExecution", "WrDelayExecution")
+            and all(k.startswith("Timer") for _, k in f.waits_on))
+
+
+def wait_summary(f):
+    """What a waiting thread waits on, in words: 'sleeping (DelayExecution) for 0:00:05:00.000',
+    'waiting (Executive) on NotificationEvent 0x... for ...'."""
+    how = "for %s" % format_duration(f.seconds) if f.seconds is not None else ""
+    if is_sleeping(f):
+        return ("sleeping (%s) %s" % (f.wait_reason, how)).strip()
+    objs = ", ".join("%s 0x%x" % (_kind_name(k), o) for o, k in f.waits_on) or "an unknown object"
+    return ("waiting (%s) on %s %s" % (f.wait_reason, objs, how)).strip()
+
+
+def path_of(a, thread):
+    """Where a thread's waits lead: ("cycle", Cycle) when it is in a deadlock cycle,
+    ("chain", Chain, [Edge]) when it waits behind a root blocker, else None."""
+    for c in a.cycles:
+        if thread in c.threads:
+            return ("cycle", c)
+    for ch in a.chains:
+        for p in ch.paths:
+            if p and p[0].thread == thread:
+                return ("chain", ch, p)
+    return None
 
 
 def _kind_name(otype):

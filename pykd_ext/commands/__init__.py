@@ -2,6 +2,6 @@
 
 Each module defines NAME, HELP, add_arguments(parser) and run(args, target, out) -> int.
 """
-from . import deadlock, devstack, irp, record
+from . import deadlock, devstack, irp, powerirps, record
 
-COMMANDS = {m.NAME: m for m in (deadlock, irp, devstack, record)}
+COMMANDS = {m.NAME: m for m in (deadlock, powerirps, irp, devstack, record)}

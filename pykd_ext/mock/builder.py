@@ -26,6 +26,7 @@ NT_SIZE = 0x600000
 HAL_BASE = 0xfffff80002c00000
 DRIVER_BASE = 0xfffff88000e00000
 POOL_BASE = 0xfffffa8000c00000
+BOOT_POOL_BASE = 0xfffffa8000a00000
 STACK_BASE = 0xfffff88003000000
 STACK_SIZE = 0x6000
 FUNC_SLOT = 0x1000                  # room for one function's code: frame offsets must fit
@@ -134,6 +135,16 @@ class ScenarioBuilder(object):
         self.list_init(self.process_head)
         self.resource_head = self.global_("nt!ExpSystemResourcesList", 16)
         self.list_init(self.resource_head)
+        self.pop_irp_head = self.global_("nt!PopIrpList", 16)
+        self.list_init(self.pop_irp_head)
+        # the PnP device tree's root (HTREE\ROOT\0, whose PDO belongs to \Driver\PnpManager)
+        # (made at boot: from a pool region of their own, so scenario objects keep their places)
+        pool, self._pool = self._pool, BOOT_POOL_BASE
+        pnpmgr = self.driver_object("\\Driver\\PnpManager", module="nt")
+        root_pdo, _ = self.device_object(pnpmgr)
+        self.root_devnode = self._new_devnode(root_pdo, "HTREE\\ROOT\\0", "")
+        self._pool = pool
+        self.u64(self.global_("nt!IopRootDeviceNode", 8), self.root_devnode)
 
     # -- raw memory ------------------------------------------------------------------------
 
@@ -159,6 +170,7 @@ class ScenarioBuilder(object):
         self.tick = tick
         self.u64(self._shared + 0x320, tick)
         self.u32(self._shared + 4, 0x0fa00000)
+        self.u64(self._shared + 0x8, tick * TICK_100NS)      # InterruptTime, 100 ns units
 
     # -- layouts -----------------------------------------------------------------------------
 
@@ -538,13 +550,53 @@ class ScenarioBuilder(object):
             self.attach(upper, lower)
         return devs
 
-    def devnode(self, pdo, instance_path, service, state="DeviceNodeStarted"):
+    def _new_devnode(self, pdo, instance_path, service, state="DeviceNodeStarted"):
         n = self.alloc(self.size("_DEVICE_NODE"))
         self.put("_DEVICE_NODE", n, PhysicalDeviceObject=pdo, State=self.enum("_PNP_DEVNODE_STATE", state))
         self.unicode_string(n + self.off("_DEVICE_NODE", "InstancePath"), instance_path)
         self.unicode_string(n + self.off("_DEVICE_NODE", "ServiceName"), service)
         self.put("_DEVOBJ_EXTENSION", self._devobj_extension(pdo), DeviceNode=n)
         return n
+
+    def devnode(self, pdo, instance_path, service, state="DeviceNodeStarted", parent=None):
+        """The device node of `pdo`, the last child of `parent` (default: the tree's root)."""
+        n = self._new_devnode(pdo, instance_path, service, state)
+        parent = parent or self.root_devnode
+        last = self._u64(parent + self.off("_DEVICE_NODE", "LastChild"))
+        if last:
+            self.put("_DEVICE_NODE", last, Sibling=n)
+        else:
+            self.put("_DEVICE_NODE", parent, Child=n)
+        self.put("_DEVICE_NODE", parent, LastChild=n)
+        self.put("_DEVICE_NODE", n, Parent=parent, Level=self._u32(parent + self.off("_DEVICE_NODE", "Level")) + 1)
+        return n
+
+    def _u64(self, a):
+        return int.from_bytes(self.mem.read(a, 8), "little")
+
+    def _u32(self, a):
+        return int.from_bytes(self.mem.read(a, 4), "little")
+
+    def pop_irp(self, irp, pdo, device, age_seconds, target_device=None):
+        """The power manager's record of power IRP `irp` on nt!PopIrpList (only where the
+        build's symbols type _POP_IRP_DATA): pending at `device`, its watchdog armed
+        `age_seconds` ago (interrupt time)."""
+        lay = self.layouts.layout("_POP_IRP_DATA")
+        sl = irp + self.size("_IRP") + (self._u8(irp + self.off("_IRP", "CurrentLocation")) - 1) * \
+            self.size("_IO_STACK_LOCATION")
+        minor = self._u8(sl + self.off("_IO_STACK_LOCATION", "MinorFunction"))
+        ptype = self._u32(sl + self.off("_IO_STACK_LOCATION", "Parameters.Power.Type"))
+        pstate = self._u32(sl + self.off("_IO_STACK_LOCATION", "Parameters.Power.State"))
+        a = self.alloc(lay.size)
+        self.put("_POP_IRP_DATA", a, Irp=irp, Pdo=pdo, TargetDevice=target_device or device,
+                 CurrentDevice=device, MinorFunction=minor, PowerStateType=ptype, PowerState=pstate,
+                 WatchdogStart=self.tick * TICK_100NS - int(age_seconds * 10 ** 7), WatchdogEnabled=1,
+                 SystemTransition=1 if ptype == self.enum("_POWER_STATE_TYPE", "SystemPowerState") else 0)
+        self.list_insert_tail(self.pop_irp_head, a + lay.offset("Link"))
+        return a
+
+    def _u8(self, a):
+        return self.mem.read(a, 1)[0]
 
     def irp(self, locations, current, thread=0, pending=True, cancel=False):
         """An IRP with len(locations) stack locations, each a dict of _IO_STACK_LOCATION fields

@@ -1,0 +1,408 @@
+"""Pending power and PnP IRPs, the threads working on them, and who to blame for 0x9F.
+
+    r = analyze_power(target)
+    r.pending     [PendingIrp]: where each IRP is pending, its device stack and node, its age,
+                  the threads involved and where their waits lead
+    r.culprit     Culprit or None: the module to blame, the IRP, the thread, one sentence why
+
+Blame follows the evidence, never the order a device stack is printed in: the driver at the
+IRP's current stack location holds it; when a thread is blocked on its behalf (the PnP-lock
+holder of subcode 4, the power worker running in that driver for subcode 3) the first
+non-kernel module on that thread's stack is where it is stuck; and when that thread waits on
+a lock whose wait chain ends at a thread sleeping or waiting in another driver, that driver
+is the one to look at.
+"""
+from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
+from ..kernel.diag import Diagnostics
+from ..kernel.io import IRP_MJ_PNP, IRP_MJ_POWER, decode_device, decode_irp, device_stack
+from ..kernel.power import device_tree, interrupt_time, pop_irp_list, thread_irps, watchdog_age
+from .waitgraph import analyze, format_duration, is_sleeping, path_of, wait_summary
+
+BUGCHECK_9F = 0x9F
+IRP_MN_WAIT_WAKE = 0x00
+STUCK_SECONDS = 60.0          # no bug check: a power IRP pending this long is called stuck
+WORKER_STARTS = ("nt!popirpworker", "nt!popirpworkercontrol")
+
+#: Microsoft's bug check 0x9F page: parameter 1 -> what happened, and what args 2-4 are
+SUBCODES = {
+    0x1: ("a device object is being freed while it still has an outstanding power request",
+          ("device object", None, None)),
+    0x2: ("a device object completed the IRP of a system power request without calling "
+          "PoStartNextPowerIrp", ("target device object", "device object", "driver object")),
+    0x3: ("a device object has blocked an IRP for too long",
+          ("physical device object of the stack", "nt!TRIAGE_9F_POWER", "the blocked IRP")),
+    0x4: ("the power transition timed out waiting to synchronise with the PnP subsystem",
+          ("timeout in seconds", "the thread holding the PnP lock", "nt!TRIAGE_9F_PNP")),
+    0x5: ("a device failed to complete a directed power transition in the required time",
+          ("physical device object of the stack", "POP_FX_DEVICE", None)),
+    0x6: ("a device did not complete its directed power transition callback successfully",
+          ("POP_FX_DEVICE", "1: directed power down, 0: power up", None)),
+    0x500: ("a device object completed the IRP of a system power request without calling "
+            "PoStartNextPowerIrp", (None, "target device object", "device object")),
+}
+
+
+class ThreadRole(object):
+    """A thread involved with an IRP: role says how (the IRP's own thread, the PnP-lock
+    holder, a power worker running in the driver); facts are the wait-for analysis's
+    ThreadFacts (None when the thread is in no thread list); path is where its waits lead."""
+    __slots__ = ("address", "role", "facts", "path")
+
+    def __init__(self, address, role, facts, path):
+        self.address, self.role, self.facts, self.path = address, role, facts, path
+
+
+class PendingIrp(object):
+    __slots__ = ("irp", "sources", "pop", "stack", "device", "age", "threads", "normal")
+
+    def __init__(self, irp):
+        self.irp = irp
+        self.sources = []
+        self.pop = None          # the power manager's record (PopIrp) when there is one
+        self.stack = None        # DeviceStack of the device it is pending at
+        self.device = None       # that Device
+        self.age = None          # seconds since the power watchdog was armed, when known
+        self.threads = []        # [ThreadRole]
+        self.normal = None       # why this pending IRP is expected (wait-wake), or None
+
+    @property
+    def location(self):
+        return self.irp.current_loc
+
+    @property
+    def driver(self):
+        return self.device.driver if self.device is not None else None
+
+    @property
+    def module(self):
+        d = self.driver
+        return d.image if d is not None and d.image else None
+
+    @property
+    def request(self):
+        loc = self.location
+        if loc is None:
+            return "?"
+        text = "%s / %s" % (loc.major_name, loc.minor_name)
+        if loc.power:
+            text += " %s" % loc.power[1]
+        return text
+
+    @property
+    def waited(self):
+        """The longest known time this IRP has been held: its watchdog age, or the wait of a
+        thread blocked on its behalf."""
+        times = [self.age] + [r.facts.seconds for r in self.threads if r.facts is not None]
+        times = [t for t in times if t is not None]
+        return max(times) if times else None
+
+
+class Culprit(object):
+    __slots__ = ("module", "irp", "thread", "reason", "pending", "blocked", "root")
+
+    def __init__(self, module, irp, thread, reason, pending=None, blocked=None, root=None):
+        self.module, self.irp, self.thread, self.reason = module, irp, thread, reason
+        self.pending = pending   # PendingIrp the blame is about
+        self.blocked = blocked   # ThreadRole blocked on its behalf
+        self.root = root         # root blocker thread address at the end of its wait chain
+
+
+class BugCheckInfo(object):
+    __slots__ = ("code", "args", "subcode", "meaning", "arg_names")
+
+    def __init__(self, code, args):
+        self.code, self.args = code, tuple(args)
+        self.subcode = self.args[0] if code == BUGCHECK_9F and self.args else None
+        meaning, names = SUBCODES.get(self.subcode, (None, (None, None, None)))
+        self.meaning = meaning
+        self.arg_names = names
+
+
+class PowerReport(object):
+    def __init__(self):
+        self.bugcheck = None     # BugCheckInfo
+        self.pending = []
+        self.not_sent = 0        # power IRPs allocated but at no driver now
+        self.culprit = None
+        self.holder = None       # ThreadRole: subcode 4's PnP-lock holder
+        self.sources = {}        # source -> what it gave, in words
+        self.waits = None        # the wait-for Analysis
+        self.diagnostics = Diagnostics()
+        self.interrupted = None
+
+
+def analyze_power(target):
+    r = PowerReport()
+    try:
+        _collect(target, r)
+    except (KeyboardInterrupt, SystemExit) as e:
+        r.interrupted = str(e) or type(e).__name__
+        r.diagnostics.add("interrupted", "interrupted (%s): the results below cover what was read before"
+                          % r.interrupted)
+    try:
+        r.culprit = _blame(target, r)
+    except (KeyboardInterrupt, SystemExit) as e:
+        r.interrupted = r.interrupted or str(e) or type(e).__name__
+    return r
+
+
+def _collect(target, r):
+    diags = r.diagnostics
+    bc = target.bugcheck()
+    if bc is not None:
+        r.bugcheck = BugCheckInfo(bc.code, bc.args)
+    a = r.waits = analyze(target)
+    diags.extend(d for d in a.diagnostics if d not in diags)
+    if a.interrupted:
+        raise KeyboardInterrupt(a.interrupted)
+    sub = r.bugcheck.subcode if r.bugcheck else None
+
+    found = {}                   # IRP address -> [source]
+
+    def note(irp, source):
+        if irp:
+            found.setdefault(irp, [])
+            if source not in found[irp]:
+                found[irp].append(source)
+
+    if sub == 0x3:
+        note(r.bugcheck.args[3], "bug check arg4")
+    pops = pop_irp_list(target, diags)
+    pop_by_irp = {}
+    if pops is None:
+        r.sources["PopIrpList"] = "not typed in this build's symbols: threads and devices searched"
+    else:
+        r.sources["PopIrpList"] = "%d power IRP%s" % (len(pops), "" if len(pops) == 1 else "s")
+        for p in pops:
+            pop_by_irp[p.irp] = p
+            note(p.irp, "PopIrpList")
+    holder = r.bugcheck.args[2] if sub == 0x4 else None
+    n_thread_irps = 0
+    for t in sorted(a.thread_index):
+        for irp in thread_irps(target, t, diags):
+            n_thread_irps += 1
+            note(irp, "IrpList of thread 0x%x" % t)
+    if holder and holder not in a.thread_index:
+        for irp in thread_irps(target, holder, diags):
+            note(irp, "IrpList of thread 0x%x" % holder)
+    r.sources["thread IRP lists"] = "%d IRP%s on %d threads" % (
+        n_thread_irps, "" if n_thread_irps == 1 else "s", len(a.thread_index))
+    stacks = {}
+    nodes = device_tree(target, diags)
+    for _, pdo in nodes:
+        if not pdo or pdo in stacks:
+            continue
+        st = device_stack(target, pdo)
+        diags.extend(d for d in st.diagnostics if d not in diags)
+        for d in st.devices:
+            stacks.setdefault(d.address, st)
+            if d.current_irp:
+                note(d.current_irp, "CurrentIrp of device 0x%x" % d.address)
+    r.sources["device tree"] = "%d device node%s" % (len(nodes), "" if len(nodes) == 1 else "s")
+
+    now = interrupt_time(target, diags) if pop_by_irp else None
+    workers = None
+    for address in sorted(found, key=lambda x: (0 if "bug check arg4" in found[x] else 1, x)):
+        irp = decode_irp(target, address)
+        diags.extend(d for d in irp.diagnostics if d not in diags)
+        asked = "bug check arg4" in found[address]
+        loc = irp.current_loc
+        if not asked:
+            if not irp.readable:
+                continue
+            if loc is None:
+                if address in pop_by_irp:
+                    r.not_sent += 1
+                continue
+            if loc.major not in (IRP_MJ_POWER, IRP_MJ_PNP):
+                continue
+        p = PendingIrp(irp)
+        p.sources = found[address]
+        p.pop = pop_by_irp.get(address)
+        if p.pop is not None:
+            p.age = watchdog_age(now, p.pop.watchdog_start)
+        if loc is not None and loc.device:
+            st = stacks.get(loc.device)
+            if st is None:
+                st = device_stack(target, loc.device)
+                diags.extend(d for d in st.diagnostics if d not in diags)
+                for d in st.devices:
+                    stacks.setdefault(d.address, st)
+            p.stack = st
+            p.device = next((d for d in st.devices if d.address == loc.device), None)
+        if loc is not None and loc.major == IRP_MJ_POWER and loc.minor == IRP_MN_WAIT_WAKE:
+            p.normal = ("a wait-wake IRP stays pending at the device's bus driver until the device "
+                        "signals wake: expected")
+        if workers is None:
+            workers = _worker_threads(target, a)
+        p.threads = _threads_of(a, p, holder, workers)
+        r.pending.append(p)
+    if holder:
+        r.holder = _role(a, holder, "holds the PnP lock (bug check arg3)")
+
+
+def _facts(a, thread):
+    t = a.thread_index.get(thread)
+    return a.facts(t) if t is not None and a.facts is not None else None
+
+
+def _role(a, thread, role):
+    f = _facts(a, thread)
+    if f is not None and thread not in a.threads:
+        # outside the wait-for graph its held locks were not gathered: gather them now
+        for lk in a.locks.values():
+            for owner, mode in lk.owners:
+                if owner == thread and (lk.address, mode) not in f.holds:
+                    f.holds.append((lk.address, mode))
+                    if lk.name is None and a.name_lock is not None:
+                        lk.name, lk.device = a.name_lock(lk.address)
+    return ThreadRole(thread, role, f, path_of(a, thread))
+
+
+def _worker_threads(target, a):
+    """Waiting threads that may be running a driver's power or PnP dispatch: the power
+    manager's IRP workers, and every thread in the wait-for graph (their stacks are read
+    already)."""
+    out = []
+    for addr, f in sorted(a.pending.items()):
+        start = (target.describe(f.thread.start_address) if f.thread.start_address else "").lower()
+        if addr in a.threads or start.split("+")[0] in WORKER_STARTS:
+            out.append(addr)
+    return out
+
+
+def _threads_of(a, p, holder, workers):
+    out, seen = [], set()
+
+    def add(thread, role):
+        if thread and thread not in seen:
+            seen.add(thread)
+            out.append(_role(a, thread, role))
+
+    if holder and any(s == "IrpList of thread 0x%x" % holder for s in p.sources):
+        add(holder, "holds the PnP lock (bug check arg3) and issued this IRP")
+    if p.irp.thread:
+        add(p.irp.thread, "issued this IRP (its thread)")
+    mod = p.module
+    if mod and p.normal is None:
+        for t in workers:
+            f = _facts(a, t)
+            if f is not None and any(fr.module is not None and fr.module.image == mod for fr in f.frames or []):
+                add(t, "waits inside %s, the driver holding this IRP" % mod)
+    return out
+
+
+# -- blame -------------------------------------------------------------------------------------------
+
+def _doing(f):
+    if f is None:
+        return "not in any thread list"
+    if f.state == "Waiting":
+        return wait_summary(f)
+    return f.state.lower() if f.state else "in an unknown state"
+
+
+def _where(f):
+    return (" inside %s" % f.driver) if f is not None and f.driver else ""
+
+
+def _at(p):
+    drv = p.driver
+    name = drv.name if drv is not None and drv.name else ("driver 0x%x" % drv.address if drv else "an unknown driver")
+    dev = p.device
+    devtxt = ""
+    if dev is not None:
+        devtxt = " (device 0x%x%s)" % (dev.address, " %s" % dev.name if dev.name else "")
+    return name + devtxt
+
+
+def _blame(target, r):
+    bc = r.bugcheck
+    sub = bc.subcode if bc else None
+    if sub == 0x4:
+        holder = r.holder
+        mine = [p for p in r.pending if holder is not None and any(t.address == holder.address for t in p.threads)]
+        focus = mine[0] if mine else None
+        return _explain(r, focus, holder, "the PnP-lock holder")
+    if sub == 0x3:
+        focus = next((p for p in r.pending if p.irp.address == bc.args[3]), None)
+        if focus is None or focus.location is None:
+            why = ("the blocked IRP 0x%x (bug check arg4) %s" % (
+                bc.args[3], "is unreadable" if focus is None or not focus.irp.readable
+                else "is at no driver's stack location now"))
+            return Culprit(None, bc.args[3], None, "No driver can be named: %s." % why)
+        return _explain(r, focus, _blocked(focus), "its worker")
+    if sub in (0x1, 0x2, 0x500):
+        device = bc.args[1] if sub == 0x1 else bc.args[2]
+        dev = decode_device(target, device, r.diagnostics) if device else None
+        if dev is None or dev.driver is None:
+            return Culprit(None, None, None, "Bug check 0x9F subcode 0x%x: %s; the device object 0x%x "
+                           "cannot be read." % (sub, bc.meaning, device))
+        return Culprit(dev.driver.image or None, None, None,
+                       "Bug check 0x9F subcode 0x%x: %s -- device 0x%x%s belongs to %s." % (
+                           sub, bc.meaning, device, " (%s)" % dev.name if dev.name else "",
+                           dev.driver.name or "driver 0x%x" % dev.driver.address))
+    if sub is not None:
+        return Culprit(None, None, None, "Bug check 0x9F subcode 0x%x: %s; pykd_ext names no driver "
+                       "for this subcode (see !fxdevice on arg2)." % (sub, bc.meaning or "not documented"))
+    stuck = [p for p in r.pending if p.normal is None and p.location is not None
+             and p.location.major == IRP_MJ_POWER and (p.waited or 0) >= STUCK_SECONDS]
+    if not stuck:
+        return None
+    focus = max(stuck, key=lambda p: p.waited)
+    return _explain(r, focus, _blocked(focus), "its worker")
+
+
+def _blocked(p):
+    """The thread blocked on the IRP's behalf: a waiting thread found working on it."""
+    for role in p.threads:
+        if role.facts is not None and role.facts.state == "Waiting":
+            return role
+    return None
+
+
+def _explain(r, focus, blocked, who):
+    """The culprit from the IRP being held and the thread blocked on its behalf."""
+    irp = focus.irp.address if focus is not None else None
+    f = blocked.facts if blocked is not None else None
+    parts = []
+    if focus is not None:
+        held = "IRP 0x%x (%s) is pending at %s" % (irp, focus.request, _at(focus))
+        if focus.waited is not None:
+            held += " for at least %s" % format_duration(focus.waited)
+        parts.append(held)
+    module = thread = root = None
+    if blocked is not None:
+        thread = blocked.address
+        cid = " (Cid %s)" % f.thread.cid if f is not None else ""
+        parts.append("%s thread 0x%x%s is %s%s" % (who, blocked.address, cid, _doing(f), _where(f)))
+        path = blocked.path
+        if path is not None and path[0] == "chain":
+            ch, edges = path[1], path[2]
+            rf = r.waits.threads.get(ch.root) if r.waits is not None else None
+            if ch.root_kind == "thread" and ch.root != blocked.address:
+                root = ch.root
+                locks = len(edges)
+                parts.append("its wait chain through %d lock%s ends at thread 0x%x, which holds %s and is %s%s" % (
+                    locks, "" if locks == 1 else "s", ch.root, "it" if locks == 1 else "the last one",
+                    "sleeping in a loop" if rf is not None and is_sleeping(rf) else _doing(rf), _where(rf)))
+                if rf is not None and rf.driver:
+                    module, thread = rf.driver, ch.root
+            elif ch.root_kind != "thread":
+                parts.append("the lock it waits for %s" % ch.reason)
+        elif path is not None and path[0] == "cycle":
+            parts.append("it is in a deadlock cycle of %d threads" % len(path[1].threads))
+        if module is None and f is not None and f.driver:
+            module = f.driver
+    if module is None and focus is not None:
+        module = focus.module
+    if focus is None and blocked is None:
+        return Culprit(None, None, None, "Nothing found to blame: no pending IRP and no blocked thread were read.")
+    if focus is None:
+        parts.append("no pending power or PnP IRP of this thread was found")
+    elif blocked is None and focus.location is not None:
+        parts.append("no thread is blocked on its behalf: %s has neither completed it nor passed it down"
+                     % (focus.driver.name if focus.driver and focus.driver.name else "the driver"))
+    reason = "; ".join(parts) + "."
+    reason = reason[0].upper() + reason[1:]
+    return Culprit(module, irp, thread, reason, pending=focus, blocked=blocked, root=root)

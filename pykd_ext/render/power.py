@@ -1,0 +1,278 @@
+"""Renderers of the power IRP analysis: one plain-data document (the JSON), and text for
+people drawn from that same document (DML inside WinDbg)."""
+from tabulate import tabulate
+
+from ..analysis.waitgraph import format_duration
+from .deadlock import hx, thread_dict
+from .io import driver_label, render_json  # noqa: F401  (render_json is this module's too)
+
+BUGCHECK_NAMES = {0x9F: "DRIVER_POWER_STATE_FAILURE"}
+SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
+
+
+def _role_dict(role, a):
+    f = role.facts
+    d = {"thread": hx(role.address), "role": role.role}
+    if f is not None:
+        d.update(thread_dict(f))
+        d.pop("address", None)
+        for h in d["holds"]:
+            lk = a.locks.get(int(h["lock"], 16))
+            h["kind"] = lk.kind if lk else None
+            h["name"] = (lk.name or None) if lk else None
+    else:
+        d["state"] = None
+    d["wait_chain"] = None
+    if role.path is not None and role.path[0] == "chain":
+        ch, edges = role.path[1], role.path[2]
+        d["wait_chain"] = {"root": hx(ch.root), "root_kind": ch.root_kind, "reason": ch.reason,
+                           "root_driver": a.threads[ch.root].driver if ch.root in a.threads else None,
+                           "edges": [_edge_dict(e, a) for e in edges]}
+    elif role.path is not None and role.path[0] == "cycle":
+        c = role.path[1]
+        d["wait_chain"] = {"cycle": [hx(t) for t in c.threads], "edges": [_edge_dict(e, a) for e in c.edges]}
+    return d
+
+
+def _edge_dict(e, a):
+    d = e.as_dict()
+    lk = a.locks.get(e.lock)
+    d["lock_kind"] = lk.kind if lk else None
+    d["lock_name"] = (lk.name or None) if lk else None
+    return d
+
+
+def _device_dict(dev, here):
+    return {"device": hx(dev.address), "name": dev.name, "driver": driver_label(dev.driver),
+            "module": dev.driver.image if dev.driver else None, "pending_here": here}
+
+
+def pending_dict(p, a):
+    loc = p.location
+    irp = p.irp
+    return {
+        "irp": hx(irp.address),
+        "major": loc.major_name if loc else None, "minor": loc.minor_name if loc else None,
+        "power_type": loc.power[0] if loc and loc.power else None,
+        "power_state": loc.power[1] if loc and loc.power else None,
+        "request": p.request,
+        "location": None if loc is None else {"index": loc.index, "of": irp.stack_count,
+                                              "address": hx(loc.address)},
+        "pending_at": None if loc is None else {
+            "device": hx(loc.device), "device_name": p.device.name if p.device else None,
+            "driver": driver_label(p.driver) if p.driver else None, "module": p.module},
+        "device_stack": [_device_dict(d, d.address == (loc.device if loc else None))
+                         for d in (p.stack.devices if p.stack else [])],
+        "devnode": None if p.stack is None or p.stack.devnode is None else {
+            "address": hx(p.stack.devnode.address), "instance_path": p.stack.devnode.instance_path,
+            "service": p.stack.devnode.service, "state": p.stack.devnode.state},
+        "age_seconds": None if p.age is None else round(p.age, 3),
+        "held_seconds": None if p.waited is None else round(p.waited, 3),
+        "irp_thread": hx(irp.thread) if irp.thread else None,
+        "cancel": irp.cancel, "pending_returned": irp.pending_returned,
+        "expected": p.normal is not None, "note": p.normal,
+        "found_in": list(p.sources),
+        "power_record": None if p.pop is None else {
+            "address": hx(p.pop.address), "pdo": hx(p.pop.pdo), "target_device": hx(p.pop.target_device),
+            "current_device": hx(p.pop.current_device), "watchdog_start": p.pop.watchdog_start},
+        "threads": [_role_dict(t, a) for t in p.threads],
+    }
+
+
+def report_dict(r, target_name, build):
+    a = r.waits
+    bc = r.bugcheck
+    c = r.culprit
+    doc = {
+        "target": target_name, "build": build,
+        "bugcheck": None if bc is None else {
+            "code": hx(bc.code), "name": BUGCHECK_NAMES.get(bc.code), "args": [hx(x) for x in bc.args],
+            "subcode": hx(bc.subcode) if bc.subcode is not None else None, "meaning": bc.meaning,
+            "arg_names": list(bc.arg_names) if bc.subcode is not None else None},
+        "culprit": None if c is None else {
+            "module": c.module, "irp": hx(c.irp), "thread": hx(c.thread), "reason": c.reason,
+            "pending_at": None if c.pending is None or c.pending.location is None else {
+                "driver": driver_label(c.pending.driver) if c.pending.driver else None,
+                "module": c.pending.module, "device": hx(c.pending.location.device)},
+            "blocked_thread": hx(c.blocked.address) if c.blocked else None,
+            "root_blocker": hx(c.root)},
+        "pnp_lock_holder": None if r.holder is None or a is None else _role_dict(r.holder, a),
+        "pending_irps": [pending_dict(p, a) for p in r.pending],
+        "allocated_not_at_a_driver": r.not_sent,
+        "sources": dict(r.sources),
+        "warnings": [d.as_dict() for d in r.diagnostics],
+        "complete": r.interrupted is None,
+    }
+    return doc
+
+
+def links(r):
+    out = {}
+    for p in r.pending:
+        out[p.irp.address] = "!irp 0x%x" % p.irp.address
+        if p.stack is not None:
+            for d in p.stack.devices:
+                out[d.address] = "!devstack 0x%x" % d.address
+                if d.driver is not None:
+                    out[d.driver.address] = "!drvobj 0x%x 3" % d.driver.address
+            if p.stack.devnode is not None:
+                out[p.stack.devnode.address] = "!devnode 0x%x" % p.stack.devnode.address
+        for t in p.threads:
+            out[t.address] = "!thread 0x%x" % t.address
+    if r.waits is not None:
+        for t in r.waits.threads:
+            out[t] = "!thread 0x%x" % t
+        for addr, lk in r.waits.locks.items():
+            out.setdefault(addr, "dt nt!%s 0x%x" % (lk.typename or "_DISPATCHER_HEADER", addr))
+    if r.holder is not None:
+        out[r.holder.address] = "!thread 0x%x" % r.holder.address
+    return out
+
+
+# -- text ------------------------------------------------------------------------------------------
+
+def _dur(seconds):
+    return format_duration(seconds) if seconds is not None else "-"
+
+
+def render_text(d, out, style, header):
+    w = lambda text="": out.write(text + "\n")  # noqa: E731
+    s = style
+    w(s("head", header))
+    bc = d["bugcheck"]
+    if bc is not None:
+        name = " %s" % bc["name"] if bc["name"] else ""
+        if bc["subcode"] is not None:
+            w(s("bad", "BUG CHECK %s%s, subcode %s: %s" % (bc["code"], name, bc["subcode"],
+                                                          bc["meaning"] or "not a documented subcode")))
+            for i, (v, n) in enumerate(zip(bc["args"][1:], bc["arg_names"]), 2):
+                if n is not None:
+                    extra = " (%d s)" % int(v, 16) if n == "timeout in seconds" else ""
+                    w("  arg%d %-18s  %s%s" % (i, v, n, extra))
+        else:
+            w("bug check %s%s (not a power failure): pending IRPs are listed, nothing is blamed for it"
+              % (bc["code"], name))
+    c = d["culprit"]
+    w()
+    if c is None:
+        if bc is None or bc["subcode"] is None:
+            w("No stuck power IRP: nothing has been pending long enough (%d s) to blame a driver." % 60
+              if d["pending_irps"] else "No pending power or PnP IRP was found.")
+    else:
+        w(s("bad", "CULPRIT: %s" % (s("drv", c["module"]) if c["module"] else "no driver can be named")))
+        for line in _wrap(c["reason"], 96):
+            w("  " + line)
+        who = []
+        if c["irp"]:
+            who.append("IRP %s" % c["irp"])
+        if c["thread"]:
+            who.append("thread %s" % c["thread"])
+        if c["pending_at"] and c["pending_at"]["module"] and c["pending_at"]["module"] != c["module"]:
+            who.append("IRP held by %s" % c["pending_at"]["module"])
+        if who:
+            w("  " + "   ".join(who))
+    h = d["pnp_lock_holder"]
+    if h is not None:
+        w()
+        w(s("head", "PnP-LOCK HOLDER"))
+        _thread_lines(h, w, s, "  ")
+    w()
+    rows = []
+    for p in d["pending_irps"]:
+        at = p["pending_at"]
+        rows.append([p["irp"], p["request"],
+                     (at["driver"] or at["device"]) if at else "not at a driver",
+                     "%s%s" % (at["device"], " (%s)" % at["device_name"] if at["device_name"] else "") if at else "",
+                     _dur(p["held_seconds"]), "expected" if p["expected"] else "",
+                     ", ".join(p["found_in"])])
+    w(s("head", "PENDING POWER/PnP IRPs (%d)" % len(rows)))
+    if rows:
+        for line in tabulate(rows, headers=["IRP", "request", "pending at", "device", "held", "",
+                                            "found in"], tablefmt="simple").splitlines():
+            w("  " + line)
+    if d["allocated_not_at_a_driver"]:
+        w("  %d more power IRP%s allocated but at no driver's stack location now" % (
+            d["allocated_not_at_a_driver"], "" if d["allocated_not_at_a_driver"] == 1 else "s"))
+    for p in d["pending_irps"]:
+        if p["expected"]:
+            continue
+        w()
+        w(s("head", "IRP %s  %s" % (p["irp"], p["request"])))
+        loc = p["location"]
+        if loc is not None:
+            at = p["pending_at"]
+            w("  pending at %s, device %s%s, stack location %d of %d" % (
+                at["driver"] or "?", at["device"], " (%s)" % at["device_name"] if at["device_name"] else "",
+                loc["index"], loc["of"]))
+        if p["age_seconds"] is not None:
+            w("  power watchdog armed %s ago" % _dur(p["age_seconds"]))
+        if p["device_stack"]:
+            rows = [[">" if x["pending_here"] else "", x["device"], x["driver"], x["name"], x["module"] or ""]
+                    for x in p["device_stack"]]
+            for line in tabulate(rows, headers=["", "device", "driver", "name", "module"],
+                                 tablefmt="simple").splitlines():
+                w("    " + line)
+        n = p["devnode"]
+        if n is not None:
+            w("  device node %s  %s  %s  service %s" % (n["address"], n["state"], n["instance_path"] or "?",
+                                                          n["service"] or "?"))
+        for t in p["threads"]:
+            _thread_lines(t, w, s, "  ")
+        if not p["threads"]:
+            w("  no thread found working on it")
+    sources = ", ".join("%s: %s" % kv for kv in d["sources"].items())
+    w()
+    w(s("dim", "searched %s" % sources))
+    if d["warnings"]:
+        w(s("warn", "WARNINGS (%d): results may be partial" % len(d["warnings"])))
+        for x in d["warnings"]:
+            w("  - %s" % x["message"])
+
+
+def _thread_lines(t, w, s, ind):
+    head = "thread %s" % s("addr", t["thread"])
+    if t.get("cid"):
+        head += "  Cid %s  %s" % (t["cid"], t.get("process") or "?")
+    w("%s%s -- %s" % (ind, head, t["role"]))
+    if t.get("state") is None:
+        w("%s  not in any process's thread list" % ind)
+        return
+    state = t["state"] + ("/%s" % t["wait_reason"] if t["state"] == "Waiting" else "")
+    waited = " for %s" % _dur(t["wait_seconds"]) if t.get("wait_seconds") is not None else ""
+    objs = ", ".join("%s %s" % (o["type"], o["object"]) for o in t.get("waits_on_objects") or [])
+    w("%s  %s%s%s" % (ind, state, waited, (" on " + objs) if objs else ""))
+    if t.get("holds"):
+        w("%s  holds  %s" % (ind, ", ".join("%s %s%s %s" % (h["kind"] or "lock", h["lock"], " (%s)" % h["name"]
+                                                              if h["name"] else "", h["mode"]) for h in t["holds"])))
+    if t.get("driver"):
+        w("%s  driver %s" % (ind, s("drv", t["driver"])))
+    frames = [f for f in t.get("stack") or [] if f.split("+")[0].lower() not in SCHEDULER]
+    if frames:
+        w("%s  stack  %s" % (ind, frames[0]))
+        for f in frames[1:8]:
+            w("%s         %s" % (ind, f))
+        if len(frames) > 8:
+            w("%s         ... %d more" % (ind, len(frames) - 8))
+    ch = t.get("wait_chain")
+    if ch and "root" in ch:
+        for e in ch["edges"]:
+            name = " (%s)" % e["lock_name"] if e["lock_name"] else ""
+            w("%s  waits for %s %s%s %s, held by thread %s" % (ind, e["lock_kind"] or "lock", e["waits_for"], name,
+                                                             e["mode"], e["held_by"] or "?"))
+        w("%s  root blocker %s: %s%s" % (ind, ch["root"], s("bad", ch["reason"]),
+                                         (" in " + s("drv", ch["root_driver"])) if ch.get("root_driver") else ""))
+    elif ch and "cycle" in ch:
+        w("%s  %s" % (ind, s("bad", "in a deadlock cycle: %s" % " -> ".join(ch["cycle"]))))
+
+
+def _wrap(text, width):
+    words, lines, cur = text.split(), [], ""
+    for word in words:
+        if cur and len(cur) + 1 + len(word) > width:
+            lines.append(cur)
+            cur = word
+        else:
+            cur = (cur + " " + word) if cur else word
+    if cur:
+        lines.append(cur)
+    return lines
