@@ -25,6 +25,13 @@ EXPECTED = {
         [([MOVE, DELE], ["0xfffffa8000c0f388", "0xfffffa8000c0f320"], ["stack-scan", "stack-scan"])], [], []),
     # seed 003: the PnP-lock holder waits on an event, nobody waits on its locks: no chain
     "power_9f4_zteusbnet": ([], [], []),
+    "power_9f3_filter": ([], [], []),
+    "power_clean": ([], [], []),
+    "corrupt_power_lists": ([], [], []),
+    # the power worker and AcmeAudio's stream thread queue behind OemHelper's sleeping poll thread
+    "power_9f3_mutex_chain": (
+        [], [("0xfffffa8000c13000", "sleeping (DelayExecution) for 0:00:00:00.031",
+              ["0xfffffa8000c11e20", "0xfffffa8000c12710"])], []),
     "self_deadlock_fastmutex": (
         [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
     "hang_no_cycle": (

@@ -136,9 +136,10 @@ def test_modules_are_found_once_per_module():
 
 @pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_dump_through_pykd_prints_what_the_mock_target_gives(fake, name, fmt):
-    direct = run_cli("deadlock", "--target", mock(name), "--format", fmt)
-    through = run_cli("deadlock", "--dump", mock(name), "--format", fmt)
+@pytest.mark.parametrize("command", ["deadlock", "powerirps"])
+def test_dump_through_pykd_prints_what_the_mock_target_gives(fake, name, fmt, command):
+    direct = run_cli(command, "--target", mock(name), "--format", fmt)
+    through = run_cli(command, "--dump", mock(name), "--format", fmt)
     assert through == direct
     assert fake.forbidden == []
 

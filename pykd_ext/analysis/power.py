@@ -92,8 +92,9 @@ class PendingIrp(object):
     def waited(self):
         """The longest known time this IRP has been held: its watchdog age, or the wait of a
         thread blocked on its behalf."""
-        times = [self.age] + [r.facts.seconds for r in self.threads if r.facts is not None]
-        times = [t for t in times if t is not None]
+        if self.age is not None:
+            return self.age
+        times = [r.facts.seconds for r in self.threads if r.facts is not None and r.facts.seconds is not None]
         return max(times) if times else None
 
 
@@ -143,6 +144,8 @@ def analyze_power(target):
         r.culprit = _blame(target, r)
     except (KeyboardInterrupt, SystemExit) as e:
         r.interrupted = r.interrupted or str(e) or type(e).__name__
+    if r.culprit is not None and r.interrupted:
+        r.culprit.reason = "From what was read before the interruption: " + r.culprit.reason
     return r
 
 
@@ -233,10 +236,10 @@ def _collect(target, r):
         if loc is not None and loc.major == IRP_MJ_POWER and loc.minor == IRP_MN_WAIT_WAKE:
             p.normal = ("a wait-wake IRP stays pending at the device's bus driver until the device "
                         "signals wake: expected")
+        r.pending.append(p)            # kept even if a Ctrl+Break comes while its threads are read
         if workers is None:
             workers = _worker_threads(target, a)
         p.threads = _threads_of(a, p, holder, workers)
-        r.pending.append(p)
     if holder:
         r.holder = _role(a, holder, "holds the PnP lock (bug check arg3)")
 
@@ -266,9 +269,10 @@ def _worker_threads(target, a):
     out = []
     for addr, f in sorted(a.pending.items()):
         start = (target.describe(f.thread.start_address) if f.thread.start_address else "").lower()
-        if addr in a.threads or start.split("+")[0] in WORKER_STARTS:
-            out.append(addr)
-    return out
+        worker = start.split("+")[0] in WORKER_STARTS
+        if addr in a.threads or worker:
+            out.append((not worker, addr))
+    return sorted(out)
 
 
 def _threads_of(a, p, holder, workers):
@@ -285,19 +289,27 @@ def _threads_of(a, p, holder, workers):
         add(p.irp.thread, "issued this IRP (its thread)")
     mod = p.module
     if mod and p.normal is None:
-        for t in workers:
+        for other, t in workers:
             f = _facts(a, t)
             if f is not None and any(fr.module is not None and fr.module.image == mod for fr in f.frames or []):
-                add(t, "waits inside %s, the driver holding this IRP" % mod)
+                add(t, ("a thread" if other else "the power manager's IRP worker") +
+                    " waiting inside %s, the driver holding this IRP" % mod)
     return out
 
 
 # -- blame -------------------------------------------------------------------------------------------
 
-def _doing(f):
+def _doing(f, a=None):
     if f is None:
         return "not in any thread list"
     if f.state == "Waiting":
+        edges = [e for e in a.edges if e.thread == f.address] if a is not None else []
+        if edges and not f.waits_on:
+            lk = a.locks.get(edges[0].lock)
+            what = "%s 0x%x%s" % (lk.kind if lk else "lock", edges[0].lock,
+                                  " (%s)" % lk.name if lk is not None and lk.name else "")
+            how = " for %s" % format_duration(f.seconds) if f.seconds is not None else ""
+            return "waiting (%s) on %s%s" % (f.wait_reason, what, how)
         return wait_summary(f)
     return f.state.lower() if f.state else "in an unknown state"
 
@@ -331,7 +343,7 @@ def _blame(target, r):
                 bc.args[3], "is unreadable" if focus is None or not focus.irp.readable
                 else "is at no driver's stack location now"))
             return Culprit(None, bc.args[3], None, "No driver can be named: %s." % why)
-        return _explain(r, focus, _blocked(focus), "its worker")
+        return _explain(r, focus, _blocked(focus), None)
     if sub in (0x1, 0x2, 0x500):
         device = bc.args[1] if sub == 0x1 else bc.args[2]
         dev = decode_device(target, device, r.diagnostics) if device else None
@@ -350,7 +362,7 @@ def _blame(target, r):
     if not stuck:
         return None
     focus = max(stuck, key=lambda p: p.waited)
-    return _explain(r, focus, _blocked(focus), "its worker")
+    return _explain(r, focus, _blocked(focus), None)
 
 
 def _blocked(p):
@@ -374,8 +386,11 @@ def _explain(r, focus, blocked, who):
     module = thread = root = None
     if blocked is not None:
         thread = blocked.address
+        if who is None:
+            who = ("its worker" if blocked.role.startswith("the power manager's") else
+                   "its own" if blocked.role.startswith("issued") else "a")
         cid = " (Cid %s)" % f.thread.cid if f is not None else ""
-        parts.append("%s thread 0x%x%s is %s%s" % (who, blocked.address, cid, _doing(f), _where(f)))
+        parts.append("%s thread 0x%x%s is %s%s" % (who, blocked.address, cid, _doing(f, r.waits), _where(f)))
         path = blocked.path
         if path is not None and path[0] == "chain":
             ch, edges = path[1], path[2]
@@ -383,9 +398,11 @@ def _explain(r, focus, blocked, who):
             if ch.root_kind == "thread" and ch.root != blocked.address:
                 root = ch.root
                 locks = len(edges)
-                parts.append("its wait chain through %d lock%s ends at thread 0x%x, which holds %s and is %s%s" % (
-                    locks, "" if locks == 1 else "s", ch.root, "it" if locks == 1 else "the last one",
-                    "sleeping in a loop" if rf is not None and is_sleeping(rf) else _doing(rf), _where(rf)))
+                doing = ("sleeping (%s)" % rf.wait_reason if rf is not None and is_sleeping(rf)
+                         else _doing(rf, r.waits))
+                parts.append("its wait chain through %d lock%s ends at thread 0x%x, which is %s%s while "
+                             "holding %s" % (locks, "" if locks == 1 else "s", ch.root, doing, _where(rf),
+                                             "it" if locks == 1 else "the last of them"))
                 if rf is not None and rf.driver:
                     module, thread = rf.driver, ch.root
             elif ch.root_kind != "thread":

@@ -582,11 +582,13 @@ class ScenarioBuilder(object):
         build's symbols type _POP_IRP_DATA): pending at `device`, its watchdog armed
         `age_seconds` ago (interrupt time)."""
         lay = self.layouts.layout("_POP_IRP_DATA")
-        sl = irp + self.size("_IRP") + (self._u8(irp + self.off("_IRP", "CurrentLocation")) - 1) * \
-            self.size("_IO_STACK_LOCATION")
-        minor = self._u8(sl + self.off("_IO_STACK_LOCATION", "MinorFunction"))
-        ptype = self._u32(sl + self.off("_IO_STACK_LOCATION", "Parameters.Power.Type"))
-        pstate = self._u32(sl + self.off("_IO_STACK_LOCATION", "Parameters.Power.State"))
+        cur, count = (self._u8(irp + self.off("_IRP", f)) for f in ("CurrentLocation", "StackCount"))
+        minor = ptype = pstate = 0
+        if 1 <= cur <= count:
+            sl = irp + self.size("_IRP") + (cur - 1) * self.size("_IO_STACK_LOCATION")
+            minor = self._u8(sl + self.off("_IO_STACK_LOCATION", "MinorFunction"))
+            ptype = self._u32(sl + self.off("_IO_STACK_LOCATION", "Parameters.Power.Type"))
+            pstate = self._u32(sl + self.off("_IO_STACK_LOCATION", "Parameters.Power.State"))
         a = self.alloc(lay.size)
         self.put("_POP_IRP_DATA", a, Irp=irp, Pdo=pdo, TargetDevice=target_device or device,
                  CurrentDevice=device, MinorFunction=minor, PowerStateType=ptype, PowerState=pstate,

@@ -224,6 +224,136 @@ def power_9f4_zteusbnet(build=WIN7):
     return b
 
 
+POWER_WORKER = ["nt!PopIrpWorker+0x1e3"] + SYSTEM_START
+
+
+def _power_workers(b, system, tids):
+    """The power manager's idle IRP workers (waiting for work on their queue event)."""
+    for tid in tids:
+        t = b.thread(system, tid, "nt!PopIrpWorker", wait_reason="Executive", waited_ticks=700,
+                     frames=WAIT_TOP + POWER_WORKER)
+        b.wait_on(t, [b.event(notification=False)])
+
+
+def _power_location(device, minor, ptype=None, state=None, completion=None):
+    loc = {"MajorFunction": 0x16, "MinorFunction": minor, "DeviceObject": device}
+    if ptype:
+        loc.update(Parameters__Power__Type=ptype, Parameters__Power__State=state)
+    if completion:
+        loc["CompletionRoutine"] = completion
+    return loc
+
+
+def power_9f3_filter(build=WIN10):
+    """Bug check 0x9F subcode 3 on Windows 10: a SET_POWER D3 IRP has been pending for ten
+    minutes at the upper filter AcmeFlt, which sits above AcmeNic's FDO above pci's PDO; no
+    thread works on it (the filter queued it and forgot it).  pci also holds a wait-wake
+    IRP for the same device, as bus drivers do: expected, and pci must not be blamed."""
+    b = ScenarioBuilder(build, comment="0x9F/3: SET_POWER D3 held by the upper filter AcmeFlt")
+    system = b.process("System", 4)
+    _background(b, system)
+    _power_workers(b, system, (0x5c, 0x60))
+    for name, size in (("AcmeFlt", 0x12000), ("AcmeNic", 0x80000), ("pci", 0x60000), ("ACPI", 0xb0000)):
+        b.module(name, name + ".sys", size=size)
+    flt, nic = b.driver_object("\\Driver\\AcmeFlt"), b.driver_object("\\Driver\\AcmeNic")
+    pci, acpi = b.driver_object("\\Driver\\pci"), b.driver_object("\\Driver\\ACPI")
+    bus_fdo, bus_pdo = b.device_stack([(pci, None, 0x300), (acpi, "00000019", 0x100)])
+    bus = b.devnode(bus_pdo, "ACPI\\PNP0A08\\0", "pci")
+    top, fdo, pdo = b.device_stack([(flt, None, 0x40), (nic, "NDMP3", 0x900), (pci, "NTPNP_PCI0012", 0x200)])
+    b.devnode(pdo, "PCI\\VEN_8086&DEV_15B8&SUBSYS_86721043&REV_00\\3&11583659&0&FE", "AcmeNic", parent=bus)
+    d3 = b.irp([{}, {}, _power_location(top, 0x02, "DevicePowerState", "PowerDeviceD3",
+                                        completion="nt!PopRequestCompletion")], current=2)
+    b.pop_irp(d3, pdo, top, age_seconds=600.0)
+    wake = b.irp([_power_location(pdo, 0x00), _power_location(fdo, 0x00, completion="AcmeNic!WaitWakeDone"),
+                  _power_location(top, 0x00, completion="nt!PopRequestCompletion")], current=0)
+    b.pop_irp(wake, pdo, pdo, age_seconds=5400.0, target_device=top)
+    b.bugcheck(0x9F, 3, pdo, b.global_("nt!TRIAGE_9F_POWER", 0x20), d3)
+    del bus_fdo
+    return b
+
+
+def power_9f3_mutex_chain(build=WIN11):
+    """Bug check 0x9F subcode 3 on Windows 11: a system SET_POWER S4 IRP is pending at
+    AcmeAudio's FDO.  The power IRP worker running AcmeAudio's dispatch waits on AcmeAudio's
+    codec mutex, held by AcmeAudio's stream thread, which waits on OemHelper's mutex, held by
+    OemHelper's poll thread -- which sleeps in a loop (KeDelayExecutionThread) and never
+    lets go.  The driver to look at is OemHelper.sys, not the one holding the IRP."""
+    b = ScenarioBuilder(build, comment="0x9F/3: the power worker waits on a mutex chain ending at a sleeper")
+    system = b.process("System", 4)
+    _background(b, system)
+    _power_workers(b, system, (0x5c,))
+    for name, size in (("AcmeAudio", 0x40000), ("HDAudBus", 0x30000), ("OemHelper", 0x9000)):
+        b.module(name, name + ".sys", size=size)
+    audio, hda = b.driver_object("\\Driver\\AcmeAudio"), b.driver_object("\\Driver\\HDAudBus")
+    fdo, pdo = b.device_stack([(audio, None, 0x600), (hda, "00000047", 0x180)])
+    b.devnode(pdo, "HDAUDIO\\FUNC_01&VEN_10EC&DEV_0295&SUBSYS_10431C8F&REV_1000\\4&2a6f8b05&0&0001", "AcmeAudio")
+    s4 = b.irp([{}, _power_location(fdo, 0x02, "SystemPowerState", "PowerSystemHibernate",
+                                    completion="nt!PopSystemIrpCompletion")], current=1)
+    b.pop_irp(s4, pdo, fdo, age_seconds=600.0)
+    worker = b.thread(system, 0x64, "nt!PopIrpWorker", wait_reason="Executive", waited_ticks=38400,
+                      frames=["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x500", "nt!KiCommitThreadWait+0x14f",
+                              "nt!KeWaitForSingleObject+0x233", "AcmeAudio!AcquireCodecLock+0x2a",
+                              "AcmeAudio!DispatchSetPower+0x88", "nt!IopPoHandleIrp+0x3b",
+                              "nt!IofCallDriver+0x55"] + POWER_WORKER)
+    stream = b.thread(system, 0x1c8, "AcmeAudio!StreamThread", wait_reason="Executive", waited_ticks=38600,
+                      frames=["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x500", "nt!KiCommitThreadWait+0x14f",
+                              "nt!KeWaitForSingleObject+0x233", "AcmeAudio!SyncWithHelper+0x40",
+                              "AcmeAudio!StreamThread+0x9c"] + SYSTEM_START)
+    poll = b.thread(system, 0x1d4, "OemHelper!PollThread", wait_reason="DelayExecution", waited_ticks=2,
+                    frames=["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x500", "nt!KiCommitThreadWait+0x14f",
+                            "nt!KeDelayExecutionThread+0x122", "OemHelper!WaitForDeviceReady+0x5c",
+                            "OemHelper!PollThread+0x2e"] + SYSTEM_START)
+    codec = b.mutant(owner=stream, address=b.global_("AcmeAudio!gCodecMutex", b.size("_KMUTANT")))
+    helper = b.mutant(owner=poll, address=b.global_("OemHelper!gHelperMutex", b.size("_KMUTANT")))
+    b.wait_on(worker, [codec])
+    b.wait_on(stream, [helper])
+    b.sleep(poll)
+    b.bugcheck(0x9F, 3, pdo, b.global_("nt!TRIAGE_9F_POWER", 0x20), s4)
+    return b
+
+
+def power_clean(build=WIN81):
+    """A healthy Windows 8.1 machine, no bug check: the USB mouse's bus driver holds a
+    wait-wake IRP (as it should), a D0 IRP has been at the mouse's function driver for two
+    seconds, and one power IRP is allocated but at no driver.  Nothing is stuck."""
+    b = ScenarioBuilder(build, comment="healthy: a wait-wake IRP, a two-second D0 IRP, nothing stuck")
+    system = b.process("System", 4)
+    _background(b, system)
+    _power_workers(b, system, (0x5c, 0x60))
+    for name, size in (("mouhid", 0x9000), ("HidUsb", 0xb000), ("USBHUB3", 0x90000)):
+        b.module(name, name + ".sys", size=size)
+    mou, hid, hub = (b.driver_object("\\Driver\\" + n) for n in ("mouhid", "HidUsb", "USBHUB3"))
+    hid_fdo, hid_pdo = b.device_stack([(hid, None, 0x100), (hub, "USBPDO-3", 0x400)])
+    hid_node = b.devnode(hid_pdo, "USB\\VID_046D&PID_C077\\5&3a1e0e0c&0&2", "HidUsb")
+    mou_fdo, mou_pdo = b.device_stack([(mou, None, 0x80), (hid, "00000066", 0x40)])
+    b.devnode(mou_pdo, "HID\\VID_046D&PID_C077\\6&1b8b2a1c&0&0000", "mouhid", parent=hid_node)
+    wake = b.irp([_power_location(hid_pdo, 0x00), _power_location(hid_fdo, 0x00, completion="HidUsb!WaitWakeDone")],
+                 current=0)
+    b.pop_irp(wake, hid_pdo, hid_pdo, age_seconds=3600.0, target_device=hid_fdo)
+    d0 = b.irp([{}, _power_location(mou_fdo, 0x02, "DevicePowerState", "PowerDeviceD0",
+                                    completion="nt!PopRequestCompletion")], current=1)
+    b.pop_irp(d0, mou_pdo, mou_fdo, age_seconds=2.0)
+    done = b.irp([{}, {}], current=None, pending=False)
+    b.pop_irp(done, mou_pdo, mou_fdo, age_seconds=0.5)
+    return b
+
+
+def corrupt_power_lists():
+    """The 0x9F/3 filter target with its power lists broken: a third PopIrpList record whose
+    Irp points at unreadable memory and whose Flink points at itself, and a device node
+    whose Sibling points back at itself."""
+    b = power_9f3_filter(WIN10)
+    lay = b.layouts.layout("_POP_IRP_DATA")
+    bad = b.alloc(lay.size)
+    b.put("_POP_IRP_DATA", bad, Irp=0xfffffa80deadb000, Pdo=0, MinorFunction=2)
+    b.list_insert_tail(b.pop_irp_head, bad + lay.offset("Link"))
+    b.u64(bad + lay.offset("Link"), bad + lay.offset("Link"))          # Flink: itself
+    last = b._u64(b.root_devnode + b.off("_DEVICE_NODE", "LastChild"))
+    b.put("_DEVICE_NODE", last, Sibling=last)
+    b.comment = "corrupt: a PopIrpList record with an unreadable IRP and a self-loop; a devnode sibling self-loop"
+    return b
+
+
 SHIPPED = {
     "eresource_deadlock": lambda: eresource_deadlock(WIN81),
     "eresource_deadlock_win7": lambda: eresource_deadlock(WIN7),
@@ -235,6 +365,10 @@ SHIPPED = {
     "corrupt_waitblock_unreadable": corrupt_waitblock_unreadable,
     "corrupt_unreadable_process": corrupt_unreadable_process,
     "power_9f4_zteusbnet": power_9f4_zteusbnet,
+    "power_9f3_filter": power_9f3_filter,
+    "power_9f3_mutex_chain": power_9f3_mutex_chain,
+    "power_clean": power_clean,
+    "corrupt_power_lists": corrupt_power_lists,
 }
 
 
