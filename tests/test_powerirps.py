@@ -1,13 +1,14 @@
 """powerirps end to end: each power target's culprit in text and JSON, the facts behind it
 (where the IRP is pending, the blocked thread, its wait chain), no false alarm on a healthy
 machine, and every command surviving the corrupted targets."""
+import io
 import json
 import os
 
 import pytest
 
 from pykd_ext.analysis.power import analyze_power
-from pykd_ext.mock.scenarios import power_9f3_mutex_chain, power_9f4_zteusbnet
+from pykd_ext.mock.scenarios import power_9f3_filter, power_9f3_mutex_chain, power_9f4_zteusbnet
 from pykd_ext.target.cache import CachedTarget
 
 from conftest import MOCKS, ROOT, mock, run_cli
@@ -183,3 +184,62 @@ def test_all_commands_survive_corrupted_targets(name):
                     assert out == "" and err.count("\n") == 1 and a[2:] in err
                 else:
                     assert err == "" and "Traceback" not in out
+
+
+# -- the other subcodes, in words ------------------------------------------------------------------
+
+def _with_bugcheck(*args):
+    b = power_9f3_filter_builder()
+    b.bugcheck(0x9F, *args)
+    return analyze_power(CachedTarget(b.target()))
+
+
+def power_9f3_filter_builder():
+    return power_9f3_filter()
+
+
+def _devices(b_report):
+    stack = b_report.pending[0].stack.devices
+    return stack[0].address, stack[1].address, stack[1].driver.address, stack[-1].address
+
+
+def test_subcode_2_names_the_driver_of_the_device_in_arg3():
+    top, fdo, nic_driver, pdo = _devices(_with_bugcheck(3, 0, 0, 0))
+    r = _with_bugcheck(2, top, fdo, nic_driver)
+    assert r.bugcheck.meaning.endswith("without calling PoStartNextPowerIrp")
+    assert r.culprit.module == "AcmeNic.sys" and r.culprit.irp is None
+    assert "\\Driver\\AcmeNic" in r.culprit.reason
+
+
+def test_subcode_1_names_the_driver_of_the_device_being_freed():
+    top, fdo, nic_driver, pdo = _devices(_with_bugcheck(3, 0, 0, 0))
+    r = _with_bugcheck(1, top)
+    assert r.culprit.module == "AcmeFlt.sys" and "being freed" in r.culprit.reason
+
+
+@pytest.mark.parametrize("sub, words", [(5, "directed power transition in the required time"),
+                                        (6, "directed power transition callback"),
+                                        (0x77, "not documented")])
+def test_subcodes_described_in_words_name_no_driver(sub, words):
+    r = _with_bugcheck(sub, 0xfffffa8000c11f50, 0)
+    assert r.culprit.module is None and words in r.culprit.reason
+
+
+def test_subcode_3_with_an_unreadable_irp_says_so():
+    r = _with_bugcheck(3, 0xfffffa8000c11f50, 0, 0xfffffa80deadb000)
+    assert r.culprit.module is None and "0xfffffa80deadb000" in r.culprit.reason
+    assert "unreadable" in r.culprit.reason
+    assert any(d.kind == "unreadable" and d.address == 0xfffffa80deadb000 for d in r.diagnostics)
+
+
+def test_another_bug_check_still_reports_a_stuck_power_irp():
+    from pykd_ext.render.power import render_text, report_dict
+    from pykd_ext.render.style import Style
+    b = power_9f3_filter_builder()
+    b.bugcheck(0x133, 0, 0x501, 0x500, 0)
+    r = analyze_power(CachedTarget(b.target()))
+    assert r.bugcheck.subcode is None and len(r.pending) == 2
+    assert r.culprit.module == "AcmeFlt.sys"           # held 10 minutes: stuck, whatever crashed
+    buf = io.StringIO()
+    render_text(report_dict(r, "t", "b"), buf, Style("plain"), "h")
+    assert "bug check 0x133: not a power failure" in buf.getvalue()

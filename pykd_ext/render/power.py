@@ -150,8 +150,8 @@ def render_text(d, out, style, header):
                     extra = " (%d s)" % int(v, 16) if n == "timeout in seconds" else ""
                     w("  arg%d %-18s  %s%s" % (i, v, n, extra))
         else:
-            w("bug check %s%s (not a power failure): pending IRPs are listed, nothing is blamed for it"
-              % (bc["code"], name))
+            w("bug check %s%s: not a power failure; power IRPs held %d s or more are still called stuck"
+              % (bc["code"], name, 60))
     c = d["culprit"]
     w()
     if c is None:
