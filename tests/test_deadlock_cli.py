@@ -25,6 +25,11 @@ EXPECTED = {
         [([MOVE, DELE], ["0xfffffa8000c0f388", "0xfffffa8000c0f320"], ["stack-scan", "stack-scan"])], [], []),
     # seed 003: the PnP-lock holder waits on an event, nobody waits on its locks: no chain
     "power_9f4_zteusbnet": ([], [], []),
+    "dpc_133_athwbx": ([], [], []),
+    "dpc_133_cumulative": ([], [], []),
+    "timerres_win81": ([], [], []),
+    "timerres_win10": ([], [], []),
+    "corrupt_dpc_lists": ([], [], []),
     "power_9f3_filter": ([], [], []),
     "power_clean": ([], [], []),
     "corrupt_power_lists": ([], [], []),

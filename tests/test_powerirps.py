@@ -51,7 +51,8 @@ def test_culprit_in_json_and_text(name):
                                         and f != "corrupt_power_lists.json.gz"))
 def test_no_power_culprit_on_targets_without_a_power_problem(name):
     d = powerirps(name)
-    assert d["culprit"] is None and d["bugcheck"] is None and d["pending_irps"] == []
+    assert d["culprit"] is None and d["pending_irps"] == []
+    assert d["bugcheck"] is None or d["bugcheck"]["subcode"] is None        # no 0x9F here
 
 
 def test_seed_003_the_pnp_lock_holder():

@@ -115,6 +115,7 @@ class ScenarioBuilder(object):
         self.modules = {}
         self.symbols = {}
         self._sym_index = {}         # lower-case name -> address
+        self._func_size = {}         # lower-case function name -> bytes of code laid out
         self.threads = {}            # KTHREAD -> ThreadInfo (the builder's own bookkeeping)
         self.stacks = {}
         self.processors = []
@@ -144,6 +145,10 @@ class ScenarioBuilder(object):
         root_pdo, _ = self.device_object(pnpmgr)
         self.root_devnode = self._new_devnode(root_pdo, "HTREE\\ROOT\\0", "")
         self._pool = pool
+        self._boot_data = NT_BASE + NT_SIZE - 0x10000
+        self.timer_res_head = self._boot_global("nt!ExpTimerResolutionListHead", 16)
+        self.list_init(self.timer_res_head)
+        self.u32(self._boot_global("nt!KeMinimumIncrement", 4), 5000)
         self.u64(self.global_("nt!IopRootDeviceNode", 8), self.root_devnode)
 
     # -- raw memory ------------------------------------------------------------------------
@@ -226,8 +231,9 @@ class ScenarioBuilder(object):
         m = self.modules[name] = ModuleInfo(name, image or name + ".sys", base, size)
         return m
 
-    def sym(self, name):
-        """Address of function `module!Func` (made on first use), or `module+0xoff`."""
+    def sym(self, name, size=FUNC_SLOT):
+        """Address of function `module!Func` (made on first use, `size` bytes of code), or
+        `module+0xoff`."""
         if name.lower() in self._sym_index:
             return self._sym_index[name.lower()]
         mod, _, func = name.partition("!")
@@ -236,13 +242,23 @@ class ScenarioBuilder(object):
             return self.modules[mod].base + int(off, 16)
         m = self.module(mod)
         a = m.next_func
-        m.next_func += FUNC_SLOT
+        m.next_func += size
         self._add_symbol(name, a)
+        self._func_size[name.lower()] = size
         return a
 
     def _add_symbol(self, name, address):
         self.symbols[name] = address
         self._sym_index[name.lower()] = address
+
+    def _boot_global(self, name, size):
+        """A kernel global laid out at boot, from nt's data region of its own (scenario
+        globals keep their places)."""
+        a = self._boot_data
+        self._boot_data += (size + 15) // 16 * 16
+        self._add_symbol(name, a)
+        self.mem.map(a, size)
+        return a
 
     def global_(self, name, size, align=16):
         mod = name.split("!")[0]
@@ -258,8 +274,11 @@ class ScenarioBuilder(object):
         if "!" in spec:
             func, _, off = spec.partition("+")
             off = int(off, 16) if off else 0
-            if off >= FUNC_SLOT:
-                raise ValueError("%s: offset beyond the builder's %#x-byte function slot" % (spec, FUNC_SLOT))
+            size = self._func_size.get(func.lower())
+            if size is None:             # a long function (ndis!ndisInterruptDpc+0x269ce) gets room
+                return self.sym(func, max(FUNC_SLOT, (off // FUNC_SLOT + 1) * FUNC_SLOT)) + off
+            if off >= size:
+                raise ValueError("%s: offset beyond the %#x bytes given to %s" % (spec, size, func))
             return self.sym(func) + off
         mod, _, off = spec.partition("+")
         return self.module(mod).base + int(off or "0", 16)
@@ -279,11 +298,15 @@ class ScenarioBuilder(object):
 
     # -- processes and threads ----------------------------------------------------------------
 
-    def process(self, name, pid):
+    def process(self, name, pid, listed=True):
+        """An _EPROCESS; `listed=False` keeps it off PsActiveProcessHead, as the Idle process is."""
         a = self.alloc(self.size("_EPROCESS"))
         self.put("_EPROCESS", a, Pcb__Header__Type=self.enum("_KOBJECTS", "ProcessObject"),
                  UniqueProcessId=pid, ImageFileName=name.encode("latin-1")[:14])
-        self.list_insert_tail(self.process_head, a + self.off("_EPROCESS", "ActiveProcessLinks"))
+        if listed:
+            self.list_insert_tail(self.process_head, a + self.off("_EPROCESS", "ActiveProcessLinks"))
+        else:
+            self.list_init(a + self.off("_EPROCESS", "ActiveProcessLinks"))
         self.list_init(a + self.off("_EPROCESS", "ThreadListHead"))
         self.list_init(a + self.off("_EPROCESS", "Pcb.ThreadListHead"))
         return a
@@ -637,6 +660,10 @@ class ScenarioBuilder(object):
     def processor(self, index, current_thread=0, idle_thread=0):
         prcb = self.alloc(self.size("_KPRCB"), align=PAGE)
         self.put("_KPRCB", prcb, Number=index, CurrentThread=current_thread, IdleThread=idle_thread)
+        if self.has("_KDPC_DATA", "DpcListHead"):        # KiInitializePcr: empty doubly linked queues
+            for i in range(2):
+                self.list_init(prcb + self.off("_KPRCB", "DpcData") + i * self.size("_KDPC_DATA")
+                               + self.off("_KDPC_DATA", "DpcListHead"))
         self.processors.append({"index": index, "prcb": "0x%x" % prcb})
         # what a debugger reads to find the processors: KiProcessorBlock[], KeNumberProcessors
         if self._processor_block is None:
@@ -645,6 +672,71 @@ class ScenarioBuilder(object):
         self.u64(self._processor_block + 8 * index, prcb)
         self.u32(self._processor_count, len(self.processors))
         return prcb
+
+    def set_current(self, cpu, thread, idle_thread=None):
+        """What processor `cpu` runs now (and its idle thread)."""
+        self.put("_KPRCB", self._prcb(cpu), CurrentThread=thread)
+        if idle_thread is not None:
+            self.put("_KPRCB", self._prcb(cpu), IdleThread=idle_thread)
+
+    def _prcb(self, index):
+        return int(next(p["prcb"] for p in self.processors if p["index"] == index), 16)
+
+    def _dpc_data(self, index, threaded):
+        return self._prcb(index) + self.off("_KPRCB", "DpcData") + (1 if threaded else 0) * self.size("_KDPC_DATA")
+
+    def queue_dpc(self, cpu, routine, threaded=False, importance=1, context=0, number=0):
+        """KeInsertQueueDpc: a KDPC for `routine` (module!Func[+off]) at the tail of CPU `cpu`'s
+        normal or threaded queue, linked as this build links them (LIST_ENTRY on 7,
+        SINGLE_LIST_ENTRY with a LastEntry on 8.1 and later).  Returns the KDPC address."""
+        k = self.alloc(self.size("_KDPC"))
+        data = self._dpc_data(cpu, threaded)
+        typ = "ThreadedDpcObject" if threaded else "DpcObject"
+        self.put("_KDPC", k, Type=self.enum("_KOBJECTS", typ), Importance=importance, Number=number,
+                 DeferredRoutine=self.code(routine), DeferredContext=context, DpcData=data)
+        link = k + self.off("_KDPC", "DpcListEntry")
+        if self.has("_KDPC_DATA", "DpcListHead"):
+            self.list_insert_tail(data + self.off("_KDPC_DATA", "DpcListHead"), link)
+        else:
+            head = data + self.off("_KDPC_DATA", "DpcList")
+            last = self._u64(head + self.off("_KDPC_LIST", "LastEntry"))
+            self.u64(last if last else head + self.off("_KDPC_LIST", "ListHead"), link)
+            self.put("_KDPC_LIST", head, LastEntry=link)
+        depth = self._u32(data + self.off("_KDPC_DATA", "DpcQueueDepth"))
+        self.put("_KDPC_DATA", data, DpcQueueDepth=depth + 1,
+                 DpcCount=self._u32(data + self.off("_KDPC_DATA", "DpcCount")) + 1)
+        return k
+
+    def dpc_watchdog(self, cpu, time_count=0, time_limit=0, watchdog_count=0, watchdog_period=0):
+        """The PRCB's DPC watchdog counters, under whichever names this build gives them."""
+        prcb = self._prcb(cpu)
+        for names, v in ((("DpcTimeCount",), time_count), (("DpcTimeLimit", "DpcTimeLimitTicks"), time_limit),
+                         (("DpcWatchdogCount",), watchdog_count),
+                         (("DpcWatchdogPeriod", "DpcWatchdogPeriodTicks"), watchdog_period)):
+            name = next(n for n in names if self.has("_KPRCB", n))
+            self.put("_KPRCB", prcb, **{name: v})
+
+    def running_dpc(self, cpu, routine, kdpc=0):
+        """CPU `cpu` is running DPC `routine` now: DpcRoutineActive, and where the build has
+        them CurrentDpcRoutine and the normal queue's ActiveDpc."""
+        prcb = self._prcb(cpu)
+        self.put("_KPRCB", prcb, DpcRoutineActive=1)
+        if self.has("_KPRCB", "CurrentDpcRoutine"):
+            self.put("_KPRCB", prcb, CurrentDpcRoutine=self.code(routine))
+        if kdpc and self.has("_KDPC_DATA", "ActiveDpc"):
+            self.put("_KDPC_DATA", self._dpc_data(cpu, False), ActiveDpc=kdpc)
+
+    def timer_resolution(self, process, requested, smallest):
+        """NtSetTimerResolution's record: `process` on nt!ExpTimerResolutionListHead with its
+        Requested/SmallestTimerResolution (100 ns units)."""
+        head = self.timer_res_head
+        self.put("_EPROCESS", process, RequestedTimerResolution=requested, SmallestTimerResolution=smallest)
+        self.list_insert_tail(head, process + self.off("_EPROCESS", "TimerResolutionLink"))
+
+    def time_increment(self, current, minimum=5000):
+        """The clock's current interval (KeTimeIncrement) and finest possible (KeMinimumIncrement)."""
+        self.u32(self.symbols["nt!KeTimeIncrement"], current)
+        self.u32(self.symbols["nt!KeMinimumIncrement"], minimum)
 
     def bugcheck(self, code, *args):
         args = list(args) + [0] * (4 - len(args))

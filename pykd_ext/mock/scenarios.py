@@ -354,6 +354,139 @@ def corrupt_power_lists():
     return b
 
 
+IDLE_LOOP = ["nt!KiIdleLoop+0x5a"]
+SEED_133_STACK = [
+    "nt!KeBugCheckEx", "nt! ?? ::FNODOBFM::`string'+0x18b12", "nt!KeClockInterruptNotify+0x95",
+    "hal!HalpTimerClockIpiRoutine+0x15", "nt!KiCallInterruptServiceRoutine+0xa3",
+    "nt!KiInterruptSubDispatchNoLockNoEtw+0xea", "nt!KiInterruptDispatchNoLockNoEtw+0xfb",
+    "nt!KeAcquireSpinLockRaiseToDpc+0x13", "athwbx+0x161751", "athwbx+0x16131d", "athwbx+0x11cc42",
+    "athwbx+0xef472", "athwbx+0x27d29f", "athwbx+0x24279e", "ndis!ndisInterruptDpc+0x269ce",
+    "nt!KiExecuteAllDpcs+0x1b0", "nt!KiRetireDpcList+0xdb", "nt!KiIdleLoop+0x5a"]
+
+
+def _idle_cpu(b, idle, index, frames=IDLE_LOOP):
+    """Processor `index` in its idle loop (its idle thread current), or running `frames` there."""
+    t = b.thread(idle, 0, "nt!KiIdleLoop", state="Running", frames=frames)
+    b.processor(index, current_thread=t, idle_thread=t)
+    return t
+
+
+def dpc_133_athwbx(build=WIN81):
+    """Seed 003's second case: bug check 0x133 arg1 0 (0x501 ticks against 0x500).  CPU 3,
+    in its idle loop, drains its DPC queue: ndis!ndisInterruptDpc calls into athwbx, which
+    spins in KeAcquireSpinLockRaiseToDpc until the watchdog's clock interrupt fires.  CPU 3's
+    queue still holds ndis!ndisMTimerObjectDpc, nt!PpmPerfAction and
+    nt!PopExecuteProcessorCallback (normal) and nt!KiDpcWatchdog (threaded).  CPU 1 runs an
+    athwbx system thread; CPUs 0 and 2 are idle."""
+    b = ScenarioBuilder(build, comment="0x133/0: athwbx spins on a spin lock inside ndis's interrupt DPC (seed 003)")
+    system = b.process("System", 4)
+    _background(b, system)
+    idle = b.process("Idle", 0, listed=False)
+    b.module("athwbx", "athwbx.sys", size=0x300000)
+    b.module("ndis", "ndis.sys", size=0x100000)
+    worker = b.thread(system, 0x74, "athwbx+0x1c2a0", state="Running",
+                      frames=["athwbx+0x1c2a4", "athwbx+0x15f210", "athwbx+0x15e0c8"] + SYSTEM_START)
+    b.processor(1, current_thread=worker, idle_thread=_idle_thread(b, idle))
+    _idle_cpu(b, idle, 2)
+    _idle_cpu(b, idle, 3, SEED_133_STACK)
+    for routine in ("ndis!ndisMTimerObjectDpc", "nt!PpmPerfAction", "nt!PopExecuteProcessorCallback"):
+        b.queue_dpc(3, routine)
+    b.queue_dpc(3, "nt!KiDpcWatchdog", threaded=True, importance=2)
+    b.running_dpc(3, "ndis!ndisInterruptDpc")
+    b.dpc_watchdog(3, time_count=0x501, time_limit=0x500, watchdog_count=0x1a2, watchdog_period=0x4e20)
+    b.bugcheck(0x133, 0, 0x501, 0x500, 0)
+    return b
+
+
+def _idle_thread(b, idle):
+    return b.thread(idle, 0, "nt!KiIdleLoop", state="Ready", frames=IDLE_LOOP)
+
+
+def dpc_133_cumulative(build=WIN11):
+    """Bug check 0x133 arg1 1 on Windows 11: too long at DISPATCH_LEVEL, cumulatively.  CPU 0
+    drains a deep queue of BusyNet's receive DPCs; CPU 1 runs BusyNet's transmit-completion DPC
+    from a user thread; CPU 2 runs explorer; CPU 3 is idle."""
+    b = ScenarioBuilder(build, comment="0x133/1: BusyNet's DPCs keep the processors at DISPATCH_LEVEL")
+    system = b.process("System", 4)
+    smss = _background(b, system)
+    idle = b.process("Idle", 0, listed=False)
+    explorer = b.process("explorer.exe", 0xf3c)
+    b.module("BusyNet", "BusyNet.sys", size=0x60000)
+    clock = ["nt!KeBugCheckEx", "nt!KeAccumulateTicks+0x1846d4", "nt!KeClockInterruptNotify+0x8b6",
+             "hal!HalpTimerClockInterrupt+0x10", "nt!KiCallInterruptServiceRoutine+0xa5",
+             "nt!KiInterruptSubDispatchNoLockNoEtw+0xfa", "nt!KiInterruptDispatchNoLockNoEtw+0x37"]
+    # CPU 0 (the background's) runs its idle thread, which drains BusyNet's receive DPCs
+    cpu0 = b.thread(idle, 0, "nt!KiIdleLoop", state="Running",
+                    frames=clock + ["BusyNet!RxProcessRing+0x3c1", "BusyNet!RxDpc+0x7f", "nt!KiExecuteAllDpcs+0x2e7",
+                                    "nt!KiRetireDpcList+0x1f4", "nt!KiIdleLoop+0x9e"])
+    b.set_current(0, cpu0, idle_thread=cpu0)
+    for _ in range(6):
+        b.queue_dpc(0, "BusyNet!RxDpc")
+    b.queue_dpc(0, "nt!KiTimerExpirationDpc", importance=2)
+    b.queue_dpc(0, "nt!KiDpcWatchdog", threaded=True, importance=2)
+    b.running_dpc(0, "BusyNet!RxDpc")
+    b.dpc_watchdog(0, time_count=0x90, time_limit=0x500, watchdog_count=0x1e01, watchdog_period=0x1e00)
+    user = b.thread(smss, 0x1a0, "ntdll!RtlUserThreadStart", state="Running",
+                    frames=["BusyNet!TxCompleteDpc+0x52", "nt!KiExecuteAllDpcs+0x2e7", "nt!KiRetireDpcList+0x1f4",
+                            "nt!KiDispatchInterruptContinue", "nt!KiDpcInterruptBypass+0x25",
+                            "nt!KiInterruptDispatchNoLockNoEtw+0xb1", "ntdll!NtWaitForSingleObject+0x14"])
+    b.processor(1, current_thread=user, idle_thread=_idle_thread(b, idle))
+    b.queue_dpc(1, "BusyNet!TxCompleteDpc")
+    b.queue_dpc(1, "BusyNet!TxCompleteDpc")
+    b.running_dpc(1, "BusyNet!TxCompleteDpc")
+    b.dpc_watchdog(1, time_count=0x40, time_limit=0x500, watchdog_count=0x1c00, watchdog_period=0x1e00)
+    shell = b.thread(explorer, 0x1b20, "ntdll!RtlUserThreadStart", state="Running",
+                     frames=["win32kfull!xxxInternalDoPaint+0x82", "win32kfull!NtUserCallNoParam+0x70"])
+    b.processor(2, current_thread=shell, idle_thread=_idle_thread(b, idle))
+    _idle_cpu(b, idle, 3)
+    b.bugcheck(0x133, 1, 0x1e00, b.global_("nt!KiDPCTimeoutTelemetry", 8), 0)
+    return b
+
+
+def timerres_win81(build=WIN81):
+    """Seed 003's timer-resolution list: svchost.exe with SmallestTimerResolution 0x2710 and
+    RequestedTimerResolution 0 is the only request, and the clock runs at 1 ms; System, smss
+    and explorer ask nothing."""
+    b = ScenarioBuilder(build, comment="timer resolution: svchost.exe holds the clock at 1 ms (seed 003)")
+    system = b.process("System", 4)
+    _background(b, system)
+    b.process("explorer.exe", 0xa8c)
+    svchost = b.process("svchost.exe", 0x3a8)
+    b.timer_resolution(svchost, requested=0, smallest=0x2710)
+    b.time_increment(0x2710)
+    return b
+
+
+def timerres_win10(build=WIN10):
+    """Windows 10: browsers and a music player ask for 1 ms, a screen recorder and an audio
+    service for 0.5 ms; the clock runs at 0.5 ms."""
+    b = ScenarioBuilder(build, comment="timer resolution: 1 ms and 0.5 ms requests")
+    system = b.process("System", 4)
+    _background(b, system)
+    for name, pid, req, small in (("chrome.exe", 0x1f30, 0x2710, 0x2710), ("Spotify.exe", 0x2a4c, 0x2710, 0x2710),
+                                  ("obs64.exe", 0x3320, 0x1388, 0x1388), ("msedge.exe", 0x1b54, 0, 0x2710),
+                                  ("RtkAudUService64.exe", 0x0f70, 0x1388, 0x1388)):
+        b.timer_resolution(b.process(name, pid), requested=req, smallest=small)
+    b.time_increment(0x1388)
+    return b
+
+
+def corrupt_dpc_lists():
+    """The seed 0x133 case on Windows 7 (doubly linked DPC queues) with CPU 3's second normal
+    DPC's Flink pointing at unreadable memory, and a timer-resolution entry whose Flink
+    points at itself."""
+    b = dpc_133_athwbx(WIN7)
+    head = b._dpc_data(3, False) + b.off("_KDPC_DATA", "DpcListHead")
+    second = _list_entries(b, head)[1]
+    b.u64(second, 0xfffffa80deadb000)
+    svc = b.process("svchost.exe", 0x3a8)
+    b.timer_resolution(svc, requested=0x2710, smallest=0x2710)
+    link = svc + b.off("_EPROCESS", "TimerResolutionLink")
+    b.u64(link, link)
+    b.comment = "corrupt: an unreadable DPC Flink on CPU 3; a timer-resolution entry that loops to itself"
+    return b
+
+
 SHIPPED = {
     "eresource_deadlock": lambda: eresource_deadlock(WIN81),
     "eresource_deadlock_win7": lambda: eresource_deadlock(WIN7),
@@ -369,6 +502,11 @@ SHIPPED = {
     "power_9f3_mutex_chain": power_9f3_mutex_chain,
     "power_clean": power_clean,
     "corrupt_power_lists": corrupt_power_lists,
+    "dpc_133_athwbx": dpc_133_athwbx,
+    "dpc_133_cumulative": dpc_133_cumulative,
+    "timerres_win81": timerres_win81,
+    "timerres_win10": timerres_win10,
+    "corrupt_dpc_lists": corrupt_dpc_lists,
 }
 
 

@@ -5,6 +5,7 @@ from tabulate import tabulate
 from ..analysis.waitgraph import format_duration
 from .deadlock import hx, thread_dict
 from .io import driver_label, render_json  # noqa: F401  (render_json is this module's too)
+from .style import wrap
 
 BUGCHECK_NAMES = {0x9F: "DRIVER_POWER_STATE_FAILURE"}
 SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
@@ -160,7 +161,7 @@ def render_text(d, out, style, header):
               if d["pending_irps"] else "No pending power or PnP IRP was found.")
     else:
         w(s("bad", "CULPRIT: %s" % (s("drv", c["module"]) if c["module"] else "no driver can be named")))
-        for line in _wrap(c["reason"], 96):
+        for line in wrap(c["reason"], 96):
             w("  " + line)
         who = []
         if c["irp"]:
@@ -264,15 +265,3 @@ def _thread_lines(t, w, s, ind):
     elif ch and "cycle" in ch:
         w("%s  %s" % (ind, s("bad", "in a deadlock cycle: %s" % " -> ".join(ch["cycle"]))))
 
-
-def _wrap(text, width):
-    words, lines, cur = text.split(), [], ""
-    for word in words:
-        if cur and len(cur) + 1 + len(word) > width:
-            lines.append(cur)
-            cur = word
-        else:
-            cur = (cur + " " + word) if cur else word
-    if cur:
-        lines.append(cur)
-    return lines

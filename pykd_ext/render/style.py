@@ -117,3 +117,17 @@ def text_output(stream, no_color_flag, links_fn):
     if mode == DML:
         return Style(DML), DmlStream(stream, links_fn())
     return Style(mode), stream
+
+
+def wrap(text, width):
+    """Words of `text` in lines of at most `width` characters (a longer word gets its own line)."""
+    words, lines, cur = text.split(), [], ""
+    for word in words:
+        if cur and len(cur) + 1 + len(word) > width:
+            lines.append(cur)
+            cur = word
+        else:
+            cur = (cur + " " + word) if cur else word
+    if cur:
+        lines.append(cur)
+    return lines

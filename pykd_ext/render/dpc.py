@@ -1,0 +1,165 @@
+"""Renderers of the DPC analysis: the plain-data document (JSON) and text drawn from it."""
+from tabulate import tabulate
+
+from ..analysis.dpc import routine_name
+from .deadlock import hx
+from .style import wrap
+
+BUGCHECK_133 = "DPC_WATCHDOG_VIOLATION"
+SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
+
+
+def _frame(f):
+    return None if f is None else f.symbol
+
+
+def report_dict(r, target, build):
+    describe = target.describe
+    cpus = []
+    for act in r.cpus:
+        c = act.cpu
+        s = act.segment
+        queues = []
+        for q in c.queues:
+            queues.append({
+                "kind": q.kind, "depth": q.depth, "count": q.count, "complete": q.complete,
+                "active_dpc": hx(q.active) if q.active else None,
+                "dpcs": [{"kdpc": hx(d.address), "readable": d.readable, "type": d.type,
+                          "routine": hx(d.routine) if d.readable else None,
+                          "symbol": describe(d.routine) if d.readable and d.routine else None,
+                          "module": _module(target, d.routine) if d.readable else None,
+                          "importance": d.importance, "number": d.number,
+                          "context": hx(d.context) if d.readable else None,
+                          "reached_via": d.via} for d in q.dpcs]})
+        cpus.append({
+            "cpu": c.index, "prcb": hx(c.prcb), "readable": c.readable,
+            "current_thread": hx(c.current_thread), "thread_cid": act.thread_cid,
+            "thread_process": act.thread_process, "idle": c.idle,
+            "current_dpc_routine": describe(c.current_dpc_routine) if c.current_dpc_routine else None,
+            "dpc_routine_active": c.dpc_routine_active,
+            "watchdog": dict(c.watchdog),
+            "bugchecked_here": act.bugchecked, "draining_dpcs": act.in_dpc,
+            "running": None if s is None else {
+                "kind": s.kind, "routine": routine_name(s.routine), "driver_frame": _frame(s.driver),
+                "module": s.driver.module.image if s.driver is not None else None,
+                "spinning_in": s.spin.function if s.spin is not None else None},
+            "stack": [f.symbol for f in act.frames],
+            "queues": queues})
+    bc = r.bugcheck
+    c = r.culprit
+    return {
+        "target": target.name, "build": build,
+        "bugcheck": None if bc is None else {
+            "code": hx(bc.code), "name": BUGCHECK_133 if bc.code == 0x133 else None,
+            "args": [hx(a) for a in bc.args]},
+        "culprit": None if c is None else {
+            "module": c.module, "routine": c.routine, "cpu": c.cpu, "reason": c.reason,
+            "spinning": c.spinning, "could_hold_the_lock": c.holders},
+        "cpus": cpus,
+        "warnings": [d.as_dict() for d in r.diagnostics],
+        "complete": r.interrupted is None,
+    }
+
+
+def _module(target, address):
+    m = target.module_at(address) if address else None
+    return m.image if m is not None else None
+
+
+def links(r):
+    out = {}
+    for act in r.cpus:
+        c = act.cpu
+        if c.current_thread:
+            out[c.current_thread] = "!thread 0x%x" % c.current_thread
+        out[c.prcb] = "!prcb %d" % c.index
+        for q in c.queues:
+            for d in q.dpcs:
+                out[d.address] = "dt nt!_KDPC 0x%x" % d.address
+                if d.routine:
+                    out[d.routine] = "u 0x%x" % d.routine
+    return out
+
+
+def render_text(d, out, style, header):
+    w = lambda text="": out.write(text + "\n")  # noqa: E731
+    s = style
+    w(s("head", header))
+    bc = d["bugcheck"]
+    if bc is not None and bc["name"]:
+        a = [int(x, 16) for x in bc["args"]]
+        if a[0] == 0:
+            w(s("bad", "BUG CHECK 0x133 DPC_WATCHDOG_VIOLATION, arg1 0: a single DPC or ISR exceeded its time "
+                "allotment"))
+            w("  DPC time count 0x%x ticks, allotment 0x%x ticks" % (a[1], a[2]))
+        elif a[0] == 1:
+            w(s("bad", "BUG CHECK 0x133 DPC_WATCHDOG_VIOLATION, arg1 1: the system spent too long at "
+                "DISPATCH_LEVEL or above, cumulatively"))
+            w("  watchdog period 0x%x ticks" % a[1])
+        else:
+            w(s("bad", "BUG CHECK 0x133 DPC_WATCHDOG_VIOLATION, arg1 0x%x" % a[0]))
+    elif bc is not None:
+        w("bug check %s: not a DPC watchdog violation; the queues are listed, nothing is blamed" % bc["code"])
+    c = d["culprit"]
+    if c is not None:
+        w()
+        w(s("bad", "CULPRIT: %s" % (s("drv", c["module"]) if c["module"] else "no driver can be named")))
+        for line in wrap(c["reason"], 96):
+            w("  " + line)
+    w()
+    rows = []
+    for x in d["cpus"]:
+        run = x["running"] or {}
+        doing = "idle" if x["idle"] and not x["draining_dpcs"] else (
+            "DPC %s" % run["routine"] if run.get("kind") == "DPC" else
+            "ISR %s" % run["routine"] if run.get("kind") == "ISR" else _top(x["stack"]) or "?")
+        if run.get("spinning_in"):
+            doing += "  [spinning in %s]" % run["spinning_in"]
+        depth = "/".join(str(q["depth"]) if q["depth"] is not None else "?" for q in x["queues"])
+        wd = x["watchdog"]
+        rows.append(["%d%s" % (x["cpu"], "*" if x["bugchecked_here"] else ""), x["current_thread"],
+                     "%s %s" % (x["thread_cid"] or "", x["thread_process"] or ""), doing, depth,
+                     _pair(wd, "dpc_time_count", "dpc_time_limit"), _pair(wd, "watchdog_count", "watchdog_period")])
+    w(s("head", "PROCESSORS (%d)%s" % (len(rows), "  * bug checked here" if any(x["bugchecked_here"] for x in d["cpus"])
+                                       else "")))
+    for line in tabulate(rows, headers=["CPU", "thread", "Cid process", "running now", "queued n/t",
+                                        "DPC time/limit", "watchdog/period"], tablefmt="simple").splitlines():
+        w("  " + line)
+    qrows = []
+    for x in d["cpus"]:
+        for q in x["queues"]:
+            for dpc in q["dpcs"]:
+                qrows.append([x["cpu"], "Normal" if q["kind"] == "normal" else "Threaded", dpc["kdpc"],
+                              (dpc["symbol"] or dpc["routine"]) if dpc["readable"] else "unreadable",
+                              dpc["module"] or "", dpc["importance"] or "",
+                              dpc["reached_via"] and "via %s" % dpc["reached_via"] or ""])
+    w()
+    w(s("head", "QUEUED DPCs (%d)" % len(qrows)))
+    if qrows:
+        for line in tabulate(qrows, headers=["CPU", "type", "KDPC", "routine", "module", "importance", ""],
+                             tablefmt="simple").splitlines():
+            w("  " + line)
+    for x in d["cpus"]:
+        if x["bugchecked_here"] and x["stack"]:
+            w()
+            w(s("head", "CPU %d STACK (bug checked here)" % x["cpu"]))
+            for f in x["stack"]:
+                w("  " + f)
+    if d["warnings"]:
+        w(s("warn", "WARNINGS (%d): results may be partial" % len(d["warnings"])))
+        for x in d["warnings"]:
+            w("  - %s" % x["message"])
+
+
+def _top(stack):
+    for f in stack:
+        if f.split("+")[0].lower() not in SCHEDULER:
+            return f
+    return None
+
+
+def _pair(wd, a, b):
+    if a not in wd and b not in wd:
+        return ""
+    return "%s/%s" % (hex(wd[a]) if a in wd else "?", hex(wd[b]) if b in wd else "?")
+

@@ -1,0 +1,11 @@
+"""!py entry script for `timerres`: `!py <checkout>\\scripts\\timerres.py [args]` inside WinDbg (or
+`!py timerres [args]` with scripts\\ on PATH), or `python scripts/timerres.py [args]` from a plain
+Python with the CLI's options."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pykd_ext.cli import script_main  # noqa: E402
+
+script_main("timerres")
