@@ -136,7 +136,7 @@ def test_modules_are_found_once_per_module():
 
 @pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("fmt", ["text", "json"])
-@pytest.mark.parametrize("command", ["deadlock", "powerirps"])
+@pytest.mark.parametrize("command", ["deadlock", "powerirps", "dpcs", "timerres"])
 def test_dump_through_pykd_prints_what_the_mock_target_gives(fake, name, fmt, command):
     direct = run_cli(command, "--target", mock(name), "--format", fmt)
     through = run_cli(command, "--dump", mock(name), "--format", fmt)

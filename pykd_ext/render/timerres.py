@@ -59,10 +59,10 @@ def render_text(d, out, style, header):
         if finest:
             vals = [v for r in finest for v in (r["requested"], r["smallest"]) if v]
             f = min(vals)
-            names = ", ".join("%s (PID %s)" % (r["process"], _pid(r["pid"])) for r in finest)
+            names = "; ".join("%s, PID %s" % (r["process"], _pid(r["pid"])) for r in finest)
             held = ", and the clock runs at it now" if d["current"] == f else ""
             w()
-            w(s("bad", "%s %s for the finest interval, %.3f ms%s." % (
+            w(s("bad", "%s: %s for the finest interval, %.3f ms%s." % (
                 names, "asked" if len(finest) == 1 else "each asked", f / 10000.0, held)))
     if d["warnings"]:
         w(s("warn", "WARNINGS (%d): results may be partial" % len(d["warnings"])))
