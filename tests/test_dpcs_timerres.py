@@ -180,3 +180,27 @@ def test_dpcs_text_matches_golden():
     out = run("dpcs", "dpc_133_athwbx", "text").replace(mock("dpc_133_athwbx"), "dpc_133_athwbx.json.gz")
     with open(os.path.join(ROOT, "tests", "golden", "dpc_133_athwbx.txt")) as f:
         assert out == f.read()
+
+
+def test_an_isr_that_ran_too_long_is_cut_at_its_interrupt_dispatch():
+    from pykd_ext.analysis.dpc import running_segment
+    from pykd_ext.kernel.stacks import frames
+    b = ScenarioBuilder(BUILDS[2])
+    b.process("System", 4)
+    b.module("BadIsr", "BadIsr.sys")
+    t = b.thread(b.process("Idle", 0, listed=False), 0, "nt!KiIdleLoop", state="Running", frames=[
+        "nt!KeBugCheckEx", "nt!KeClockInterruptNotify+0x8b6", "hal!HalpTimerClockInterrupt+0x10",
+        "nt!KiCallInterruptServiceRoutine+0xa5", "nt!KiInterruptDispatchNoLockNoEtw+0x37",
+        "BadIsr!PollHardware+0x91", "BadIsr!Isr+0x20", "nt!KiCallInterruptServiceRoutine+0x6e",
+        "nt!KiInterruptSubDispatch+0x11c", "nt!KiInterruptDispatch+0x37", "nt!KiIdleLoop+0x9e"])
+    s = running_segment(frames(cached(b), t))
+    assert s.kind == "ISR" and s.routine.symbol == "BadIsr!Isr+0x20"
+    assert s.driver.module.image == "BadIsr.sys" and s.spin is None
+    assert [f.symbol for f in s.frames] == ["BadIsr!PollHardware+0x91", "BadIsr!Isr+0x20"]
+
+
+def test_text_of_the_other_targets_states_their_findings():
+    assert "CULPRIT: BusyNet.sys" in run("dpcs", "dpc_133_cumulative", "text")
+    text = run("timerres", "timerres_win10", "text")
+    assert "TIMER RESOLUTION REQUESTS (5), finest first" in text
+    assert text.index("obs64.exe") < text.index("chrome.exe")
