@@ -1,7 +1,7 @@
 """Guarded list walks over every kind of corruption: no hang, partial results, a warning."""
 import pytest
 
-from pykd_ext.kernel.lists import walk_list
+from pykd_ext.kernel.lists import walk_list, walk_list_back, walk_single_list
 from pykd_ext.mock.builder import ScenarioBuilder
 
 from conftest import WIN10, cached
@@ -84,3 +84,48 @@ def test_unreadable_head():
     b, _, _ = make_list(1)
     w = walk(b, UNMAPPED)
     assert w.items == [] and w.diagnostics[0].kind == "unreadable"
+
+
+# -- singly linked lists (the DPC queues of 8.1 and later) and the walk back through Blink ----------
+
+def make_single(n=5):
+    b = ScenarioBuilder(WIN10)
+    recs = [b.alloc(0x40) for _ in range(n)]
+    for a, nxt in zip(recs, recs[1:] + [None]):
+        b.u64(a + 0x8, nxt + 0x8 if nxt else 0)      # SINGLE_LIST_ENTRY at +0x8
+    return b, recs
+
+
+@pytest.mark.parametrize("pos", [1, 2, 3])
+def test_single_list_loop_to_position_n(pos):
+    b, recs = make_single(5)
+    b.u64(recs[-1] + 0x8, recs[pos - 1] + 0x8)
+    w = walk_single_list(cached(b), recs[0] + 0x8, 0x8, "single")
+    assert w.items == recs and not w.complete and [d.kind for d in w.diagnostics] == ["loop"]
+
+
+def test_single_list_self_loop_null_and_unreadable():
+    b, recs = make_single(3)
+    w = walk_single_list(cached(b), recs[0] + 0x8, 0x8, "single")
+    assert w.items == recs and w.complete                  # NULL Next ends a singly linked list
+    b.u64(recs[1] + 0x8, recs[1] + 0x8)
+    w = walk_single_list(cached(b), recs[0] + 0x8, 0x8, "single")
+    assert w.items == recs[:2] and [d.kind for d in w.diagnostics] == ["loop"]
+    b.u64(recs[1] + 0x8, UNMAPPED)
+    w = walk_single_list(cached(b), recs[0] + 0x8, 0x8, "single")
+    assert w.items == recs[:2] + [UNMAPPED - 0x8] and [d.kind for d in w.diagnostics] == ["unreadable"]
+
+
+def test_single_list_cap():
+    b, recs = make_single(5)
+    w = walk_single_list(cached(b), recs[0] + 0x8, 0x8, "single", cap=3)
+    assert w.items == recs[:3] and [d.kind for d in w.diagnostics] == ["cap"]
+
+
+def test_walk_back_through_blink_recovers_the_tail():
+    b, head, entries = make_list(5)
+    b.u64(entries[1] + 0x10, UNMAPPED)                   # second Flink broken
+    t = cached(b)
+    w = walk(b, head)
+    assert w.items == entries[:2] and not w.complete
+    assert walk_list_back(t, head, 0x10, set(w.items)) == entries[2:]

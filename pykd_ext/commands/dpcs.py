@@ -9,25 +9,18 @@ Examples:
 """
 from ..analysis.dpc import analyze_dpcs
 from ..render.dpc import links, render_text, report_dict
-from ..render.io import render_json
-from ..render.style import text_output
+from .common import add_format, emit
 
 NAME = "dpcs"
 HELP = "per-processor DPC queues and activity; for bug check 0x133, the driver to blame"
 
 
 def add_arguments(p):
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="text for people (default), json for programs (top-level \"culprit\")")
+    add_format(p)
 
 
 def run(args, target, out):
     r = analyze_dpcs(target)
     build = target.layouts().build
-    doc = report_dict(r, target, build)
-    if args.format == "json":
-        render_json(doc, out)
-        return 0
-    style, stream = text_output(out, args.no_color, lambda: links(r))
-    render_text(doc, stream, style, "dpcs -- %s (%s)" % (target.name, build))
-    return 0
+    return emit(args, out, report_dict(r, target, build), render_text, lambda: links(r),
+                "dpcs -- %s (%s)" % (target.name, build))

@@ -8,25 +8,19 @@ Examples:
   !py -m pykd_ext powerirps
 """
 from ..analysis.power import analyze_power
-from ..render.power import links, render_json, render_text, report_dict
-from ..render.style import text_output
+from ..render.power import links, render_text, report_dict
+from .common import add_format, emit
 
 NAME = "powerirps"
 HELP = "pending power/PnP IRPs and, for bug check 0x9F, the driver to blame"
 
 
 def add_arguments(p):
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="text for people (default), json for programs (top-level \"culprit\")")
+    add_format(p)
 
 
 def run(args, target, out):
     r = analyze_power(target)
     build = target.layouts().build
-    doc = report_dict(r, target.name, build)
-    if args.format == "json":
-        render_json(doc, out)
-        return 0
-    style, stream = text_output(out, args.no_color, lambda: links(r))
-    render_text(doc, stream, style, "powerirps -- %s (%s)" % (target.name, build))
-    return 0
+    return emit(args, out, report_dict(r, target.name, build), render_text, lambda: links(r),
+                "powerirps -- %s (%s)" % (target.name, build))

@@ -8,27 +8,22 @@ Examples:
 """
 from ..kernel.diag import Diagnostics
 from ..kernel.timers import increments, requests
-from ..render.io import render_json
-from ..render.style import text_output
 from ..render.timerres import render_text, report_dict
+from .common import add_format, emit
 
 NAME = "timerres"
 HELP = "processes that raised the timer resolution, finest first"
 
 
 def add_arguments(p):
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format(p)
 
 
 def run(args, target, out):
     diags = Diagnostics()
     reqs, complete = requests(target, diags)
     inc = increments(target, diags)
-    doc = report_dict(reqs, complete, inc, diags, target.name, target.layouts().build)
-    if args.format == "json":
-        render_json(doc, out)
-        return 0
-    links = {r.process: "!process 0x%x 0" % r.process for r in reqs}
-    style, stream = text_output(out, args.no_color, lambda: links)
-    render_text(doc, stream, style, "timerres -- %s (%s)" % (target.name, target.layouts().build))
-    return 0
+    build = target.layouts().build
+    return emit(args, out, report_dict(reqs, complete, inc, diags, target.name, build), render_text,
+                lambda: {r.process: "!process 0x%x 0" % r.process for r in reqs},
+                "timerres -- %s (%s)" % (target.name, build))

@@ -14,11 +14,9 @@ Facts used (layouts; probed, never by build number):
   `DpcWatchdogCount`; `DpcWatchdogPeriod` (7-10) / `DpcWatchdogPeriodTicks` (11).
 - `_KDPC.Importance`: 0 low, 1 medium, 2 high, 3 medium-high (KDPC_IMPORTANCE).
 """
-import struct
-
 from ..errors import FieldNotFound, MemoryFault, TypeNotFound
 from .diag import Diagnostics
-from .lists import walk_list
+from .lists import walk_list, walk_list_back, walk_single_list
 from .views import Struct
 
 MAX_DPCS = 4096
@@ -86,30 +84,6 @@ def decode_dpc(target, address, queue, diags):
     return d
 
 
-def _walk_single(target, head_next, last_entry, link_off, what, diags):
-    """Entries of a singly linked DPC list: (KDPC addresses, complete)."""
-    out, seen, node = [], set(), head_next
-    while node:
-        if node in seen:
-            diags.add("loop", "%s loops back to 0x%x after %d entries" % (what, node, len(out)), node)
-            return out, False
-        if len(out) >= MAX_DPCS:
-            diags.add("cap", "%s: stopped after %d entries (cap)" % (what, MAX_DPCS), node)
-            return out, False
-        seen.add(node)
-        out.append(node - link_off)
-        try:
-            node = struct.unpack("<Q", target.read(node, 8))[0]
-        except MemoryFault as e:
-            diags.add("unreadable", "%s: the link of entry 0x%x is unreadable; the entries after it are "
-                      "not reachable" % (what, node - link_off), e.address)
-            return out, False
-    if last_entry and out and last_entry - link_off != out[-1]:
-        diags.add("inconsistent", "%s: LastEntry 0x%x is not the last entry reached (0x%x)"
-                  % (what, last_entry, out[-1] + link_off), last_entry)
-    return out, True
-
-
 def _queue(target, cpu, data, kind, diags):
     q = Queue(kind)
     lays = target.layouts()
@@ -121,45 +95,30 @@ def _queue(target, cpu, data, kind, diags):
     what = "CPU %d %s DPC queue" % (cpu.index, kind)
     local = Diagnostics()
     if data.has("DpcListHead"):                     # doubly linked (Windows 7)
-        w = walk_list(target, data.address_of("DpcListHead"), link_off, what, MAX_DPCS)
-        local.extend(w.diagnostics)
-        addrs, q.complete = list(w.items), w.complete
+        head = data.address_of("DpcListHead")
+        w = walk_list(target, head, link_off, what, MAX_DPCS)
         broken = [x.address - link_off for x in w.diagnostics if x.kind == "unreadable" and x.address]
-        addrs += [b for b in broken if b not in addrs]          # shown as unreadable rows
-        if not w.complete:
-            # the walk goes on from the other end: Blinks from the head back to the break
-            tail = _walk_back(target, data.address_of("DpcListHead"), link_off, set(addrs), local, what)
-            for a in tail:
-                addrs.append(a)
-        entries = [(a, "Blink" if i >= len(w.items) + len(broken) else None) for i, a in enumerate(addrs)]
+        entries = [(a, None) for a in w.items] + [(a, None) for a in broken if a not in w.items]
+        if not w.complete:       # the walk goes on from the other end, through Blinks
+            entries += [(a, "Blink") for a in walk_list_back(target, head, link_off, {a for a, _ in entries})]
     else:                                           # singly linked (8.1 and later)
         head = data.sub("DpcList")
-        addrs, q.complete = _walk_single(target, head.sub("ListHead")["Next"], head["LastEntry"],
-                                         link_off, what, local)
-        entries = [(a, None) for a in addrs]
         last = head["LastEntry"]
-        if not q.complete and last and last - link_off not in addrs:
+        w = walk_single_list(target, head.sub("ListHead")["Next"], link_off, what, MAX_DPCS)
+        entries = [(a, None) for a in w.items]
+        if w.complete and last and w.items and last - link_off != w.items[-1]:
+            w.diagnostics.add("inconsistent", "%s: LastEntry 0x%x is not the last entry reached (0x%x)"
+                              % (what, last, w.items[-1] + link_off), last)
+        if not w.complete and last and last - link_off not in w.items:
             entries.append((last - link_off, "LastEntry"))
+    local.extend(w.diagnostics)
+    q.complete = w.complete
     for a, via in entries:
         d = decode_dpc(target, a, kind, local)
         d.via = via
         q.dpcs.append(d)
     diags.extend(x for x in local if x not in diags)
     return q
-
-
-def _walk_back(target, head, link_off, seen, diags, what):
-    out, node = [], head
-    for _ in range(MAX_DPCS):
-        try:
-            node = struct.unpack("<Q", target.read(node + 8, 8))[0]
-        except MemoryFault as e:
-            diags.add("unreadable", "%s: Blink of 0x%x is unreadable" % (what, node), e.address)
-            break
-        if node == head or not node or node - link_off in seen or node - link_off in out:
-            break
-        out.append(node - link_off)
-    return list(reversed(out))
 
 
 def decode_cpu(target, index, prcb, diags):

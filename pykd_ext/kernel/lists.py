@@ -72,3 +72,43 @@ def walk_list(target, head, link_offset, what, cap=DEFAULT_CAP, check_blink=True
         w.items.append(node - link_offset)
         prev, node = node, nflink
     return w
+
+
+def walk_single_list(target, first, link_offset, what, cap=DEFAULT_CAP):
+    """Walk a singly linked (SINGLE_LIST_ENTRY) list from its first link `first`; entries are
+    records whose link sits at `link_offset`.  An entry whose link cannot be read is kept (the
+    caller decodes it as unreadable) and ends the walk, which is then marked cut short."""
+    w = Walk(what)
+    seen, node = set(), first
+    while node:
+        if node in seen:
+            w.cut("loop", "list loops back to 0x%x after %d entries" % (node, len(w.items)), node)
+            break
+        if len(w.items) >= cap:
+            w.cut("cap", "stopped after %d entries (cap)" % cap, node)
+            break
+        seen.add(node)
+        w.items.append(node - link_offset)
+        try:
+            node = struct.unpack("<Q", target.read(node, 8))[0]
+        except MemoryFault as e:
+            w.cut("unreadable", "the link of entry 0x%x is unreadable; the entries after it are not "
+                  "reachable this way" % (node - link_offset), e.address)
+            break
+    return w
+
+
+def walk_list_back(target, head, link_offset, known, cap=DEFAULT_CAP):
+    """Records of a doubly linked list reached backwards through Blink from `head`, up to the
+    first one in `known` (what a forward walk found before it broke), in list order."""
+    out, node = [], head
+    for _ in range(cap):
+        try:
+            node = struct.unpack("<Q", target.read(node + 8, 8))[0]
+        except MemoryFault:
+            break
+        rec = node - link_offset
+        if node == head or not node or rec in known or rec in out:
+            break
+        out.append(rec)
+    return list(reversed(out))
