@@ -5,12 +5,15 @@
 
 The whole structure is read once (one cache read); if that faults, fields are read one by
 one so that the readable ones still decode, and the faulting field raises MemoryFault.
+Structures larger than a page (_KPRCB is 11 pages on 10) are always read field by field:
+the page cache makes each a page at most, and only the pages of the fields used are touched.
 """
 import struct
 
 from ..errors import MemoryFault
 
 _UNPACK = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
+WHOLE_READ_MAX = 0x1000      # larger structures are read field by field (through the page cache)
 _UNPACK_SIGNED = {1: "<b", 2: "<h", 4: "<i", 8: "<q"}
 
 
@@ -41,6 +44,8 @@ class Struct(object):
         return self.address + self.layout.offset(name)
 
     def _bytes(self, f):
+        if self._raw is None and self.layout.size > WHOLE_READ_MAX:
+            self._raw = False          # a _KPRCB or _KUSER_SHARED_DATA: read the fields asked for
         if self._raw is None:
             try:
                 self._raw = self.target.read(self.address, self.layout.size)
