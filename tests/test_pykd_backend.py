@@ -313,3 +313,25 @@ def test_recursion_limit_of_the_bootstrapper(fake):
     chains = json.loads(out.getvalue())["chains"]
     assert len(chains) == 1 and chains[0]["root"] == hex(threads[-1])
     assert max(len(p) for p in chains[0]["paths"]) == 299       # the whole chain, not cut short
+
+
+@pytest.mark.parametrize("command, target, want", [
+    ("powerirps", "power_9f4_zteusbnet", ['<link cmd="!irp 0xfffffa8000c0a4a0">',
+                                          '<link cmd="!thread 0xfffffa8000c09fd0">',
+                                          '<link cmd="!devstack 0xfffffa8000c09390">',
+                                          '<link cmd="!devnode 0xfffffa8000c09c70">',
+                                          '<link cmd="dt nt!_ERESOURCE 0xfffff80002900270">']),
+    ("dpcs", "dpc_133_athwbx", ['<link cmd="dt nt!_KDPC 0xfffffa8000c26ec0">']),
+    ("timerres", "timerres_win81", ['<link cmd="!process 0xfffffa8000c0b710 0">']),
+])
+def test_new_commands_inside_windbg_link_and_keep_the_text(fake, command, target, want):
+    from pykd_ext.cli import main
+    fake.target = MockTarget.load(mock(target))
+    fake.windbg = True
+    out = DebuggerOut()
+    assert main([command], out=out, err=io.StringIO()) == 0
+    dml = "".join(out.dml)
+    for w in want:
+        assert w in dml
+    plain = run_cli(command, "--dump", mock(target))[1]
+    assert _strip_dml(dml) == plain.replace(mock(target), "debugger session (dump)")

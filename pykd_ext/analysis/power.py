@@ -12,7 +12,6 @@ non-kernel module on that thread's stack is where it is stuck; and when that thr
 a lock whose wait chain ends at a thread sleeping or waiting in another driver, that driver
 is the one to look at.
 """
-from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
 from ..kernel.diag import Diagnostics
 from ..kernel.io import IRP_MJ_PNP, IRP_MJ_POWER, decode_device, decode_irp, device_stack
 from ..kernel.power import device_tree, interrupt_time, pop_irp_list, thread_irps, watchdog_age

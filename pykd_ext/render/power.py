@@ -4,7 +4,8 @@ from tabulate import tabulate
 
 from ..analysis.waitgraph import format_duration
 from .deadlock import hx, thread_dict
-from .io import driver_label, render_json  # noqa: F401  (render_json is this module's too)
+from .deadlock import links as deadlock_links
+from .io import device_links, driver_label
 from .style import wrap
 
 BUGCHECK_NAMES = {0x9F: "DRIVER_POWER_STATE_FAILURE"}
@@ -108,23 +109,15 @@ def report_dict(r, target_name, build):
 
 
 def links(r):
-    out = {}
+    """{address: debugger command}: the wait-for analysis's threads and locks, then devices,
+    drivers and device nodes of every pending IRP's stack, and the IRPs."""
+    out = deadlock_links(r.waits) if r.waits is not None else {}
     for p in r.pending:
-        out[p.irp.address] = "!irp 0x%x" % p.irp.address
         if p.stack is not None:
-            for d in p.stack.devices:
-                out[d.address] = "!devstack 0x%x" % d.address
-                if d.driver is not None:
-                    out[d.driver.address] = "!drvobj 0x%x 3" % d.driver.address
-            if p.stack.devnode is not None:
-                out[p.stack.devnode.address] = "!devnode 0x%x" % p.stack.devnode.address
+            out.update(device_links(p.stack.devices))
+        out[p.irp.address] = "!irp 0x%x" % p.irp.address
         for t in p.threads:
             out[t.address] = "!thread 0x%x" % t.address
-    if r.waits is not None:
-        for t in r.waits.threads:
-            out[t] = "!thread 0x%x" % t
-        for addr, lk in r.waits.locks.items():
-            out.setdefault(addr, "dt nt!%s 0x%x" % (lk.typename or "_DISPATCHER_HEADER", addr))
     if r.holder is not None:
         out[r.holder.address] = "!thread 0x%x" % r.holder.address
     return out

@@ -49,7 +49,7 @@ def render_text(d, out, style, header):
         w("No process has asked for a finer timer resolution.")
     else:
         table = [[r["process"], _pid(r["pid"]), r["eprocess"], _res(r["requested"]),
-                  _res(r["smallest"]), s("bad", "finest") if r["finest"] else ""] for r in rows]
+                  _res(r["smallest"]), "finest" if r["finest"] else ""] for r in rows]   # no marks in cells
         w()
         w(s("head", "TIMER RESOLUTION REQUESTS (%d), finest first" % len(rows)))
         for line in tabulate(table, headers=["process", "PID", "EPROCESS", "requested", "smallest", ""],
