@@ -180,7 +180,10 @@ def test_the_budget_catches_a_backend_that_reads_field_by_field(fake, monkeypatc
     def per_field(self, address, size):          # what a typedVar-style backend costs
         out = b""
         for a in range(address, address + size, 8):
-            out += bytes(self.pykd.loadBytes(a, min(8, address + size - a)))
+            try:
+                out += bytes(self.pykd.loadBytes(a, min(8, address + size - a)))
+            except self.pykd.MemoryException:
+                raise MemoryFault(a, size)
         return out
     monkeypatch.setattr(PykdTarget, "read", per_field)
     cache = _run_counting(monkeypatch, "deadlock", "--dump", mock("eresource_deadlock"))

@@ -2,38 +2,52 @@
 
 Reads whole pages from the backend; when a page faults, falls back to reading just the bytes
 asked for (a structure at the end of a valid region still reads).  Counts backend calls,
-bytes and distinct pages, which the benchmark reads from `stats()`.  Symbol, type and stack
+bytes and distinct pages, which the benchmark reads from `stats`.  Symbol, type and stack
 look-ups are memoised too: on a live target each is a debugger round trip.
+
+Read-ahead: a miss that continues a run of misses (the page just after one read before,
+or a page or two further: a walk over records laid out one after another, a few per
+page or one per page) reads the next pages in the same call, the window doubling up to
+`read_ahead` pages while the run goes on; any other miss reads one page.  Up to eight runs
+are followed at once (a walk over processes interleaved with walks over their threads).
+A dump pays per call, not per byte, so runs cost a fraction of the calls; a link pays
+per page too, and a window only grows while its pages are being used.
 """
 from ..errors import MemoryFault, SymbolNotFound
 from .base import Target
 
 PAGE = 0x1000
+READ_AHEAD = 16            # pages, at most, in one read of a run
+STREAMS = 8                # runs followed at once
 
 
 class Stats(object):
-    __slots__ = ("backend_calls", "bytes", "pages", "faults", "symbol_calls", "stack_calls")
+    __slots__ = ("backend_calls", "bytes", "pages", "pages_read", "faults", "symbol_calls", "stack_calls")
 
     def __init__(self):
         self.backend_calls = 0
         self.bytes = 0
-        self.pages = set()
+        self.pages = set()          # distinct pages the analyses read from (touched)
+        self.pages_read = 0         # pages moved from the backend (read-ahead included)
         self.faults = 0
         self.symbol_calls = 0
         self.stack_calls = 0
 
     def as_dict(self):
         return {"backend_calls": self.backend_calls, "bytes": self.bytes,
-                "pages_touched": len(self.pages), "faults": self.faults,
+                "pages_touched": len(self.pages), "pages_read": self.pages_read, "faults": self.faults,
                 "symbol_calls": self.symbol_calls, "stack_calls": self.stack_calls}
 
 
 class CachedTarget(Target):
-    def __init__(self, backend, page_size=PAGE):
+    def __init__(self, backend, page_size=PAGE, read_ahead=READ_AHEAD):
         self.backend = backend
         self.name = backend.name
         self.page_size = page_size
+        self.read_ahead = max(1, read_ahead)
         self._pages = {}       # page base -> bytes (a whole page)
+        self._ahead = set()    # pages read ahead and not yet touched
+        self._runs = []        # [end of the last read, its window in pages], latest first
         self._bad = {}         # page base -> first faulting address seen in it
         self._pieces = {}      # (address, size) -> bytes read around a bad page
         self._symbols = {}
@@ -50,6 +64,8 @@ class CachedTarget(Target):
 
     def _backend_read(self, address, size):
         self.stats.backend_calls += 1
+        if self.progress is not None:
+            self.progress.tick(len(self.stats.pages))
         try:
             data = self.backend.read(address, size)
         except MemoryFault:
@@ -58,20 +74,57 @@ class CachedTarget(Target):
         self.stats.bytes += len(data)
         return data
 
-    def _page(self, base):
+    def _page(self, base, ahead=True):
         data = self._pages.get(base)
         if data is not None:
+            if self._ahead and base in self._ahead:
+                self._ahead.discard(base)
+                self.stats.pages.add(base)
             return data
         if base in self._bad:
             return None
         self.stats.pages.add(base)
-        try:
-            data = self._backend_read(base, self.page_size)
-        except MemoryFault as e:
-            self._bad[base] = e.address
-            return None
-        self._pages[base] = data
-        return data
+        return self._fetch(base, ahead)
+
+    def _fetch(self, base, ahead=True):
+        """Read the page at `base`, and the next ones too when the miss continues a run
+        (`ahead` False: the rest of one read that spans pages, which says nothing of a run)."""
+        ps = self.page_size
+        window = grown = 1
+        for i, (end, w) in enumerate(self._runs):
+            if end <= base < end + max(w, 2) * ps:
+                window, grown = w, min(2 * w, self.read_ahead)
+                del self._runs[i]
+                break
+        if ahead:
+            window = grown
+        n = 1
+        while ahead and n < window and base + n * ps not in self._pages and base + n * ps not in self._bad:
+            n += 1
+        if n > 1:
+            try:
+                data = self._backend_read(base, n * ps)
+            except MemoryFault:
+                n = window = 1            # part of the run is not mapped: read the page alone
+            else:
+                for i in range(n):
+                    self._pages[base + i * ps] = data[i * ps:(i + 1) * ps]
+                    if i:
+                        self._ahead.add(base + i * ps)
+                self.stats.pages_read += n
+        if n == 1:
+            try:
+                data = self._backend_read(base, ps)
+            except MemoryFault as e:
+                self._bad[base] = e.address
+                self._runs.insert(0, [base + ps, 1])
+                del self._runs[STREAMS:]
+                return None
+            self._pages[base] = data
+            self.stats.pages_read += 1
+        self._runs.insert(0, [base + n * ps, window])
+        del self._runs[STREAMS:]
+        return self._pages[base]
 
     def read(self, address, size):
         if size <= 0:
@@ -92,7 +145,7 @@ class CachedTarget(Target):
         while a < end:
             b = a - (a % ps)
             n = min(end, b + ps) - a
-            page = self._page(b)
+            page = self._page(b, a == address)
             if page is None:
                 chunks.append(self._read_around_fault(a, n))
             else:
