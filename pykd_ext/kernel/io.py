@@ -298,10 +298,12 @@ def decode_irp(target, address):
         return irp
     sl_lay = lays.layout("_IO_STACK_LOCATION")
     first = address + lays.layout("_IRP").size
-    try:
-        raw = target.read(first, irp.stack_count * sl_lay.size)
-    except MemoryFault:
-        raw = None                   # decode one by one: the readable ones still show
+    raw = None                       # None: decode one by one (the readable ones still show)
+    if target.whole_structures:
+        try:
+            raw = target.read(first, irp.stack_count * sl_lay.size)
+        except MemoryFault:
+            pass
     for i in range(irp.stack_count):
         a = first + i * sl_lay.size
         loc = Location(i, a)

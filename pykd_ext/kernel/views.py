@@ -7,6 +7,8 @@ The whole structure is read once (one cache read); if that faults, fields are re
 one so that the readable ones still decode, and the faulting field raises MemoryFault.
 Structures larger than a page (_KPRCB is 11 pages on 10) are always read field by field:
 the page cache makes each a page at most, and only the pages of the fields used are touched.
+A target whose `whole_structures` is False gets every field read on its own (the
+benchmark's naive reader: what pykd's typedVar does, one call per field).
 """
 import struct
 
@@ -44,7 +46,7 @@ class Struct(object):
         return self.address + self.layout.offset(name)
 
     def _bytes(self, f):
-        if self._raw is None and self.layout.size > WHOLE_READ_MAX:
+        if self._raw is None and (self.layout.size > WHOLE_READ_MAX or not self.target.whole_structures):
             self._raw = False          # a _KPRCB or _KUSER_SHARED_DATA: read the fields asked for
         if self._raw is None:
             try:
@@ -86,7 +88,7 @@ class Struct(object):
         """A view of the embedded structure `name` (type from the layout unless given)."""
         f = self.layout.field(name)
         v = Struct(self.target, typename or f.type, self.address + f.offset)
-        if self._raw is None:
+        if self._raw is None and self.layout.size <= WHOLE_READ_MAX and self.target.whole_structures:
             self._bytes(f)                     # read the parent once, then slice it
         if self._raw and f.offset + v.layout.size <= len(self._raw):
             v._raw = self._raw[f.offset:f.offset + v.layout.size]

@@ -59,16 +59,17 @@ def wait_blocks(thread, diags):
         count = MAX_WAIT_BLOCKS
     active = target.layouts().enum("_KWAIT_BLOCK_STATE").get("WaitBlockActive")
     try:
-        raw = target.read(first, wlay.size * count)
+        # the array in one read (a naive target, as pykd's typedVar, reads field by field)
+        raw = target.read(first, wlay.size * count) if target.whole_structures else None
+        blocks = []
+        for i in range(count):
+            a = first + i * wlay.size
+            v = Struct(target, wlay, a, raw=raw[i * wlay.size:(i + 1) * wlay.size] if raw else None)
+            blocks.append((v.get("BlockState"), WaitBlock(a, v["Object"])))
     except MemoryFault as e:
         diags.add("unreadable", "thread 0x%x: wait block at 0x%x is unreadable" % (thread.address, first),
                   e.address)
         return []
-    blocks = []
-    for i in range(count):
-        a = first + i * wlay.size
-        v = Struct(target, wlay, a, raw=raw[i * wlay.size:(i + 1) * wlay.size])
-        blocks.append((v.get("BlockState"), WaitBlock(a, v["Object"])))
     out = [b for s, b in blocks if s == active and b.object]
     return out or [b for _, b in blocks if b.object]
 

@@ -50,6 +50,12 @@ class Target(object):
     #: a short description of where the data comes from ("mock target F", "dump F", ...)
     name = "target"
 
+    #: views read a whole structure in one read (False: field by field, as pykd's typedVar)
+    whole_structures = True
+
+    #: a progress reporter (pykd_ext.progress.Progress) long scans report to, or None
+    progress = None
+
     def read(self, address, size):
         """`size` bytes at `address`, or MemoryFault carrying the first bad address."""
         raise NotImplementedError
