@@ -52,7 +52,7 @@ class ThreadRole(object):
 
 
 class PendingIrp(object):
-    __slots__ = ("irp", "sources", "pop", "stack", "device", "age", "threads", "normal")
+    __slots__ = ("irp", "sources", "pop", "stack", "device", "age", "threads", "more_threads", "normal")
 
     def __init__(self, irp):
         self.irp = irp
@@ -62,6 +62,7 @@ class PendingIrp(object):
         self.device = None       # that Device
         self.age = None          # seconds since the power watchdog was armed, when known
         self.threads = []        # [ThreadRole]
+        self.more_threads = 0    # further wait-graph threads inside the holding driver, not listed
         self.normal = None       # why this pending IRP is expected (wait-wake), or None
 
     @property
@@ -237,7 +238,7 @@ def _collect(target, r):
                         "signals wake: expected")
         r.pending.append(p)            # kept even if a Ctrl+Break comes while its threads are read
         if workers is None:
-            workers = _worker_threads(target, a)
+            workers = _by_module(a, _worker_threads(target, a))
         p.threads = _threads_of(a, p, holder, workers)
     if holder:
         r.holder = _role(a, holder, "holds the PnP lock (bug check arg3)")
@@ -274,6 +275,20 @@ def _worker_threads(target, a):
     return sorted(out)
 
 
+MAX_OTHER_THREADS = 3       # wait-graph threads inside the holding driver shown per IRP; the rest counted
+
+
+def _by_module(a, workers):
+    """{image: [(other, thread)]}: the candidate workers with a frame in each driver image,
+    power workers first (one pass over their stacks, not one per IRP)."""
+    out = {}
+    for other, t in workers:
+        f = _facts(a, t)
+        for image in {fr.module.image for fr in (f.frames or []) if fr.module is not None} if f else ():
+            out.setdefault(image, []).append((other, t))
+    return out
+
+
 def _threads_of(a, p, holder, workers):
     out, seen = [], set()
 
@@ -288,11 +303,15 @@ def _threads_of(a, p, holder, workers):
         add(p.irp.thread, "issued this IRP (its thread)")
     mod = p.module
     if mod and p.normal is None:
-        for other, t in workers:
-            f = _facts(a, t)
-            if f is not None and any(fr.module is not None and fr.module.image == mod for fr in f.frames or []):
-                add(t, ("a thread" if other else "the power manager's IRP worker") +
-                    " waiting inside %s, the driver holding this IRP" % mod)
+        others = 0
+        for other, t in workers.get(mod, ()):
+            if other:
+                others += 1
+                if others > MAX_OTHER_THREADS:
+                    p.more_threads += 1
+                    continue
+            add(t, ("a thread" if other else "the power manager's IRP worker") +
+                " waiting inside %s, the driver holding this IRP" % mod)
     return out
 
 

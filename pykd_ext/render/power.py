@@ -78,6 +78,7 @@ def pending_dict(p, a):
             "address": hx(p.pop.address), "pdo": hx(p.pop.pdo), "target_device": hx(p.pop.target_device),
             "current_device": hx(p.pop.current_device), "watchdog_start": p.pop.watchdog_start},
         "threads": [_role_dict(t, a) for t in p.threads],
+        "more_threads": p.more_threads,
     }
 
 
@@ -212,6 +213,9 @@ def render_text(d, out, style, header):
                                                           n["service"] or "?"))
         for t in p["threads"]:
             _thread_lines(t, w, s, "  ")
+        if p.get("more_threads"):
+            w("  ... and %d more threads in the wait-for graph waiting inside %s (see deadlock)"
+              % (p["more_threads"], (p["pending_at"] or {}).get("module") or "its driver"))
         if not p["threads"]:
             w("  no thread found working on it")
     sources = ", ".join("%s: %s" % kv for kv in d["sources"].items())
