@@ -14,6 +14,7 @@ import sys
 from . import __version__
 from .commands import COMMANDS
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
+from .progress import Progress
 from .target.cache import CachedTarget
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -44,17 +45,32 @@ def build_parser():
         one.add_argument("--kdnet", metavar="CONNECTION",
                          help='a kernel debugging connection as for kd -k, e.g. "net:port=50000,key=1.2.3.4" '
                               'or "com:port=COM1,baud=115200"; waits until the target connects')
+        src.add_argument("--link", metavar="PROFILE",
+                         help="with --target: make every backend call wait as over a debugger link: kdnet "
+                              "(1 ms, 10 MB/s), serial (115200 baud) or LATENCY_MS,BYTES_PER_S")
         sp.add_argument("--no-color", action="store_true",
                         help="plain text: no colour, no DML links (also: NO_COLOR=1)")
+        prog = sp.add_mutually_exclusive_group()
+        prog.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="progress lines on stderr for scans longer than a second (default: when "
+                               "stderr is a terminal, and inside WinDbg)")
+        prog.add_argument("--no-progress", dest="progress", action="store_false")
         mod.add_arguments(sp)
     return p
 
 
 def open_target(args, err):
     """The backend the arguments name (not yet cached)."""
+    if args.link is not None and not args.target:
+        raise UsageError("--link simulates a debugger link in front of a --target FILE; a real link needs none")
     if args.target:
         from .target.mock import MockTarget
-        return MockTarget.load(args.target)
+        backend = MockTarget.load(args.target)
+        if args.link is not None:
+            from .target.link import SimulatedLink, parse_profile
+            latency, bandwidth, _ = parse_profile(args.link)
+            backend = SimulatedLink(backend, latency, bandwidth, sleep=True)
+        return backend
     from .target import pykd_backend
     if args.dump:
         return pykd_backend.open_dump(args.dump)
@@ -90,8 +106,16 @@ def main(argv=None, out=None, err=None):
     except (KeyboardInterrupt, SystemExit) as e:
         err.write("pykd-ext: %s: interrupted while opening the target (%s)\n" % (args.command, str(e) or "Ctrl+C"))
         return 130
+    if args.progress if args.progress is not None else _interactive(err):
+        def say(text):
+            err.write(text)
+            err.flush()
+        target.progress = Progress(say, prefix="pykd-ext %s" % args.command)
     try:
-        return COMMANDS[args.command].run(args, target, out)
+        code = COMMANDS[args.command].run(args, target, out)
+        if target.progress is not None:
+            target.progress.finish()
+        return code
     except UsageError as e:
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE
@@ -103,6 +127,18 @@ def main(argv=None, out=None, err=None):
     except KeyboardInterrupt:
         err.write("pykd-ext: %s: interrupted\n" % args.command)
         return 130
+
+
+def _interactive(err):
+    """Progress by default where someone watches: a terminal, or the debugger's output
+    window (pykd's stream there has no isatty)."""
+    isatty = getattr(err, "isatty", None)
+    if isatty is None:
+        return True
+    try:
+        return bool(isatty())
+    except (OSError, ValueError):
+        return False
 
 
 def script_main(command):

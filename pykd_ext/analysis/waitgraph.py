@@ -30,6 +30,7 @@ from ..kernel.resources import all_resources
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.views import Struct
 from ..kernel.waits import object_type, wait_blocks
+from ..progress import report
 from ..target.layouts import supplement
 
 MAX_CYCLES = 100
@@ -270,7 +271,9 @@ def _collect(target, a):
     mutex_reasons = {"WrFastMutex", "WrGuardedMutex"}
 
     waiting = target.layouts().enum("_KTHREAD_STATE").get("Waiting", 5)
-    for t in threads:
+    for i, t in enumerate(threads):
+        if not i & 0xff:
+            report(target, "threads' waits examined", i)
         if t.state != waiting:
             continue
         blocks = wait_blocks(t, diags)

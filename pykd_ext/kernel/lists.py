@@ -9,6 +9,7 @@ under us: a Blink mismatch is reported but the walk goes on while Flink stays re
 import struct
 
 from ..errors import MemoryFault
+from ..progress import report
 from .diag import Diagnostics
 
 DEFAULT_CAP = 200000
@@ -70,6 +71,8 @@ def walk_list(target, head, link_offset, what, cap=DEFAULT_CAP, check_blink=True
                               % (what, node, nblink, prev), node)
         seen.add(node)
         w.items.append(node - link_offset)
+        if not len(w.items) & 0x3ff:
+            report(target, what, len(w.items))
         prev, node = node, nflink
     return w
 

@@ -5,6 +5,7 @@
     all_threads(target)          -> (processes, threads, Diagnostics)
 """
 from ..errors import FieldNotFound, MemoryFault, SymbolNotFound
+from ..progress import report
 from .diag import Diagnostics
 from .lists import walk_list
 from .views import Struct
@@ -128,4 +129,5 @@ def all_threads(target):
         tw = threads(target, p)
         diags.extend(d for d in tw.diagnostics if d not in diags)
         ths.extend(tw.items)
+        report(target, "threads decoded", len(ths))
     return procs, ths, diags

@@ -8,6 +8,7 @@ bits set is an owner pointer from ExSetResourceOwnerPointer, not a thread.
 import struct
 
 from ..errors import MemoryFault
+from ..progress import report
 from .lists import walk_list
 from .views import Struct
 
@@ -73,7 +74,9 @@ def all_resources(target, diags, cap=1000000):
     w = walk_list(target, head, off, "resource list (nt!ExpSystemResourcesList)", cap)
     diags.extend(w.diagnostics)
     out = []
-    for a in w.items:
+    for i, a in enumerate(w.items):
+        if not i & 0x3ff:
+            report(target, "ERESOURCEs decoded", i)
         try:
             out.append(decode_resource(target, a, diags))
         except MemoryFault as e:
