@@ -107,8 +107,11 @@ MAX_PROCESSORS = 64        # slots of the KiProcessorBlock array laid out
 
 
 class ScenarioBuilder(object):
-    def __init__(self, build, comment=""):
+    def __init__(self, build, comment="", compact_stacks=False):
+        """`compact_stacks`: map only the stack pages a thread's frames use (large generated
+        targets: tens of thousands of threads), not the whole kernel stack."""
         self.layouts = load_shipped(build)
+        self.compact_stacks = compact_stacks
         self.build = build
         self.comment = comment
         self.mem = Memory()
@@ -319,11 +322,14 @@ class ScenarioBuilder(object):
         limit = self._stack
         base = limit + STACK_SIZE
         self._stack += STACK_SIZE + 0x2000
-        self.mem.map(limit, STACK_SIZE)
         if pid is None:
             pid = int.from_bytes(self.mem.read(process + self.off("_EPROCESS", "UniqueProcessId"), 8), "little")
         sp = base - 0x1000 + 0x100 - 0x48 * len(frames)
         kernel_stack = sp - 0x40
+        if self.compact_stacks:
+            self.mem.map(kernel_stack, base - kernel_stack)
+        else:
+            self.mem.map(limit, STACK_SIZE)
         self.put("_ETHREAD", a,
                  Tcb__Header__Type=self.enum("_KOBJECTS", "ThreadObject"),
                  Tcb__State=self.enum("_KTHREAD_STATE", state),
@@ -747,13 +753,13 @@ class ScenarioBuilder(object):
 
     # -- output -----------------------------------------------------------------------------
 
-    def document(self):
+    def document(self, memory=True):
         return {
             "format": FORMAT, "version": VERSION, "build": self.build, "comment": self.comment,
             "modules": [{"name": m.name, "image": m.image, "base": "0x%x" % m.base, "size": "0x%x" % m.size}
                         for m in self.modules.values()],
             "symbols": {k: "0x%x" % v for k, v in sorted(self.symbols.items(), key=lambda kv: kv[1])},
-            "memory": self.mem.ranges(),
+            "memory": self.mem.ranges() if memory else [],
             "stacks": {"0x%x" % k: v for k, v in sorted(self.stacks.items())},
             "processors": self.processors,
             "bugcheck": self.bugcheck_data,
@@ -762,6 +768,19 @@ class ScenarioBuilder(object):
     def target(self):
         """A MockTarget straight from memory (what save() then load() would give)."""
         return MockTarget(json.loads(json.dumps(self.document())), name="built:" + self.build)
+
+    def fast_target(self, name=None):
+        """The same MockTarget without the base64/JSON round trip of the memory (large
+        generated targets: hundreds of MB would pass through JSON)."""
+        doc = self.document(memory=False)
+        ranges = []
+        for base in sorted(self.mem.pages):
+            if ranges and ranges[-1][0] + len(ranges[-1][1]) == base:
+                ranges[-1][1].extend(self.mem.pages[base])
+            else:
+                ranges.append([base, bytearray(self.mem.pages[base])])
+        return MockTarget(doc, name=name or "built:" + self.build,
+                          memory=[(a, bytes(d)) for a, d in ranges])
 
     def save(self, path):
         save_document(self.document(), path)

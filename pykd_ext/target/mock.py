@@ -65,9 +65,11 @@ def save_document(doc, path):
 
 
 class MockTarget(Target):
-    def __init__(self, doc, name="mock target"):
+    def __init__(self, doc, name="mock target", memory=None):
+        """`memory`: [(address, bytes)] given directly (a generated target), instead of the
+        document's base64 "memory" ranges."""
         self.doc = doc
-        self._parse(doc)
+        self._parse(doc, memory)
         self.name = doc.get("origin") or name
 
     # -- loading --------------------------------------------------------------------------------
@@ -93,7 +95,7 @@ class MockTarget(Target):
         except ValueError as e:
             raise TargetFileError("%s: %s" % (path, e))
 
-    def _parse(self, doc):
+    def _parse(self, doc, memory=None):
         _obj(doc, "top level")
         if doc.get("format") != FORMAT:
             raise ValueError('format: expected "%s", got %s' % (FORMAT, json.dumps(doc.get("format"))))
@@ -132,7 +134,7 @@ class MockTarget(Target):
         self._by_addr = sorted((self.symbols[n.lower()], n) for n in doc.get("symbols", {}))
         self._sym_addrs = [a for a, _ in self._by_addr]
 
-        ranges = []
+        ranges = [(a, a + len(d), d) for a, d in memory or ()]
         for i, r in enumerate(_obj(doc.get("memory", []), "memory", list)):
             w = "memory[%d]" % i
             _obj(r, w)
