@@ -279,13 +279,13 @@ MAX_OTHER_THREADS = 3       # wait-graph threads inside the holding driver shown
 
 
 def _by_module(a, workers):
-    """{image: [(other, thread)]}: the candidate workers with a frame in each driver image,
-    power workers first (one pass over their stacks, not one per IRP)."""
+    """{image: ([power workers], [other threads])} with a frame in each driver image (one
+    pass over their stacks, not one per IRP)."""
     out = {}
     for other, t in workers:
         f = _facts(a, t)
         for image in {fr.module.image for fr in (f.frames or []) if fr.module is not None} if f else ():
-            out.setdefault(image, []).append((other, t))
+            out.setdefault(image, ([], []))[1 if other else 0].append(t)
     return out
 
 
@@ -303,15 +303,12 @@ def _threads_of(a, p, holder, workers):
         add(p.irp.thread, "issued this IRP (its thread)")
     mod = p.module
     if mod and p.normal is None:
-        others = 0
-        for other, t in workers.get(mod, ()):
-            if other:
-                others += 1
-                if others > MAX_OTHER_THREADS:
-                    p.more_threads += 1
-                    continue
-            add(t, ("a thread" if other else "the power manager's IRP worker") +
-                " waiting inside %s, the driver holding this IRP" % mod)
+        power, others = workers.get(mod, ((), ()))
+        for t in power:
+            add(t, "the power manager's IRP worker waiting inside %s, the driver holding this IRP" % mod)
+        for t in others[:MAX_OTHER_THREADS]:
+            add(t, "a thread waiting inside %s, the driver holding this IRP" % mod)
+        p.more_threads = max(0, len(others) - MAX_OTHER_THREADS)
     return out
 
 

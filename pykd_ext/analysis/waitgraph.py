@@ -524,15 +524,21 @@ def wait_summary(f):
 
 def path_of(a, thread):
     """Where a thread's waits lead: ("cycle", Cycle) when it is in a deadlock cycle,
-    ("chain", Chain, [Edge]) when it waits behind a root blocker, else None."""
-    for c in a.cycles:
-        if thread in c.threads:
-            return ("cycle", c)
-    for ch in a.chains:
-        for p in ch.paths:
-            if p and p[0].thread == thread:
-                return ("chain", ch, p)
-    return None
+    ("chain", Chain, [Edge]) when it waits behind a root blocker, else None.  The index is
+    built once per analysis (callers ask for every thread of every IRP)."""
+    key = (len(a.cycles), len(a.chains))
+    cached = a.__dict__.get("_paths")
+    if cached is None or cached[0] != key:
+        index = {}
+        for ch in reversed(a.chains):
+            for p in reversed(ch.paths):
+                if p:
+                    index[p[0].thread] = ("chain", ch, p)
+        for c in reversed(a.cycles):
+            for t in c.threads:
+                index[t] = ("cycle", c)
+        cached = a.__dict__["_paths"] = (key, index)
+    return cached[1].get(thread)
 
 
 def _kind_name(otype):

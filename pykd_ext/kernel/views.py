@@ -57,22 +57,37 @@ class Struct(object):
             return self._raw[f.offset:f.offset + f.size]
         return self.target.read(self.address + f.offset, f.size)
 
-    def __getitem__(self, name):
-        """A scalar field (integer, pointer, enum, bit field) decoded; for an embedded
-        structure or an array, its address (use raw() for an array's bytes)."""
+    def _decoder(self, name):
+        """(offset, size, unpack or None for "its address", bit position, mask), worked out
+        once per layout and field: this is the hottest path of every scan."""
         f = self.layout.field(name)
         t = f.type
         base_types = self.target.layouts().base_types
         scalar = t.startswith("ptr:") or t.startswith("enum:") or t in base_types
         if not scalar or t.endswith("]") or f.size not in _UNPACK:
-            return self.address + f.offset
-        raw = self._bytes(f)
-        signed = (f.bit_length is None and not t.startswith("ptr:")
-                  and base_types.get(t, {}).get("signed", False))
-        v = struct.unpack((_UNPACK_SIGNED if signed else _UNPACK)[f.size], raw)[0]
-        if f.bit_length is not None:
-            v = (v >> f.bit_position) & ((1 << f.bit_length) - 1)
-        return v
+            d = (f.offset, f.size, None, 0, 0)
+        else:
+            signed = (f.bit_length is None and not t.startswith("ptr:")
+                      and base_types.get(t, {}).get("signed", False))
+            unpack = struct.Struct((_UNPACK_SIGNED if signed else _UNPACK)[f.size]).unpack_from
+            mask = (1 << f.bit_length) - 1 if f.bit_length is not None else 0
+            d = (f.offset, f.size, unpack, f.bit_position or 0, mask)
+        self.layout.decoders[name] = d
+        return d
+
+    def __getitem__(self, name):
+        """A scalar field (integer, pointer, enum, bit field) decoded; for an embedded
+        structure or an array, its address (use raw() for an array's bytes)."""
+        d = self.layout.decoders.get(name) or self._decoder(name)
+        off, size, unpack, shift, mask = d
+        if unpack is None:
+            return self.address + off
+        raw = self._raw
+        if raw and off + size <= len(raw):
+            v = unpack(raw, off)[0]
+        else:
+            v = unpack(self._bytes(self.layout.fields[name]))[0]
+        return (v >> shift) & mask if mask else v
 
     def raw(self, name):
         """The bytes of field `name` as stored."""

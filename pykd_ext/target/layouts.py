@@ -39,6 +39,7 @@ class TypeLayout(object):
         self.name = name
         self.size = size
         self.fields = fields
+        self.decoders = {}      # field name -> how views decode it (kernel/views.py fills it)
 
     @classmethod
     def from_json(cls, name, d):
