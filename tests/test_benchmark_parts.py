@@ -1,0 +1,256 @@
+"""What the benchmark stands on: the cache's read-ahead, the naive reader (same findings,
+field by field), the simulated link, progress lines, and the generated large targets."""
+import json
+
+import pytest
+
+from benchmarks.naive import NaiveReader
+from benchmarks.run import argv_for, measure, run_command
+from benchmarks.targets import machine
+from pykd_ext import cli
+from pykd_ext.analysis.waitgraph import analyze
+from pykd_ext.errors import UsageError
+from pykd_ext.kernel.views import Struct
+from pykd_ext.mock.builder import ScenarioBuilder
+from pykd_ext.progress import Progress
+from pykd_ext.target.cache import CachedTarget
+from pykd_ext.target.link import PROFILES, SimulatedLink, parse_profile
+from pykd_ext.target.mock import MockTarget
+
+from conftest import WIN10, mock, run_cli
+
+PAGE = 0x1000
+BASE = 0xfffffa8001000000
+
+
+def pages_target(n, holes=()):
+    """n mapped pages from BASE, each filled with its index; `holes`: unmapped indexes."""
+    memory = []
+    for i in range(n):
+        if i not in holes:
+            memory.append((BASE + i * PAGE, bytes([i]) * PAGE))
+    return MockTarget({"format": "pykd_ext-mock-target", "version": 1, "build": WIN10}, memory=memory)
+
+
+class Counting(object):
+    def __init__(self, backend):
+        self.backend, self.name, self.reads = backend, backend.name, []
+
+    def read(self, address, size):
+        self.reads.append((address, size))
+        return self.backend.read(address, size)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+# -- read-ahead ---------------------------------------------------------------------------------
+
+def test_a_sequential_walk_reads_ahead_in_growing_windows():
+    c = Counting(pages_target(64))
+    t = CachedTarget(c)
+    for i in range(31):
+        assert t.read(BASE + i * PAGE + 8, 8) == bytes([i]) * 8
+    # windows 1, 2, 4, 8, 16: five calls for 31 pages, each page touched counted once
+    assert [size // PAGE for _, size in c.reads] == [1, 2, 4, 8, 16]
+    assert t.stats.backend_calls == 5
+    assert len(t.stats.pages) == 31 and t.stats.pages_read == 31
+
+
+def test_scattered_reads_cost_one_page_each_and_read_nothing_ahead():
+    c = Counting(pages_target(64))
+    t = CachedTarget(c)
+    for i in (40, 3, 20, 9, 60, 30):
+        t.read(BASE + i * PAGE, 8)
+    assert all(size == PAGE for _, size in c.reads)
+    assert t.stats.backend_calls == 6 == len(t.stats.pages) == t.stats.pages_read
+
+
+def test_read_ahead_into_an_unmapped_page_falls_back_to_the_page_alone():
+    c = Counting(pages_target(16, holes={3}))
+    t = CachedTarget(c)
+    for i in (0, 1):
+        t.read(BASE + i * PAGE, 8)                  # a run: the second read asks for 2 pages
+    assert t.read(BASE + 2 * PAGE, 8) == b"\x02" * 8  # the window 2..5 faults on page 3
+    assert [size // PAGE for _, size in c.reads] == [1, 2]
+    t2 = CachedTarget(Counting(pages_target(16, holes={3})))
+    t2.read(BASE, 8)
+    t2.read(BASE + PAGE, 8)
+    t2.read(BASE + 2 * PAGE, 8)
+    assert t2.read(BASE + 2 * PAGE + 16, 8) == b"\x02" * 8
+    # whatever the windows, page 4 and on still read, and page 3 faults with its address
+    assert t2.read(BASE + 4 * PAGE, 8) == b"\x04" * 8
+    with pytest.raises(Exception) as e:
+        t2.read(BASE + 3 * PAGE, 8)
+    assert getattr(e.value, "address", None) == BASE + 3 * PAGE
+
+
+def test_two_interleaved_runs_are_both_followed():
+    c = Counting(pages_target(64))
+    t = CachedTarget(c)
+    for i in range(8):
+        t.read(BASE + i * PAGE, 8)                  # processes...
+        t.read(BASE + (32 + i) * PAGE, 8)           # ...and their threads, elsewhere
+    assert t.stats.backend_calls <= 8 and len(t.stats.pages) == 16
+
+
+def test_read_ahead_can_be_turned_off():
+    c = Counting(pages_target(16))
+    t = CachedTarget(c, read_ahead=1)
+    for i in range(8):
+        t.read(BASE + i * PAGE, 8)
+    assert t.stats.backend_calls == 8
+
+
+# -- the naive reader -----------------------------------------------------------------------------
+
+def test_the_naive_reader_reads_each_field_on_its_own():
+    b = ScenarioBuilder(WIN10)
+    r = b.eresource()
+    t = b.target()
+    n = NaiveReader(t)
+    v = Struct(n, "_ERESOURCE", r)
+    v["Flag"], v["ActiveCount"], v.sub("OwnerEntry")["OwnerThread"]
+    assert n.backend_calls == 3 and n.bytes == 2 + 2 + 8
+    c = CachedTarget(t)
+    v = Struct(c, "_ERESOURCE", r)
+    v["Flag"], v["ActiveCount"], v.sub("OwnerEntry")["OwnerThread"]
+    assert c.stats.backend_calls == 1
+
+
+@pytest.mark.parametrize("command", ["deadlock", "powerirps", "dpcs", "timerres"])
+@pytest.mark.parametrize("name", ["eresource_deadlock", "power_9f3_mutex_chain", "dpc_133_athwbx",
+                                  "timerres_win10", "corrupt_power_lists"])
+def test_the_naive_reader_finds_what_the_cached_one_finds(command, name):
+    """The benchmark compares the same walk: field by field, the findings are the same."""
+    backend = MockTarget.load(mock(name))
+    ours = run_command([command, "--format", "json"], CachedTarget(backend))
+    naive = NaiveReader(backend)
+    assert run_command([command, "--format", "json"], naive) == ours
+    assert naive.backend_calls > 0
+
+
+# -- the simulated link ---------------------------------------------------------------------------
+
+def test_the_link_charges_latency_per_reply_and_bytes_over_bandwidth():
+    link = SimulatedLink(pages_target(4), latency_s=0.001, bytes_per_s=1e6)
+    link.read(BASE, 8)                     # one reply
+    link.read(BASE, 3 * PAGE)              # three replies
+    assert link.calls == 2 and link.round_trips == 4
+    assert link.charged_s == pytest.approx(4 * 0.001 + (8 + 3 * PAGE) / 1e6)
+    assert link.cost(0.002, 1e3) == pytest.approx(4 * 0.002 + (8 + 3 * PAGE) / 1e3)
+    with pytest.raises(Exception):
+        link.read(BASE + 10 * PAGE, 8)     # a fault is a round trip too
+    assert link.round_trips == 5
+
+
+def test_the_link_sleeps_when_asked(monkeypatch):
+    slept = []
+    monkeypatch.setattr("pykd_ext.target.link.time.sleep", slept.append)
+    link = SimulatedLink(pages_target(1), latency_s=0.5, bytes_per_s=1e9, sleep=True)
+    link.read(BASE, 8)
+    assert slept and slept[0] == pytest.approx(0.5, rel=1e-3)
+
+
+def test_link_profiles_parse_and_bad_ones_are_one_line():
+    assert parse_profile("kdnet") == PROFILES["kdnet"]
+    lat, bw, _ = parse_profile("5,50000")
+    assert (lat, bw) == (0.005, 50000.0)
+    for bad in ("fast", "5", "-1,100", "5,0"):
+        with pytest.raises(UsageError):
+            parse_profile(bad)
+
+
+def test_cli_link_options():
+    code, out, err = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--link", "0,1e12", "--no-color")
+    assert code == 0 and "FileMoveThread" in out
+    code, out, err = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--link", "fast")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--link" in err
+    code, out, err = run_cli("deadlock", "--link", "kdnet")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--target" in err
+
+
+# -- progress ---------------------------------------------------------------------------------------
+
+class Clock(object):
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_is_silent_for_a_second_then_at_most_a_line_a_second():
+    lines, clock = [], Clock()
+    p = Progress(lines.append, prefix="pykd-ext deadlock", clock=clock)
+    for i in range(100):
+        clock.now += 0.009                     # 0.9 s of reads
+        p.tick(i)
+    assert lines == []
+    for i in range(300):                       # 3 s more, a report every 10 ms
+        clock.now += 0.01
+        p.report("threads decoded", i)
+    assert 2 <= len(lines) <= 4
+    assert lines[0].startswith("pykd-ext deadlock: 1 s: threads decoded: ") and "pages read" in lines[0]
+    p.finish()
+    assert lines[-1].startswith("pykd-ext deadlock: done in 3.9 s")
+
+
+def test_a_quick_run_says_nothing_at_all():
+    lines = []
+    p = Progress(lines.append)
+    p.report("threads", 3)
+    p.finish()
+    assert lines == []
+
+
+def test_cli_progress_goes_to_stderr_and_leaves_the_report_alone(monkeypatch):
+    monkeypatch.setattr(cli, "Progress", lambda write, prefix: Progress(write, prefix, after=0, interval=0))
+    code, out, err = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--format", "json", "--progress")
+    assert code == 0
+    json.loads(out)                            # stdout is still the JSON document alone
+    assert "pykd-ext deadlock: " in err and "pages read" in err and "done in" in err
+    code, out, err = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--format", "json")
+    assert err == ""                           # not a terminal: no progress unless asked
+
+
+def test_interrupted_behind_a_slow_link_keeps_what_was_found(monkeypatch):
+    """Ctrl+C while a scan waits on the link: the report covers what was read before."""
+    class Breaking(SimulatedLink):
+        def read(self, address, size):
+            if self.calls >= 6:
+                raise KeyboardInterrupt
+            return SimulatedLink.read(self, address, size)
+    backend = Breaking(MockTarget.load(mock("eresource_deadlock")), 0, 1e12)
+    a = analyze(CachedTarget(backend))
+    assert a.interrupted
+    assert any(d.kind == "interrupted" for d in a.diagnostics)
+
+
+# -- the generated targets ------------------------------------------------------------------------
+
+def test_a_generated_machine_has_exactly_one_three_thread_eresource_cycle():
+    b, _ = machine(1000)
+    a = analyze(CachedTarget(b.fast_target()))
+    assert a.counts["resources"] == 1000 and a.counts["threads"] >= 250
+    assert len(a.cycles) == 1 and len(a.cycles[0].threads) == 3
+    assert {a.locks[lk].kind for lk in a.cycles[0].locks} == {"ERESOURCE"}
+    assert not [d for d in a.diagnostics if d.kind != "interrupted"]
+
+
+def test_fast_target_is_what_target_gives():
+    b = ScenarioBuilder(WIN10)
+    r = b.eresource()
+    slow, fast = b.target(), b.fast_target()
+    assert slow.read(r, 0x68) == fast.read(r, 0x68)
+    assert slow.symbol("nt!ExpSystemResourcesList") == fast.symbol("nt!ExpSystemResourcesList")
+
+
+def test_benchmark_row_meets_the_page_budget_on_the_small_machine():
+    b, exp = machine(1000)
+    row = measure("deadlock", argv_for("deadlock", exp), b.fast_target(), "machine-1k")
+    for key in ("command", "target", "backend_calls", "naive_backend_calls", "pages_touched", "bytes",
+                "cpu_s", "wall_s", "peak_mb"):
+        assert key in row
+    assert row["backend_calls"] <= row["pages_touched"]
+    assert row["naive_backend_calls"] >= 20 * row["backend_calls"]
