@@ -117,14 +117,17 @@ class CachedTarget(Target):
                 data = self._backend_read(base, ps)
             except MemoryFault as e:
                 self._bad[base] = e.address
-                self._runs.insert(0, [base + ps, 1])
-                del self._runs[STREAMS:]
+                self._note_run(base + ps, 1)
                 return None
             self._pages[base] = data
             self.stats.pages_read += 1
-        self._runs.insert(0, [base + n * ps, window])
-        del self._runs[STREAMS:]
+        self._note_run(base + n * ps, window)
         return self._pages[base]
+
+    def _note_run(self, end, window):
+        """The latest read ended at `end` with this window: the run most likely to go on."""
+        self._runs.insert(0, [end, window])
+        del self._runs[STREAMS:]
 
     def read(self, address, size):
         if size <= 0:
