@@ -11,7 +11,9 @@ page or one per page) reads the next pages in the same call, the window doubling
 `read_ahead` pages while the run goes on; any other miss reads one page.  Up to eight runs
 are followed at once (a walk over processes interleaved with walks over their threads).
 A dump pays per call, not per byte, so runs cost a fraction of the calls; a link pays
-per page too, and a window only grows while its pages are being used.
+per page too, and a window only grows while its pages are being used.  One read that
+covers several missing pages (a structure across a page boundary, a stack range) asks for
+them in one call, read-ahead or not.
 """
 from ..errors import MemoryFault, SymbolNotFound
 from .base import Target
@@ -74,7 +76,7 @@ class CachedTarget(Target):
         self.stats.bytes += len(data)
         return data
 
-    def _page(self, base, ahead=True):
+    def _page(self, base, ahead=True, span=1):
         data = self._pages.get(base)
         if data is not None:
             if self._ahead and base in self._ahead:
@@ -84,11 +86,12 @@ class CachedTarget(Target):
         if base in self._bad:
             return None
         self.stats.pages.add(base)
-        return self._fetch(base, ahead)
+        return self._fetch(base, ahead, span)
 
-    def _fetch(self, base, ahead=True):
+    def _fetch(self, base, ahead=True, span=1):
         """Read the page at `base`, and the next ones too when the miss continues a run
-        (`ahead` False: the rest of one read that spans pages, which says nothing of a run)."""
+        (`ahead` False: the rest of one read that spans pages, which says nothing of a run);
+        `span`: the pages the read asking for it covers, wanted in this same call."""
         ps = self.page_size
         window = grown = 1
         for i, (end, w) in enumerate(self._runs):
@@ -98,8 +101,9 @@ class CachedTarget(Target):
                 break
         if ahead:
             window = grown
+        want = max(window if ahead else 1, span)
         n = 1
-        while ahead and n < window and base + n * ps not in self._pages and base + n * ps not in self._bad:
+        while n < want and base + n * ps not in self._pages and base + n * ps not in self._bad:
             n += 1
         if n > 1:
             try:
@@ -145,10 +149,11 @@ class CachedTarget(Target):
             return self._read_around_fault(address, size)
         chunks = []
         a = address
+        span = (end - base + ps - 1) // ps       # a structure across pages: one call for them
         while a < end:
             b = a - (a % ps)
             n = min(end, b + ps) - a
-            page = self._page(b, a == address)
+            page = self._page(b, a == address, span if a == address else 1)
             if page is None:
                 chunks.append(self._read_around_fault(a, n))
             else:
