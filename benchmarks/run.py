@@ -4,14 +4,21 @@ generated targets, against a naive field-by-field reader doing the same walk.
     python benchmarks/run.py              # 1k, 5k, 20k and 100k ERESOURCEs (a few minutes)
     python benchmarks/run.py --quick      # 1k and 5k (under a minute)
     python benchmarks/run.py --json       # the figures as JSON rows
-    python benchmarks/run.py --sizes 20000 --commands deadlock
+    python benchmarks/run.py --sizes 20000 --commands deadlock --layout scattered
 
-For each target (benchmarks/targets.py: machine(n)) and command it runs, in this process:
+Each size is generated twice (benchmarks/targets.py: machine(n, layout=...)): with pool
+objects laid out in the order they were made ("machine-20k", the best case for read-ahead)
+and spread at random over 64 pool regions ("machine-20k-scattered", a fragmented pool: no
+read-ahead helps, one call per page is all a reader can do).  For each target and command
+it runs, in this process:
   1. the command as the CLI runs it (text output, page cache), timed: cpu_s, wall_s, the
      best of three runs from a cold cache;
   2. the same again under tracemalloc: peak_mb, the peak of Python memory the command
      allocated (the target's memory image is not counted: a live target has none);
   3. the same walk through the naive reader (benchmarks/naive.py): naive_backend_calls.
+page_floor is naive_backend_calls / pages_touched: the most a reader that pays one call per
+page it touches could save over the naive one (read-ahead can only beat it where the pages
+it needs lie one after another).
 Backend calls are memory reads; symbol, stack and module look-ups are counted apart (the
 page cache memoises them).  Link times charge every round trip (reads and look-ups) a
 latency and its bytes a bandwidth (pykd_ext/target/link.py PROFILES).
@@ -36,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.setrecursionlimit(10000)
 
 from benchmarks.naive import NaiveReader  # noqa: E402
-from benchmarks.targets import machine  # noqa: E402
+from benchmarks.targets import LAYOUTS, machine  # noqa: E402
 from pykd_ext.analysis.waitgraph import analyze  # noqa: E402
 from pykd_ext.cli import build_parser, run_command as cli_run_command  # noqa: E402
 from pykd_ext.target.cache import CachedTarget  # noqa: E402
@@ -104,6 +111,7 @@ def measure(name, argv, backend, label, repeat=3):
         row["%s_naive_s" % pname] = round(nlink.cost(lat, bw) + row["wall_s"], 2)
     row["calls_per_page"] = round(st.backend_calls / max(1, len(st.pages)), 3)
     row["naive_ratio"] = round(naive.backend_calls / max(1, st.backend_calls), 1)
+    row["page_floor"] = round(naive.backend_calls / max(1, len(st.pages)), 1)
     return row
 
 
@@ -120,7 +128,7 @@ def check_answer(backend, exp, label, err):
     return ok
 
 
-def check_budgets(rows, sizes):
+def check_budgets(rows, sizes, layouts=("sequential",)):
     """[(budget, ok, detail)]"""
     out = []
     bad = [r for r in rows if r["backend_calls"] > CALLS_PER_PAGE * r["pages_touched"]]
@@ -130,39 +138,41 @@ def check_budgets(rows, sizes):
                 % max(r["calls_per_page"] for r in rows)))
     bad = [r for r in rows if r["naive_backend_calls"] < NAIVE_RATIO * r["backend_calls"]]
     out.append(("naive reader makes >= %dx our backend calls (every row)" % NAIVE_RATIO, not bad,
-                "; ".join("%s on %s: %.1fx" % (r["command"], r["target"], r["naive_ratio"]) for r in bad)
+                "; ".join("%s on %s: %.1fx (page floor %.1fx)" % (r["command"], r["target"], r["naive_ratio"],
+                                                                  r["page_floor"]) for r in bad)
                 or "min %.1fx" % min(r["naive_ratio"] for r in rows)))
     by = {(r["command"], r["target"]): r for r in rows}
-    if 20000 in sizes:
-        r = by.get(("deadlock", label_of(20000)))
-        if r is not None:
-            out.append(("deadlock on 20k ERESOURCEs under %.0f s CPU" % DEADLOCK_20K_CPU_S,
+    for layout in layouts:
+        r = by.get(("deadlock", label_of(20000, layout)))
+        if 20000 in sizes and r is not None:
+            out.append(("deadlock on 20k ERESOURCEs (%s) under %.0f s CPU" % (layout, DEADLOCK_20K_CPU_S),
                         r["cpu_s"] < DEADLOCK_20K_CPU_S, "%.2f s" % r["cpu_s"]))
-    if 20000 in sizes and 100000 in sizes:
-        worst = []
+    worst = []
+    for layout in layouts:
         for name in COMMAND_NAMES:
-            a, b = by.get((name, label_of(20000))), by.get((name, label_of(100000)))
+            a, b = by.get((name, label_of(20000, layout))), by.get((name, label_of(100000, layout)))
             if a is None or b is None:
                 continue
             for key in ("cpu_s", "backend_calls"):
-                worst.append((b[key] / max(a[key], 1e-3 if key == "cpu_s" else 1), name, key))
-        if worst:
-            w = max(worst)
-            out.append(("100k costs <= %.0fx the 20k target (CPU and calls, every command)" % LINEAR_100K_OVER_20K,
-                        w[0] <= LINEAR_100K_OVER_20K, "worst %.2fx (%s, %s)" % w))
+                worst.append((b[key] / max(a[key], 1e-3 if key == "cpu_s" else 1), name, key, layout))
+    if worst:
+        w = max(worst)
+        out.append(("100k costs <= %.0fx the 20k target (CPU and calls, every command)" % LINEAR_100K_OVER_20K,
+                    w[0] <= LINEAR_100K_OVER_20K, "worst %.2fx (%s, %s, %s)" % w))
     return out
 
 
-def label_of(n):
-    return "machine-%dk" % (n // 1000)
+def label_of(n, layout="sequential"):
+    return "machine-%dk%s" % (n // 1000, "" if layout == "sequential" else "-" + layout)
 
 
 def text_report(rows, budgets, out):
     from tabulate import tabulate
     cols = ["command", "target", "backend_calls", "pages_touched", "naive_backend_calls", "naive_ratio",
-            "bytes", "cpu_s", "wall_s", "peak_mb", "kdnet_s", "kdnet_naive_s", "serial_s", "serial_naive_s"]
+            "page_floor", "bytes", "cpu_s", "wall_s", "peak_mb", "kdnet_s", "kdnet_naive_s", "serial_s", "serial_naive_s"]
     out.write(tabulate([[r[c] for c in cols] for r in rows],
-                       headers=["command", "target", "calls", "pages", "naive calls", "naive/ours", "bytes",
+                       headers=["command", "target", "calls", "pages", "naive calls", "naive/ours",
+                                "naive/pages", "bytes",
                                 "CPU s", "wall s", "peak MB", "KDNET s", "KDNET naive s", "serial s",
                                 "serial naive s"],
                        intfmt=",", floatfmt="g"))
@@ -180,34 +190,37 @@ def main(argv=None):
                    help="comma-separated numbers of ERESOURCEs (default 1000,5000,20000,100000)")
     p.add_argument("--commands", type=lambda s: s.split(","), default=list(COMMAND_NAMES),
                    help="comma-separated commands (default: all)")
+    p.add_argument("--layout", choices=sorted(LAYOUTS) + ["both"], default="both",
+                   help="pool layout of the generated targets (default: both)")
     p.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)  # a child: rows, no verdicts
     p.add_argument("--in-process", action="store_true",
                    help="measure every size in this process (default: each size in a fresh Python, so "
                         "one target's leftovers do not weigh on the next one's figures)")
     args = p.parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+    layouts = ("sequential", "scattered") if args.layout == "both" else (args.layout,)
     err = sys.stderr
     rows, answers_ok = [], True
-    if not args.in_process and len(sizes) > 1:
-        for n in sizes:
+    runs = [(n, layout) for n in sizes for layout in layouts]
+    if not args.in_process and len(runs) > 1:
+        for n, layout in runs:
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--in-process", "--json", "--rows-only",
-                                   "--sizes", str(n), "--commands", ",".join(args.commands)],
+                                   "--sizes", str(n), "--layout", layout, "--commands", ",".join(args.commands)],
                                   stdout=subprocess.PIPE, universal_newlines=True)
             answers_ok = answers_ok and proc.returncode == 0
             rows.extend(json.loads(proc.stdout or "[]"))
-        sizes_run = []
-    else:
-        sizes_run = sizes
-    for n in sizes_run:
+        runs = []
+    for n, layout in runs:
         t0 = time.perf_counter()
-        b, exp = machine(n)
-        backend = b.fast_target(name=label_of(n))
+        label = label_of(n, layout)
+        b, exp = machine(n, layout=layout)
+        backend = b.fast_target(name=label)
         del b
-        err.write("benchmark: %s: %s, built in %.1f s\n" % (label_of(n), ", ".join(
+        err.write("benchmark: %s: %s, built in %.1f s\n" % (label, ", ".join(
             "%s %s" % (format(v, ","), k) for k, v in exp.counts.items()), time.perf_counter() - t0))
-        answers_ok = check_answer(backend, exp, label_of(n), err) and answers_ok
+        answers_ok = check_answer(backend, exp, label, err) and answers_ok
         for name in args.commands:
-            row = measure(name, argv_for(name, exp), backend, label_of(n))
+            row = measure(name, argv_for(name, exp), backend, label)
             rows.append(row)
             err.write("benchmark:   %-9s %6d calls %6d pages %8d naive  %.2f s CPU\n" % (
                 name, row["backend_calls"], row["pages_touched"], row["naive_backend_calls"], row["cpu_s"]))
@@ -216,7 +229,7 @@ def main(argv=None):
     if args.rows_only:
         json.dump(rows, sys.stdout)
         return 0 if answers_ok else 3
-    budgets = check_budgets(rows, sizes)
+    budgets = check_budgets(rows, sizes, layouts)
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         sys.stdout.write("\n")

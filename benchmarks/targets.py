@@ -54,10 +54,17 @@ def _cpus(n):
     return 4 if n <= 1000 else 8 if n <= 5000 else 32 if n <= 20000 else 64
 
 
-def machine(n, build=WIN10, seed=1):
-    """A builder holding a busy machine with `n` ERESOURCEs, and its Expected."""
+LAYOUTS = {"sequential": 0, "scattered": 64}     # pool regions objects are spread over
+
+
+def machine(n, build=WIN10, seed=1, layout="sequential"):
+    """A builder holding a busy machine with `n` ERESOURCEs, and its Expected.  `layout`:
+    "sequential" lays pool objects out in the order they are made (the best case for the
+    cache's read-ahead), "scattered" spreads them at random over 64 pool regions (its worst
+    case: what a long-running machine's fragmented pool looks like to a list walk)."""
     rnd = random.Random(seed * 1000003 + n)
-    b = ScenarioBuilder(build, comment="generated: %d ERESOURCEs" % n, compact_stacks=True)
+    b = ScenarioBuilder(build, comment="generated: %d ERESOURCEs, %s pool" % (n, layout), compact_stacks=True,
+                        scatter=LAYOUTS[layout], seed=seed)
     exp = Expected()
     for name in DRIVERS:
         b.module(name, name + ".sys", size=0x40000)

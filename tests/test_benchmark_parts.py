@@ -10,6 +10,7 @@ from benchmarks.targets import machine
 from pykd_ext import cli
 from pykd_ext.analysis.waitgraph import analyze
 from pykd_ext.errors import MemoryFault, UsageError
+from pykd_ext.kernel.processes import processes
 from pykd_ext.kernel.views import Struct
 from pykd_ext.mock.builder import ScenarioBuilder
 from pykd_ext.progress import Progress
@@ -77,6 +78,25 @@ def test_read_ahead_into_an_unmapped_page_falls_back_to_the_page_alone():
         t.read(BASE + 2 * PAGE, 8)
     assert e.value.address == BASE + 2 * PAGE
     assert t.read(BASE + 3 * PAGE, 8) == b"\x03" * 8  # and the pages after it still read
+
+
+def test_a_read_across_missing_pages_is_one_call_even_far_from_any_run():
+    c = Counting(pages_target(64))
+    t = CachedTarget(c, read_ahead=1)
+    assert t.read(BASE + 40 * PAGE - 8, 3 * PAGE) == b"\x27" * 8 + b"\x28" * PAGE + b"\x29" * PAGE + b"\x2a" * (PAGE - 8)
+    assert [((a - BASE) // PAGE, size // PAGE) for a, size in c.reads] == [(39, 4)]
+    assert len(t.stats.pages) == 4 and t.stats.backend_calls == 1
+    t.read(BASE + 41 * PAGE, 8)                     # already there
+    assert t.stats.backend_calls == 1
+
+
+def test_a_read_across_a_hole_falls_back_page_by_page_and_keeps_the_fault_address():
+    c = Counting(pages_target(16, holes={5}))
+    t = CachedTarget(c)
+    with pytest.raises(MemoryFault) as e:
+        t.read(BASE + 4 * PAGE + 8, 2 * PAGE)
+    assert e.value.address == BASE + 5 * PAGE
+    assert t.read(BASE + 4 * PAGE + 8, 8) == b"\x04" * 8   # page 4 came in before the fault
 
 
 def test_two_interleaved_runs_are_both_followed():
@@ -232,6 +252,19 @@ def test_a_generated_machine_has_exactly_one_three_thread_eresource_cycle():
     assert not [d for d in a.diagnostics if d.kind != "interrupted"]
 
 
+def test_a_scattered_machine_gives_the_same_findings_from_other_addresses():
+    seq, _ = machine(1000)
+    sca, _ = machine(1000, layout="scattered")
+    a, b = analyze(CachedTarget(seq.fast_target())), analyze(CachedTarget(sca.fast_target()))
+    assert a.counts == b.counts and a.counts["resources"] == 1000
+    assert len(b.cycles) == 1 and len(b.cycles[0].threads) == 3
+    seq_procs = [p.address for p in processes(CachedTarget(seq.fast_target())).items]
+    sca_procs = [p.address for p in processes(CachedTarget(sca.fast_target())).items]
+    assert seq_procs == sorted(seq_procs)            # made one after another, laid out so
+    assert sca_procs != sorted(sca_procs)            # spread: the list does not walk memory upwards
+    assert len({a >> 26 for a in sca_procs}) > 8     # over many pool regions
+
+
 def test_fast_target_is_what_target_gives():
     b = ScenarioBuilder(WIN10)
     r = b.eresource()
@@ -248,3 +281,16 @@ def test_benchmark_row_meets_the_page_budget_on_the_small_machine():
         assert key in row
     assert row["backend_calls"] <= row["pages_touched"]
     assert row["naive_backend_calls"] >= 20 * row["backend_calls"]
+    assert row["page_floor"] == round(row["naive_backend_calls"] / row["pages_touched"], 1)
+
+
+def test_budget_verdicts_name_the_rows_that_miss_and_their_page_floor():
+    from benchmarks.run import check_budgets
+    row = {"command": "timerres", "target": "machine-1k", "backend_calls": 6, "pages_touched": 13,
+           "naive_backend_calls": 69, "naive_ratio": 11.5, "page_floor": 5.3, "calls_per_page": 0.46, "cpu_s": 0.01}
+    ok = dict(row, command="deadlock", backend_calls=100, pages_touched=120, naive_backend_calls=5000,
+              naive_ratio=50.0, page_floor=41.7, calls_per_page=0.83)
+    verdicts = {name.split(" (")[0]: (passed, detail) for name, passed, detail in check_budgets([row, ok], [1000])}
+    passed, detail = verdicts["naive reader makes >= 20x our backend calls"]
+    assert not passed and detail == "timerres on machine-1k: 11.5x (page floor 5.3x)"
+    assert verdicts["backend calls <= 1.1 x pages touched"][0]

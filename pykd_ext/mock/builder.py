@@ -15,6 +15,7 @@ layout holds.  The analysis only ever sees the memory, symbols, stacks and layou
 """
 import base64
 import json
+import random
 import struct
 
 from ..target.layouts import load_shipped, supplement
@@ -29,6 +30,7 @@ POOL_BASE = 0xfffffa8000c00000
 BOOT_POOL_BASE = 0xfffffa8000a00000
 STACK_BASE = 0xfffff88003000000
 STACK_SIZE = 0x6000
+SCATTER_SPAN = 0x4000000            # room for one pool region of a scattered layout
 FUNC_SLOT = 0x1000                  # room for one function's code: frame offsets must fit
 TICK_100NS = 156250                 # KeMaximumIncrement: 15.625 ms
 
@@ -107,9 +109,12 @@ MAX_PROCESSORS = 64        # slots of the KiProcessorBlock array laid out
 
 
 class ScenarioBuilder(object):
-    def __init__(self, build, comment="", compact_stacks=False):
+    def __init__(self, build, comment="", compact_stacks=False, scatter=0, seed=0):
         """`compact_stacks`: map only the stack pages a thread's frames use (large generated
-        targets: tens of thousands of threads), not the whole kernel stack."""
+        targets: tens of thousands of threads), not the whole kernel stack.
+        `scatter`: lay pool objects out over this many regions, each object in one picked at
+        random (a long-running machine's fragmented pool: objects made one after another do
+        not sit one after another); 0 lays them out in the order they are made."""
         self.layouts = load_shipped(build)
         self.compact_stacks = compact_stacks
         self.build = build
@@ -125,6 +130,7 @@ class ScenarioBuilder(object):
         self._processor_block = None
         self.bugcheck_data = None
         self._pool = POOL_BASE
+        self._regions = None         # [next free address] of each scattered pool region
         self._stack = STACK_BASE
         self._next_driver = DRIVER_BASE
         self.module("nt", "ntkrnlmp.exe", NT_BASE, NT_SIZE)
@@ -153,6 +159,9 @@ class ScenarioBuilder(object):
         self.list_init(self.timer_res_head)
         self.u32(self._boot_global("nt!KeMinimumIncrement", 4), 5000)
         self.u64(self.global_("nt!IopRootDeviceNode", 8), self.root_devnode)
+        if scatter:
+            self._scatter_rnd = random.Random(seed)
+            self._regions = [POOL_BASE + i * SCATTER_SPAN for i in range(scatter)]
 
     # -- raw memory ------------------------------------------------------------------------
 
@@ -169,8 +178,15 @@ class ScenarioBuilder(object):
         self.mem.write(a, struct.pack("<Q", v & 0xffffffffffffffff))
 
     def alloc(self, size, align=16):
-        a = (self._pool + align - 1) // align * align
-        self._pool = a + size
+        if self._regions is not None:
+            i = self._scatter_rnd.randrange(len(self._regions))
+            a = (self._regions[i] + align - 1) // align * align
+            if a + size > POOL_BASE + (i + 1) * SCATTER_SPAN:
+                raise ValueError("scattered pool region %d is full" % i)
+            self._regions[i] = a + size
+        else:
+            a = (self._pool + align - 1) // align * align
+            self._pool = a + size
         self.mem.map(a, size)
         return a
 
