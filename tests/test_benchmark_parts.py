@@ -294,3 +294,8 @@ def test_budget_verdicts_name_the_rows_that_miss_and_their_page_floor():
     passed, detail = verdicts["naive reader makes >= 20x our backend calls"]
     assert not passed and detail == "timerres on machine-1k: 11.5x (page floor 5.3x)"
     assert verdicts["backend calls <= 1.1 x pages touched"][0]
+    proposed = [v for k, v in verdicts.items() if k.startswith("(proposed)")]
+    assert proposed == [(True, "1 rows under a 20x page floor, all at or under one call per page")]
+    over = dict(row, backend_calls=14)              # under the floor and over one call per page: a miss
+    verdicts = [(n, p) for n, p, _ in check_budgets([over, ok], [1000]) if n.startswith("(proposed)")]
+    assert verdicts[0][1] is False
