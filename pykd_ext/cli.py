@@ -16,7 +16,7 @@ from . import __version__
 from .commands import COMMANDS
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
 from .progress import Progress
-from .target.cache import CachedTarget
+from .target.cache import PAGE, CachedTarget, check_unit, unit_for_link
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -49,6 +49,11 @@ def build_parser():
         src.add_argument("--link", metavar="PROFILE",
                          help="with --target: make every backend call wait as over a debugger link: kdnet "
                               "(1 ms, 10 MB/s), serial (115200 baud) or LATENCY_MS,BYTES_PER_S")
+        src.add_argument("--read-unit", metavar="BYTES", type=_read_unit,
+                         help="bytes per backend read, a power of two: 4096 (whole pages, the default: "
+                              "dumps, KDNET) down to 16 (fields, each read once: a 115200-baud serial "
+                              "cable, where bytes cost more than round trips); with --link, the unit that "
+                              "suits the link")
         sp.add_argument("--no-color", action="store_true",
                         help="plain text: no colour, no DML links (also: NO_COLOR=1)")
         prog = sp.add_mutually_exclusive_group()
@@ -58,6 +63,24 @@ def build_parser():
         prog.add_argument("--no-progress", dest="progress", action="store_false")
         mod.add_arguments(sp)
     return p
+
+
+def _read_unit(text):
+    try:
+        return check_unit(int(text, 0))
+    except ValueError:
+        raise argparse.ArgumentTypeError("a power of two from 16 to 4096 bytes, not %r" % text)
+
+
+def read_unit(args):
+    """The cache's read unit: --read-unit, else what suits the simulated --link, else a page."""
+    if args.read_unit is not None:
+        return args.read_unit
+    if args.link is not None:
+        from .target.link import parse_profile
+        latency, bandwidth, _ = parse_profile(args.link)
+        return unit_for_link(latency, bandwidth)
+    return PAGE
 
 
 def open_target(args, err):
@@ -100,7 +123,7 @@ def main(argv=None, out=None, err=None):
         parser.print_help(err)
         return EXIT_USAGE
     try:
-        target = CachedTarget(open_target(args, err))
+        target = CachedTarget(open_target(args, err), page_size=read_unit(args))
     except PykdExtError as e:
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE

@@ -142,6 +142,52 @@ def test_the_naive_reader_finds_what_the_cached_one_finds(command, name):
     naive = NaiveReader(backend)
     assert run_command([command, "--format", "json"], naive) == ours
     assert naive.backend_calls > 0
+    fields = CachedTarget(backend, page_size=32)     # the unit a serial cable gets
+    assert run_command([command, "--format", "json"], fields) == ours
+    assert fields.stats.backend_calls <= naive.backend_calls
+
+
+# -- read units under a page ----------------------------------------------------------------------
+
+def test_the_read_unit_follows_the_links_bandwidth_delay_product():
+    from pykd_ext.target.cache import unit_for_link
+    assert unit_for_link(*PROFILES["kdnet"][:2]) == PAGE
+    assert unit_for_link(*PROFILES["serial"][:2]) == 32          # 2 ms x 11,520 B/s = 23 bytes
+    assert unit_for_link(0.0, 1e6) == 16 and unit_for_link(1.0, 1e12) == PAGE
+    for bad in (8, 48, 8192):
+        with pytest.raises(ValueError):
+            CachedTarget(pages_target(1), page_size=bad)
+
+
+def test_a_small_unit_reads_fields_once_each_and_nothing_ahead():
+    b = ScenarioBuilder(WIN10)
+    r = b.eresource()
+    c = Counting(b.target())
+    t = CachedTarget(c, page_size=32)
+    v = Struct(t, "_ERESOURCE", r)
+    v["Flag"], v["ActiveCount"], v.sub("OwnerEntry")["OwnerThread"]
+    v = Struct(t, "_ERESOURCE", r)
+    v["Flag"], v["ActiveCount"], v.sub("OwnerEntry")["OwnerThread"]
+    # Flag (0x1a) and ActiveCount (0x18) share a unit, OwnerThread (0x30) has its own; each once
+    assert r % 32 == 0 and sorted(c.reads) == [(r, 32), (r + 0x20, 32)]
+
+
+def test_cli_read_unit(monkeypatch):
+    code, out, err = run_cli("timerres", "--target", mock("timerres_win10"), "--read-unit", "48")
+    assert code == 2 and "--read-unit: a power of two from 16 to 4096 bytes, not '48'" in err
+    seen = []
+    real = CachedTarget.__init__
+
+    def spy(self, backend, page_size=PAGE, **kw):
+        seen.append(page_size)
+        real(self, backend, page_size, **kw)
+    monkeypatch.setattr(CachedTarget, "__init__", spy)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    for extra, unit in (([], PAGE), (["--read-unit", "64"], 64), (["--link", "serial"], 32),
+                        (["--link", "serial", "--read-unit", "4096"], PAGE), (["--link", "kdnet"], PAGE)):
+        code, out, err = run_cli("timerres", "--target", mock("timerres_win10"), "--no-color", *extra)
+        assert code == 0 and "TIMER RESOLUTION REQUESTS" in out
+        assert seen[-1] == unit, extra
 
 
 # -- the simulated link ---------------------------------------------------------------------------

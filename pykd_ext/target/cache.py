@@ -14,13 +14,41 @@ A dump pays per call, not per byte, so runs cost a fraction of the calls; a link
 per page too, and a window only grows while its pages are being used.  One read that
 covers several missing pages (a structure across a page boundary, a stack range) asks for
 them in one call, read-ahead or not.
+
+Read units under a page (`page_size`, `--read-unit`): on a link where bytes cost more than
+round trips -- a 115200-baud serial cable moves 23 bytes in the time of one round trip --
+whole pages are the wrong unit (a 4-field walk over processes would move 4 KB a process).
+Under a page, the views read field by field, nothing is read ahead, and each unit is still
+read once: the naive reader's bytes without its repeats.
 """
+import math
+
 from ..errors import MemoryFault, SymbolNotFound
 from .base import Target
 
 PAGE = 0x1000
+MIN_UNIT = 16              # the smallest read unit: a few fields
 READ_AHEAD = 16            # pages, at most, in one read of a run
 STREAMS = 8                # runs followed at once
+
+
+def unit_for_link(latency_s, bytes_per_s):
+    """The read unit that suits a link: its bandwidth-delay product (the bytes that cost as
+    much as a round trip) to the nearest power of two, from MIN_UNIT to a page.  KDNET
+    (1 ms, 10 MB/s) and dumps: a page; a 115200-baud serial cable (2 ms, 11,520 B/s): 32."""
+    bdp = latency_s * bytes_per_s
+    if bdp <= MIN_UNIT:
+        return MIN_UNIT
+    if bdp >= PAGE:
+        return PAGE
+    return max(MIN_UNIT, min(PAGE, 1 << int(round(math.log2(bdp)))))
+
+
+def check_unit(unit):
+    """A read unit is a power of two from MIN_UNIT to a page; ValueError says what is wrong."""
+    if unit < MIN_UNIT or unit > PAGE or unit & (unit - 1):
+        raise ValueError("a read unit is a power of two from %d to %d bytes, not %d" % (MIN_UNIT, PAGE, unit))
+    return unit
 
 
 class Stats(object):
@@ -43,10 +71,16 @@ class Stats(object):
 
 class CachedTarget(Target):
     def __init__(self, backend, page_size=PAGE, read_ahead=READ_AHEAD):
+        """`page_size`: the read unit.  Under a page (a link whose bandwidth costs more than its
+        round trips: unit_for_link) the views read field by field and nothing is read ahead,
+        so only the bytes asked for, rounded to units, cross the link, each once."""
         self.backend = backend
         self.name = backend.name
-        self.page_size = page_size
+        self.page_size = check_unit(page_size)
         self.read_ahead = max(1, read_ahead)
+        if page_size < PAGE:
+            self.whole_structures = False
+            self.read_ahead = 1
         self._pages = {}       # page base -> bytes (a whole page)
         self._ahead = set()    # pages read ahead and not yet touched
         self._runs = []        # [end of the last read, its window in pages], latest first
