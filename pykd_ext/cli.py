@@ -130,6 +130,11 @@ def main(argv=None, out=None, err=None):
     except (KeyboardInterrupt, SystemExit) as e:
         err.write("pykd-ext: %s: interrupted while opening the target (%s)\n" % (args.command, str(e) or "Ctrl+C"))
         return 130
+    if args.read_unit is None and args.link is None:       # no unit chosen: say if pages prove slow
+        def hint(text):
+            err.write("pykd-ext: %s\n" % text)
+            err.flush()
+        target.notice = hint
     if args.progress if args.progress is not None else _interactive(err):
         def say(text):
             err.write(text)

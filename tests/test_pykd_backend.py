@@ -338,3 +338,39 @@ def test_new_commands_inside_windbg_link_and_keep_the_text(fake, command, target
         assert w in dml
     plain = run_cli(command, "--dump", mock(target))[1]
     assert _strip_dml(dml) == plain.replace(mock(target), "debugger session (dump)")
+
+
+def _slow_reads(fake, monkeypatch, latency_s, bytes_per_s):
+    """loadBytes takes as long as over that link, on a clock the cache reads."""
+    now = [0.0]
+    monkeypatch.setattr(CachedTarget, "clock", staticmethod(lambda: now[0]))
+    real = fake.loadBytes
+
+    def load(offset, count, phyAddr=False):
+        now[0] += latency_s + count / bytes_per_s
+        return real(offset, count, phyAddr)
+    monkeypatch.setattr(fake, "loadBytes", load)
+
+
+def test_page_reads_that_prove_slow_on_a_live_target_get_a_one_line_hint(fake, monkeypatch):
+    _slow_reads(fake, monkeypatch, 0.002, 11520.0)          # 115200 baud: 358 ms a page
+    fake.kernels["com:port=COM1,baud=115200"] = mock("power_9f3_mutex_chain")    # 11 page reads
+    code, out, err = run_cli("deadlock", "--kdnet", "com:port=COM1,baud=115200")
+    assert code == 0 and "WAIT CHAIN" in out
+    hints = [line for line in err.splitlines() if "--read-unit 32" in line]
+    assert hints == ["pykd-ext: page reads take 358 ms each on this live target: bytes cost more than round "
+                     "trips here, as on a serial cable; --read-unit 32 reads fields instead of pages "
+                     "(README: Cost)"]
+    # the unit chosen: no hint, the same findings
+    code, out2, err = run_cli("deadlock", "--kdnet", "com:port=COM1,baud=115200", "--read-unit", "32")
+    assert code == 0 and "read-unit" not in err and out2 == out
+
+
+def test_no_hint_on_a_fast_link_or_a_dump(fake, monkeypatch):
+    _slow_reads(fake, monkeypatch, 0.001, 10e6)              # KDNET-like: 1.4 ms a page
+    fake.kernels["net:port=50000,key=1.2.3.4"] = mock("eresource_deadlock")
+    code, out, err = run_cli("deadlock", "--kdnet", "net:port=50000,key=1.2.3.4")
+    assert code == 0 and "read-unit" not in err
+    _slow_reads(fake, monkeypatch, 0.002, 11520.0)           # a dump on a slow share: not a link
+    code, out, err = run_cli("deadlock", "--dump", mock("eresource_deadlock"))
+    assert code == 0 and "read-unit" not in err

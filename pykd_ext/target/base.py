@@ -56,6 +56,9 @@ class Target(object):
     #: a progress reporter (pykd_ext.progress.Progress) long scans report to, or None
     progress = None
 
+    #: a live kernel behind a debugger link (each read a round trip), not a dump or a file
+    live = False
+
     def read(self, address, size):
         """`size` bytes at `address`, or MemoryFault carrying the first bad address."""
         raise NotImplementedError

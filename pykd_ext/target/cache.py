@@ -22,6 +22,7 @@ Under a page, the views read field by field, nothing is read ahead, and each uni
 read once: the naive reader's bytes without its repeats.
 """
 import math
+import time
 
 from ..errors import MemoryFault, SymbolNotFound
 from .base import Target
@@ -30,6 +31,8 @@ PAGE = 0x1000
 MIN_UNIT = 16              # the smallest read unit: a few fields
 READ_AHEAD = 16            # pages, at most, in one read of a run
 STREAMS = 8                # runs followed at once
+SLOW_SAMPLE = 8            # page reads timed before judging the link
+SLOW_PAGE_S = 0.05         # a page read slower than this, typically: bytes cost more than round trips
 
 
 def unit_for_link(latency_s, bytes_per_s):
@@ -70,6 +73,10 @@ class Stats(object):
 
 
 class CachedTarget(Target):
+    #: called once with a one-line hint when page reads on a live target prove slow (None: silent)
+    notice = None
+    clock = staticmethod(time.perf_counter)
+
     def __init__(self, backend, page_size=PAGE, read_ahead=READ_AHEAD):
         """`page_size`: the read unit.  Under a page (a link whose bandwidth costs more than its
         round trips: unit_for_link) the views read field by field and nothing is read ahead,
@@ -94,6 +101,8 @@ class CachedTarget(Target):
         self._processors = None
         self._bugcheck = None
         self._bugcheck_read = False
+        self._page_times = []  # seconds per page of the first page reads (a live target only)
+        self.live = getattr(backend, "live", False)
         self.stats = Stats()
 
     # -- memory ------------------------------------------------------------------------------
@@ -102,13 +111,31 @@ class CachedTarget(Target):
         self.stats.backend_calls += 1
         if self.progress is not None:
             self.progress.tick(len(self.stats.pages))
+        timed = self.live and self.notice is not None and self._page_times is not None and size >= PAGE
+        if timed:
+            t0 = self.clock()
         try:
             data = self.backend.read(address, size)
         except MemoryFault:
             self.stats.faults += 1
             raise
         self.stats.bytes += len(data)
+        if timed:
+            self._judge_link((self.clock() - t0) * PAGE / size)
         return data
+
+    def _judge_link(self, seconds_per_page):
+        """After SLOW_SAMPLE page reads of a live target: if the typical one took longer than
+        SLOW_PAGE_S, say (once) that a smaller read unit would move fewer bytes."""
+        self._page_times.append(seconds_per_page)
+        if len(self._page_times) < SLOW_SAMPLE:
+            return
+        typical = sorted(self._page_times)[len(self._page_times) // 2]
+        self._page_times = None                  # judged: never again
+        if typical > SLOW_PAGE_S:
+            self.notice("page reads take %.0f ms each on this live target: bytes cost more than round trips "
+                        "here, as on a serial cable; --read-unit 32 reads fields instead of pages "
+                        "(README: Cost)" % (typical * 1000))
 
     def _page(self, base, ahead=True, span=1):
         data = self._pages.get(base)

@@ -41,6 +41,8 @@ def parse_profile(text):
 
 
 class SimulatedLink(Target):
+    live = True
+
     def __init__(self, backend, latency_s, bytes_per_s, sleep=False):
         self.backend = backend
         self.name = backend.name

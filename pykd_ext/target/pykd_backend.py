@@ -172,6 +172,7 @@ class PykdTarget(Target):
     def __init__(self, pykd, name):
         self.pykd = pykd
         self.name = name
+        self.live = not pykd.isDumpAnalyzing()
         self._layouts = None
         self._modules = []       # Modules found so far: most look-ups hit one of these
 
