@@ -44,7 +44,7 @@ def unit_for_link(latency_s, bytes_per_s):
         return MIN_UNIT
     if bdp >= PAGE:
         return PAGE
-    return max(MIN_UNIT, min(PAGE, 1 << int(round(math.log2(bdp)))))
+    return 1 << int(round(math.log2(bdp)))
 
 
 def check_unit(unit):
