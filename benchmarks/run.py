@@ -27,9 +27,9 @@ serial_pages_s is what whole pages would cost there.
 
 Budgets (exit status 1 if one is missed; 3 if deadlock no longer finds the generated cycle):
   * backend calls <= 1.1 x distinct pages touched, every row;
-  * at least 20x fewer backend calls than the naive reader, every row (printed beside it,
-    not judged: the same held to what one call per page allows -- 20x where the page
-    floor is 20 or more, else at most one call per page touched);
+  * at least 20x fewer backend calls than the naive reader, every row (and beside it, a
+    proposal it implies: the same held to what one call per page allows -- 20x where the
+    page floor is 20 or more, else at most one call per page touched);
   * deadlock on the 20k-lock target under 3 s CPU (when 20000 is run);
   * linear: the 100k target costs at most 6x the 20k one, CPU and calls (when both are run).
 """
