@@ -90,6 +90,15 @@ def test_a_read_across_missing_pages_is_one_call_even_far_from_any_run():
     assert t.stats.backend_calls == 1
 
 
+def test_the_missing_pages_of_a_read_whose_first_page_is_cached_come_in_one_call():
+    c = Counting(pages_target(64))
+    t = CachedTarget(c, read_ahead=1)
+    t.read(BASE + 10 * PAGE, 8)                     # page 10 cached
+    data = t.read(BASE + 11 * PAGE - 8, 2 * PAGE)   # pages 10 (cached), 11 and 12 (missing)
+    assert data == b"\x0a" * 8 + b"\x0b" * PAGE + b"\x0c" * (PAGE - 8)
+    assert [((a - BASE) // PAGE, size // PAGE) for a, size in c.reads] == [(10, 1), (11, 2)]
+
+
 def test_a_read_across_a_hole_falls_back_page_by_page_and_keeps_the_fault_address():
     c = Counting(pages_target(16, holes={5}))
     t = CachedTarget(c)

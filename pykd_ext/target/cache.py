@@ -152,7 +152,8 @@ class CachedTarget(Target):
     def _fetch(self, base, ahead=True, span=1):
         """Read the page at `base`, and the next ones too when the miss continues a run
         (`ahead` False: the rest of one read that spans pages, which says nothing of a run);
-        `span`: the pages the read asking for it covers, wanted in this same call."""
+        `span`: the pages the read asking for it covers from `base` on, wanted in this same
+        call."""
         ps = self.page_size
         window = grown = 1
         for i, (end, w) in enumerate(self._runs):
@@ -210,11 +211,11 @@ class CachedTarget(Target):
             return self._read_around_fault(address, size)
         chunks = []
         a = address
-        span = (end - base + ps - 1) // ps       # a structure across pages: one call for them
         while a < end:
             b = a - (a % ps)
             n = min(end, b + ps) - a
-            page = self._page(b, a == address, span if a == address else 1)
+            # a structure across pages: its missing pages, from the first one, in one call
+            page = self._page(b, a == address, (end - b + ps - 1) // ps)
             if page is None:
                 chunks.append(self._read_around_fault(a, n))
             else:
