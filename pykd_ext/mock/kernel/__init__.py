@@ -1,0 +1,1 @@
+"""The scenario builder's rooms, one per kernel subsystem (as pykd_ext.kernel has)."""

@@ -1,0 +1,83 @@
+"""Processors, DPC queues, the DPC watchdog, and the bug check."""
+from .memory import MAX_PROCESSORS, PAGE
+
+
+class DpcMixin(object):
+    # -- processors, bug check ------------------------------------------------------------------
+
+    def processor(self, index, current_thread=0, idle_thread=0):
+        prcb = self.alloc(self.size("_KPRCB"), align=PAGE)
+        self.put("_KPRCB", prcb, Number=index, CurrentThread=current_thread, IdleThread=idle_thread)
+        if self.has("_KDPC_DATA", "DpcListHead"):        # KiInitializePcr: empty doubly linked queues
+            for i in range(2):
+                self.list_init(prcb + self.off("_KPRCB", "DpcData") + i * self.size("_KDPC_DATA")
+                               + self.off("_KDPC_DATA", "DpcListHead"))
+        self.processors.append({"index": index, "prcb": "0x%x" % prcb})
+        # what a debugger reads to find the processors: KiProcessorBlock[], KeNumberProcessors
+        if self._processor_block is None:
+            self._processor_block = self.global_("nt!KiProcessorBlock", 8 * MAX_PROCESSORS)
+            self._processor_count = self.global_("nt!KeNumberProcessors", 4)
+        self.u64(self._processor_block + 8 * index, prcb)
+        self.u32(self._processor_count, len(self.processors))
+        return prcb
+
+    def set_current(self, cpu, thread, idle_thread=None):
+        """What processor `cpu` runs now (and its idle thread)."""
+        self.put("_KPRCB", self._prcb(cpu), CurrentThread=thread)
+        if idle_thread is not None:
+            self.put("_KPRCB", self._prcb(cpu), IdleThread=idle_thread)
+
+    def _prcb(self, index):
+        return int(next(p["prcb"] for p in self.processors if p["index"] == index), 16)
+
+    def _dpc_data(self, index, threaded):
+        return self._prcb(index) + self.off("_KPRCB", "DpcData") + (1 if threaded else 0) * self.size("_KDPC_DATA")
+
+    def queue_dpc(self, cpu, routine, threaded=False, importance=1, context=0, number=0):
+        """KeInsertQueueDpc: a KDPC for `routine` (module!Func[+off]) at the tail of CPU `cpu`'s
+        normal or threaded queue, linked as this build links them (LIST_ENTRY on 7,
+        SINGLE_LIST_ENTRY with a LastEntry on 8.1 and later).  Returns the KDPC address."""
+        k = self.alloc(self.size("_KDPC"))
+        data = self._dpc_data(cpu, threaded)
+        typ = "ThreadedDpcObject" if threaded else "DpcObject"
+        self.put("_KDPC", k, Type=self.enum("_KOBJECTS", typ), Importance=importance, Number=number,
+                 DeferredRoutine=self.code(routine), DeferredContext=context, DpcData=data)
+        link = k + self.off("_KDPC", "DpcListEntry")
+        if self.has("_KDPC_DATA", "DpcListHead"):
+            self.list_insert_tail(data + self.off("_KDPC_DATA", "DpcListHead"), link)
+        else:
+            head = data + self.off("_KDPC_DATA", "DpcList")
+            last = self._u64(head + self.off("_KDPC_LIST", "LastEntry"))
+            self.u64(last if last else head + self.off("_KDPC_LIST", "ListHead"), link)
+            self.put("_KDPC_LIST", head, LastEntry=link)
+        depth = self._u32(data + self.off("_KDPC_DATA", "DpcQueueDepth"))
+        self.put("_KDPC_DATA", data, DpcQueueDepth=depth + 1,
+                 DpcCount=self._u32(data + self.off("_KDPC_DATA", "DpcCount")) + 1)
+        return k
+
+    def dpc_watchdog(self, cpu, time_count=0, time_limit=0, watchdog_count=0, watchdog_period=0):
+        """The PRCB's DPC watchdog counters, under whichever names this build gives them."""
+        prcb = self._prcb(cpu)
+        for names, v in ((("DpcTimeCount",), time_count), (("DpcTimeLimit", "DpcTimeLimitTicks"), time_limit),
+                         (("DpcWatchdogCount",), watchdog_count),
+                         (("DpcWatchdogPeriod", "DpcWatchdogPeriodTicks"), watchdog_period)):
+            name = next(n for n in names if self.has("_KPRCB", n))
+            self.put("_KPRCB", prcb, **{name: v})
+
+    def running_dpc(self, cpu, routine, kdpc=0):
+        """CPU `cpu` is running DPC `routine` now: DpcRoutineActive, and where the build has
+        them CurrentDpcRoutine and the normal queue's ActiveDpc."""
+        prcb = self._prcb(cpu)
+        self.put("_KPRCB", prcb, DpcRoutineActive=1)
+        if self.has("_KPRCB", "CurrentDpcRoutine"):
+            self.put("_KPRCB", prcb, CurrentDpcRoutine=self.code(routine))
+        if kdpc and self.has("_KDPC_DATA", "ActiveDpc"):
+            self.put("_KDPC_DATA", self._dpc_data(cpu, False), ActiveDpc=kdpc)
+
+    def bugcheck(self, code, *args):
+        args = list(args) + [0] * (4 - len(args))
+        self.bugcheck_data = {"code": "0x%x" % code, "args": ["0x%x" % v for v in args]}
+        a = self.global_("nt!KiBugCheckData", 5 * 8)
+        for i, v in enumerate([code] + args):
+            self.u64(a + 8 * i, v)
+
