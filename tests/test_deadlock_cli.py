@@ -22,7 +22,7 @@ EXPECTED = {
     "eresource_deadlock_win7": (
         [([MOVE, DELE], ["0xfffffa8000c09388", "0xfffffa8000c09320"], ["wait-block", "wait-block"])], [], []),
     "eresource_deadlock_win10": (
-        [([MOVE, DELE], ["0xfffffa8000c0f388", "0xfffffa8000c0f320"], ["stack-scan", "stack-scan"])], [], []),
+        [([MOVE, DELE], ["0xfffffa8000c0f388", "0xfffffa8000c0f320"], ["wait-chain", "wait-chain"])], [], []),
     # seed 003: the PnP-lock holder waits on an event, nobody waits on its locks: no chain
     "power_9f4_zteusbnet": ([], [], []),
     "dpc_133_athwbx": ([], [], []),
@@ -35,13 +35,13 @@ EXPECTED = {
     "corrupt_power_lists": ([], [], []),
     # the power worker and AcmeAudio's stream thread queue behind OemHelper's sleeping poll thread
     "power_9f3_mutex_chain": (
-        [], [("0xfffffa8000c13000", "sleeping (DelayExecution) for 0:00:00:00.031",
+        [], [("0xfffffa8000c13000", "sleeping (KeDelayExecutionThread, DelayExecution) while holding the lock",
               ["0xfffffa8000c11e20", "0xfffffa8000c12710"])], []),
     "self_deadlock_fastmutex": (
         [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
     "hang_no_cycle": (
         [], [("0xfffffa8000c11770", "waiting (Executive) on NotificationEvent 0xfffffa8000c11750 for 0:00:03:00.000",
-              ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c13280"])], []),
+              ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c132b0"])], []),
     "corrupt_thread_list_loop": (
         [([MOVE, DELE], ["0xfffffa8000c0b348", "0xfffffa8000c0b2e0"], ["wait-block", "wait-block"])], [], ["loop"]),
     "corrupt_waitblock_unreadable": (
@@ -52,7 +52,7 @@ EXPECTED = {
               ["0xfffffa8000c0c2b0"])], ["null-link"]),
     "corrupt_unreadable_process": (
         [], [("0xfffffa8000c11770", "waiting (Executive) on NotificationEvent",
-              ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c13280"])], ["unreadable"]),
+              ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c132b0"])], ["unreadable"]),
 }
 
 
@@ -88,7 +88,9 @@ def test_seed_001_facts_in_detail():
     move, dele = (d["threads"][t] for t in c["threads"])
     assert (move["cid"], move["process"], move["state"], move["wait_reason"]) == (
         "0004.01f4", "System", "Waiting", "WrResource")
-    assert (move["wait_ticks"], move["wait_seconds"]) == (0x5a00, 360.0)
+    # six minutes of waiting in ExpWaitForResource: 0.5 s, then 4 s re-waits; WaitTime is the
+    # start of the last one, 3.5 s ago (224 ticks), and the reading says it is a slice
+    assert (move["wait_ticks"], move["wait_seconds"], move["wait_is_slice"]) == (224, 3.5, True)
     assert move["holds"] == [{"lock": c["locks"][1], "mode": "exclusive"}]
     assert dele["holds"] == [{"lock": c["locks"][0], "mode": "exclusive"}]
     assert move["driver"] == dele["driver"] == "TestDriver.sys"
@@ -110,10 +112,10 @@ def test_hang_chain_paths_go_through_the_mutex_holder():
     assert d["locks"][lock]["name"] == "SlowFlt!gConfigLock"
     modes = sorted((p[0]["thread"], p[0]["mode"], len(p)) for p in ch["paths"])
     assert modes == [("0xfffffa8000c12060", "exclusive", 1), ("0xfffffa8000c12950", "shared", 1),
-                     ("0xfffffa8000c13280", "exclusive", 2)]
+                     ("0xfffffa8000c132b0", "exclusive", 2)]
     via_mutex = [p for p in ch["paths"] if len(p) == 2][0]
-    assert [e["waits_for"] for e in via_mutex] == ["0xfffffa8000c13240", lock]
-    assert d["locks"]["0xfffffa8000c13240"]["kind"] == "mutant"
+    assert [e["waits_for"] for e in via_mutex] == ["0xfffffa8000c13270", lock]
+    assert d["locks"]["0xfffffa8000c13270"]["kind"] == "mutant"
 
 
 def test_text_matches_golden_and_states_the_facts():

@@ -29,17 +29,43 @@ class BreakOnStack(object):
 
 
 def test_ctrl_break_keeps_what_was_found_before():
-    # on 19041 the resource waits are found by scanning stacks, so unwinds happen while
-    # collecting: the break comes at the second, after FileMoveThread was unwound
+    # on 19041 the waiter chains name both resource waits without a stack unwind; the break
+    # comes at the second unwind, while the report loads the cycle's threads: the cycle found
+    # before it is kept, with the one thread unwound before the break
     b = eresource_deadlock(WIN10)
+    a = analyze(CachedTarget(BreakOnStack(b.target(), 2)))
+    assert a.interrupted == "CTRL+BREAK"
+    assert [d.kind for d in a.diagnostics] == ["interrupted"]
+    assert len(a.edges) == 2 and len(a.cycles) == 1
+    assert [f.start_symbol for f in a.threads.values()] == ["TestDriver!FileMoveThread"]
+
+
+def test_ctrl_break_during_the_stack_scan_keeps_the_waits_read_before():
+    # with the waiter chains unreadable the waits are found by scanning stacks, so unwinds
+    # happen while collecting: the break comes at the second, after FileMoveThread was unwound
+    b = eresource_deadlock(WIN10)
+    for r in list(_resources(b)):
+        b.put("_ERESOURCE", r, ExclusiveWaiters=0, NumberOfExclusiveWaiters=0)
     a = analyze(CachedTarget(BreakOnStack(b.target(), 2)))
     assert a.interrupted == "CTRL+BREAK"
     assert [d.kind for d in a.diagnostics] == ["interrupted"]
     # FileMoveThread's wait had been read: its chain to the lock's owner is still reported
     assert len(a.edges) == 1 and not a.cycles
     move = a.edges[0].thread
+    assert a.edges[0].evidence == "stack-scan"
     assert a.threads[move].start_symbol == "TestDriver!FileMoveThread"
     assert [c.paths[0][0].thread for c in a.chains] == [move]
+
+
+def _resources(b):
+    """The ERESOURCEs on the builder's ExpSystemResourcesList that have waiters."""
+    off = b.off("_ERESOURCE", "SystemResourcesList")
+    link = b._u64(b.resource_head)
+    while link != b.resource_head:
+        r = link - off
+        if b._res(r, "ExclusiveWaiters"):
+            yield r
+        link = b._u64(link)
 
 
 def test_missing_symbols_give_warnings_not_tracebacks(tmp_path):

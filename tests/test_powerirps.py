@@ -113,7 +113,8 @@ def test_mutex_chain_blames_the_sleeping_owner_in_another_driver():
     assert [(e["lock_kind"], e["lock_name"]) for e in ch["edges"]] == [
         ("mutant", "AcmeAudio!gCodecMutex"), ("mutant", "OemHelper!gHelperMutex")]
     assert ch["edges"][-1]["held_by"] == ch["root"] == c["root_blocker"] == c["thread"]
-    assert ch["root_driver"] == "OemHelper.sys" and ch["reason"].startswith("sleeping (DelayExecution)")
+    assert ch["root_driver"] == "OemHelper.sys" and ch["reason"].startswith(
+        "sleeping (KeDelayExecutionThread, DelayExecution) while holding the lock")
     assert "2 locks" in c["reason"] and "OemHelper.sys" in c["reason"]
 
 

@@ -49,7 +49,8 @@ def test_eresource_cycle_on_every_build(build):
     a = analyze(cached(b))
     assert cycle_sets(a) == [({t1, t2}, {r1, r2})]
     evidence = {e.evidence for e in a.cycles[0].edges}
-    assert evidence == ({"wait-block"} if build in (WIN7, WIN81) else {"stack-scan"})
+    # 7/8.1: the resource's own KEVENT; 10/11: the _KWAIT_CHAIN_ENTRY list names the waiter
+    assert evidence == ({"wait-block"} if build in (WIN7, WIN81) else {"wait-chain"})
     assert {(e.thread, e.lock, e.holder) for e in a.cycles[0].edges} == {(t1, r2, t2), (t2, r1, t1)}
     assert not a.chains
 
@@ -145,10 +146,11 @@ def test_owner_not_in_any_thread_list():
 
 @pytest.mark.parametrize("state, reason, words", [
     ("Terminated", None, "terminated"),
-    ("Waiting", "DelayExecution", "sleeping (DelayExecution)"),
+    ("Waiting", "DelayExecution", "sleeping (KeDelayExecutionThread, DelayExecution) while holding the lock"),
 ])
-def test_root_blocker_states(state, reason, words):
-    b, sysp = base(WIN11)
+@pytest.mark.parametrize("build", BUILDS)
+def test_root_blocker_states(state, reason, words, build):
+    b, sysp = base(build)
     r = b.eresource(name="Drv!gLock")
     owner = b.thread(sysp, 0x10, "Drv!Owner", state=state, wait_reason=reason or "Executive", waited_ticks=640,
                      frames=["nt!KiSwapContext+0x76", "nt!KeDelayExecutionThread+0x122", "Drv!Owner+0x10"] + START)
@@ -161,10 +163,12 @@ def test_root_blocker_states(state, reason, words):
     assert a.chains[0].root == owner
     assert words in a.chains[0].reason
     assert a.locks[r].name == "Drv!gLock"
+    assert not a.diagnostics          # an inactive sleep block (8+) is no unreadable object
 
 
 def test_stack_scan_skips_the_resource_the_waiter_already_holds():
-    """On 19041 the held resource's address is nearer the wait frame than the wanted one."""
+    """On 19041 the held resource's address is nearer the wait frame than the wanted one.
+    The waiter chain is cut (its pointer unreadable), so the stack scan is what is left."""
     b, sysp = base(WIN10)
     held, wanted = b.eresource(), b.eresource()
     other = thr(b, sysp, 0x20, "Other")
@@ -174,17 +178,39 @@ def test_stack_scan_skips_the_resource_the_waiter_already_holds():
     b.acquire_resource(held, t)
     b.wait_resource(t, wanted)
     b.stack_word(t, "nt!ExpWaitForResource", 0x8, held)     # below the wanted one
+    b.put("_ERESOURCE", wanted, ExclusiveWaiters=0xfffff88000001230)     # unmapped
     a = analyze(cached(b))
     edge = [e for e in a.edges if e.thread == t][0]
     assert (edge.lock, edge.evidence) == (wanted, "stack-scan")
+    assert any("waiter chain" in d.message for d in a.diagnostics)
 
 
-def test_wait_times_in_ticks_and_seconds():
-    b, (t1, _), _ = eresource_cycle(WIN81, ticks=38463)         # seed 003's tick count
+@pytest.mark.parametrize("build", BUILDS)
+def test_wait_times_in_ticks_and_seconds(build):
+    """An event wait's WaitTime is when it began (seed 003's !thread: 38463 ticks, 10 min)."""
+    b, sysp = base(build)
+    r = b.eresource()
+    t = thr(b, sysp, 0x10, "T", ticks=38463)
+    b.acquire_resource(r, t)
+    b.wait_on(t, [b.event()])
+    w = thr(b, sysp, 0x14, "W", ACQ_X)
+    b.wait_resource(w, r)
     a = analyze(cached(b))
-    assert a.threads[t1].ticks == 38463
-    assert format_duration(a.threads[t1].seconds) == "0:00:10:00.984"
+    assert a.threads[t].ticks == 38463 and not a.threads[t].wait_slice
+    assert format_duration(a.threads[t].seconds) == "0:00:10:00.984"
     assert format_duration(600.026) == "0:00:10:00.026"
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_resource_waiter_shows_only_its_current_wait_slice(build):
+    """ExpWaitForResource waits 0.5 s, then re-waits every 4 s, and each wait resets
+    KTHREAD.WaitTime: 10 minutes of waiting leave 0.484 s (31 ticks) since the last re-wait.
+    The analysis says it is a slice, never '10 minutes' nor a confident '0.48 s'."""
+    b, (t1, _), _ = eresource_cycle(build, ticks=38463)
+    a = analyze(cached(b))
+    f = a.threads[t1]
+    assert f.ticks == 31 and f.wait_slice
+    assert f.seconds <= 4.0
 
 
 def test_event_wait_is_not_a_lock_edge():

@@ -7,10 +7,21 @@ thread -> lock means "waits for" (attributes mode, evidence); lock -> thread mea
   wait-block    the thread's wait block names the lock's own wait object: the mutant, the
                 fast/guarded mutex's event or gate, or (Windows 7/8.1) the KEVENT/KSEMAPHORE
                 behind ERESOURCE.ExclusiveWaiters/SharedWaiters;
-  stack-scan    the thread waits inside ExAcquireResource*/ExpWaitForResource and the address
-                of a known ERESOURCE sits in those frames (Windows 10 19041 and later, where the
-                waiter blocks on an event on its own stack and the resource's waiter fields no
-                longer point at a dispatcher object).
+  wait-chain    Windows 10 and later: the resource's ExclusiveWaiters/SharedWaiters list of
+                _KWAIT_CHAIN_ENTRY records names the thread (and its wait block names the event
+                inside its record): exact, as the kernel recorded it;
+  stack-scan    the thread waits inside an ERESOURCE acquire routine / ExpWaitForResource and
+                the address of a known ERESOURCE sits in those frames: the fallback where no
+                wait block or waiter chain names the resource (unreadable blocks or chains,
+                resources the chain walk could not reach).
+
+Owner entries are not proof of ownership: a shared acquirer that must wait is written into one
+before it blocks (WRK/ReactOS ExAcquireResourceSharedLite), so an entry whose thread waits
+*shared* for that same resource is a queued waiter, never an owner (`!locks` lists such
+entries without its `<*>` owner mark).  A WaitAny wait on several objects is no hard edge:
+a cycle through one is reported as conditional (it breaks if another object is signalled).
+A resource waiter's wait time is only its current slice: ExpWaitForResource re-waits every
+4 s (0.5 s the first time) and each wait resets KTHREAD.WaitTime.
 
 Every cycle (a thread waiting on a lock it holds itself included) and every wait chain that
 ends at a root blocker are reported; nothing here recurses, so it runs under WinDbg's
@@ -29,7 +40,7 @@ from ..kernel.processes import all_threads
 from ..kernel.resources import all_resources
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.views import Struct
-from ..kernel.waits import object_type, wait_blocks
+from ..kernel.waits import is_wait_any, object_type, wait_blocks, waited_objects
 from ..progress import report
 from ..target.layouts import supplement
 
@@ -42,7 +53,15 @@ RESOURCE_ACQUIRERS = {
     "nt!exacquireresourcesharedlite": "shared",
     "nt!expacquireresourcesharedlite": "shared",
     "nt!exacquiresharedstarveexclusive": "shared",
+    "nt!expacquiresharedstarveexclusive": "shared",
     "nt!exacquiresharedwaitforexclusive": "shared",
+    "nt!expacquiresharedwaitforexclusive": "shared",
+    "nt!exentercriticalregionandacquireresourceexclusive": "exclusive",
+    "nt!exentercriticalregionandacquireresourceshared": "shared",
+    "nt!exentercriticalregionandacquiresharedwaitforexclusive": "shared",
+    "nt!exacquirefastresourceexclusive": "exclusive",
+    "nt!exacquirefastresourceshared": "shared",
+    "nt!exacquirefastresourcesharedstarveexclusive": "shared",
     "nt!exenterpriorityregionandacquireresourceexclusive": "exclusive",
     "nt!exenterpriorityregionandacquireresourceshared": "shared",
     "nt!expwaitforresource": None,
@@ -55,7 +74,8 @@ class Lock(object):
     guarded mutex.  owners: [(owner value, mode)]; owner values are thread addresses, except
     an ERESOURCE owner pointer (low bits 3).  typename: the structure it was decoded as;
     device: the device object whose extension holds it, when that is how it was named."""
-    __slots__ = ("address", "kind", "typename", "owners", "name", "device", "waiters")
+    __slots__ = ("address", "kind", "typename", "owners", "name", "device", "waiters", "queued",
+                 "owner_pointers", "note")
 
     def __init__(self, address, kind, typename=None, owners=(), name=None):
         self.address = address
@@ -65,24 +85,31 @@ class Lock(object):
         self.name = name
         self.device = None
         self.waiters = []
+        self.queued = []          # shared waiters the kernel wrote into owner entries
+        self.owner_pointers = {}  # owner thread -> the ExSetResourceOwnerPointerEx value naming it
+        self.note = None          # why the owner is unknown, when it is
 
 
 class Edge(object):
-    __slots__ = ("thread", "lock", "holder", "mode", "evidence")
+    """thread waits for lock (held by holder).  any_of: the other objects of a WaitAny wait —
+    the thread goes on when any of them is signalled, so the edge is not a hard one."""
+    __slots__ = ("thread", "lock", "holder", "mode", "evidence", "any_of")
 
-    def __init__(self, thread, lock, holder, mode, evidence):
+    def __init__(self, thread, lock, holder, mode, evidence, any_of=()):
         self.thread, self.lock, self.holder, self.mode, self.evidence = thread, lock, holder, mode, evidence
+        self.any_of = list(any_of)
 
     def as_dict(self):
         return {"thread": "0x%x" % self.thread, "waits_for": "0x%x" % self.lock,
                 "held_by": None if self.holder is None else "0x%x" % self.holder,
-                "mode": self.mode, "evidence": self.evidence}
+                "mode": self.mode, "evidence": self.evidence,
+                "or_any_of": ["0x%x" % o for o in self.any_of]}
 
 
 class ThreadFacts(object):
     """What the report shows of one thread."""
     __slots__ = ("thread", "state", "wait_reason", "ticks", "seconds", "frames", "driver",
-                 "start_symbol", "holds", "waits_on")
+                 "start_symbol", "holds", "waits_on", "wait_slice")
 
     def __init__(self, thread):
         self.thread = thread
@@ -93,6 +120,7 @@ class ThreadFacts(object):
         self.start_symbol = ""
         self.holds = []          # [(lock address, mode)]
         self.waits_on = []       # [(object address, object type)] for waits that are not locks
+        self.wait_slice = False  # ticks/seconds are the current ExpWaitForResource slice only
 
     @property
     def address(self):
@@ -100,8 +128,12 @@ class ThreadFacts(object):
 
 
 class Cycle(object):
+    """conditional: objects whose signal would break the cycle (its WaitAny edges' other
+    objects); empty for a hard deadlock."""
+
     def __init__(self, threads, locks, edges):
         self.threads, self.locks, self.edges = threads, locks, edges
+        self.conditional = [o for e in edges for o in e.any_of]
 
 
 class Chain(object):
@@ -251,20 +283,33 @@ def _collect(target, a):
 
     def resource_lock(r):
         lk = lock(r.address, "ERESOURCE", "_ERESOURCE")
-        lk.owners = list(r.owners)
+        if not lk.queued and not lk.owner_pointers:
+            lk.owners = list(r.owners)
+        if r.fast:
+            lk.note = ("a fast resource (ExInitializeFastResource): its owners are not recorded "
+                       "in OwnerEntry")
         return lk
 
-    # owners of every resource that is held
-    waiter_objects = {}
+    lays = target.layouts()
+    # owners of every resource that is held; what its waiters block on
+    waiter_objects = {}                  # KEVENT/KSEMAPHORE (7, 8.1) -> (resource, mode)
+    chain_events = {}                    # event in a _KWAIT_CHAIN_ENTRY (10+) -> (resource, mode)
+    chain_threads = {}                   # thread -> [(resource, mode)] from the waiter chains
+    ev_off = lays.layout("_KWAIT_CHAIN_ENTRY").offset("Event") if lays.has_type("_KWAIT_CHAIN_ENTRY") else 0
     for r in resources:
-        if r.owners:
+        if r.owners or r.fast:
             resource_lock(r)
+        if r.chain is not None:
+            for mode, entries in r.chain.items():
+                for th, entry in entries:
+                    chain_events[entry + ev_off] = (r, mode)
+                    chain_threads.setdefault(th, []).append((r, mode))
+            continue
         if r.exclusive_waiters:
             waiter_objects[r.exclusive_waiters] = (r, "exclusive")
         if r.shared_waiters:
             waiter_objects[r.shared_waiters] = (r, "shared")
 
-    lays = target.layouts()
     fm_event = lays.layout("_FAST_MUTEX").offset("Event")
     gm = lays.layout("_KGUARDED_MUTEX") if lays.has_type("_KGUARDED_MUTEX") else None
     gm_gate = gm.offset("Gate") if gm is not None and gm.has("Gate") else None
@@ -277,14 +322,17 @@ def _collect(target, a):
         if t.state != waiting:
             continue
         blocks = wait_blocks(t, diags)
+        objs = waited_objects(blocks)
         f = facts(t)
         found = False
-        for wb in blocks:
+        mine = []                        # (edge, object waited on) of this thread
+        for wb in objs:
             obj = wb.object
-            if obj in waiter_objects:
-                r, mode = waiter_objects[obj]
+            if obj in waiter_objects or obj in chain_events:
+                r, mode = waiter_objects[obj] if obj in waiter_objects else chain_events[obj]
                 resource_lock(r)
-                a.edges.append(Edge(t.address, r.address, None, mode, "wait-block"))
+                mine.append((Edge(t.address, r.address, None, mode,
+                                  "wait-block" if obj in waiter_objects else "wait-chain"), obj))
                 found = True
                 continue
             try:
@@ -302,37 +350,82 @@ def _collect(target, a):
                     owner = 0
                 lk = lock(obj, "mutant", "_KMUTANT")
                 lk.owners = [(owner, "exclusive")] if owner else []
-                a.edges.append(Edge(t.address, obj, None, "exclusive", "wait-block"))
+                mine.append((Edge(t.address, obj, None, "exclusive", "wait-block"), obj))
                 found = True
                 continue
+            # a fast/guarded mutex's waiter blocks on its event (gate on 7) with wait reason
+            # WrFastMutex / WrGuardedMutex (WRK KiAcquireGuardedMutex; decompiled Win10/11
+            # ExpAcquireFastMutexContended): without that wait reason a SynchronizationEvent is
+            # just an event, whatever sits 0x10 bytes before it
             mutex = None
-            if otype == "EventSynchronizationObject":
-                mutex = (obj - fm_event, "fast mutex", "_FAST_MUTEX")
-            elif otype == "GateObject" and gm_gate is not None:
-                mutex = (obj - gm_gate, "guarded mutex", "_KGUARDED_MUTEX")
+            if f.wait_reason in mutex_reasons:
+                if otype == "EventSynchronizationObject":
+                    mutex = (obj - fm_event, "fast mutex", "_FAST_MUTEX")
+                elif otype == "GateObject" and gm_gate is not None:
+                    mutex = (obj - gm_gate, "guarded mutex", "_KGUARDED_MUTEX")
             if mutex is not None:
                 try:
                     owner = Struct(target, mutex[2], mutex[0])["Owner"]
-                except MemoryFault:
+                except MemoryFault as e:
+                    diags.add("unreadable", "%s 0x%x is unreadable" % (mutex[1], mutex[0]), e.address)
                     owner = 0
-                if owner in tindex or (owner and f.wait_reason in mutex_reasons):
-                    kind = mutex[1]
-                    if kind == "fast mutex" and f.wait_reason == "WrGuardedMutex":
-                        kind = "guarded mutex"
-                    lk = lock(mutex[0], kind, mutex[2])
-                    lk.owners = [(owner, "exclusive")]
-                    a.edges.append(Edge(t.address, mutex[0], None, "exclusive", "wait-block"))
-                    found = True
-                    continue
+                kind = mutex[1]
+                if kind == "fast mutex" and f.wait_reason == "WrGuardedMutex":
+                    kind = "guarded mutex"
+                lk = lock(mutex[0], kind, mutex[2])
+                lk.owners = [(owner, "exclusive")] if owner else []
+                mine.append((Edge(t.address, mutex[0], None, "exclusive", "wait-block"), obj))
+                found = True
+                continue
             f.waits_on.append((obj, otype))
+        if not mine and t.address in chain_threads:
+            # its wait block did not name the chain's event (unreadable, or another wait), but
+            # the resource's waiter chain names the thread
+            for r, mode in chain_threads[t.address]:
+                resource_lock(r)
+                mine.append((Edge(t.address, r.address, None, mode, "wait-chain"), None))
+            found = True
+        if is_wait_any(blocks):
+            for e, obj in mine:
+                e.any_of = [o.object for o in objs if o.object != obj]
+        for e, _ in mine:
+            a.edges.append(e)
+            if a.locks[e.lock].kind == "ERESOURCE":
+                f.wait_slice = True
         # the stack scan is for waits on an event on the waiter's own stack (the ERESOURCE
         # mechanics of 19041 and later) or waits whose blocks could not be read
-        if not found and (not blocks or any(t.on_stack(w.object) for w in blocks)):
+        if not found and (not objs or any(t.on_stack(w.object) for w in objs)):
             e = _stack_scan(target, t, load_stack(f), rindex, exclusive_owned, diags)
             if e is not None:
                 resource_lock(rindex[e.lock])
                 a.edges.append(e)
+                f.wait_slice = True
                 f.waits_on = [w for w in f.waits_on if not t.on_stack(w[0])]
+    _settle_resource_owners(a, tindex)
+
+
+def _settle_resource_owners(a, tindex):
+    """Owner entries that are waiters are not owners: an entry whose thread waits *shared*
+    for that same resource was written by ExAcquireResourceSharedLite before it blocked.  An
+    owner pointer with FLAG_OWNER_POINTER_IS_THREAD names its thread as value & ~3."""
+    shared_waiters = {}
+    for e in a.edges:
+        if e.mode == "shared":
+            shared_waiters.setdefault(e.lock, set()).add(e.thread)
+    for addr, lk in a.locks.items():
+        if lk.kind != "ERESOURCE":
+            continue
+        queued = shared_waiters.get(addr, ())
+        owners = []
+        for o, m in lk.owners:
+            if m == "shared" and o in queued:
+                lk.queued.append(o)
+                continue
+            if o & 3 == 3 and (o & ~3) in tindex:
+                lk.owner_pointers[o & ~3] = o
+                o = o & ~3
+            owners.append((o, m))
+        lk.owners = owners
 
 
 
@@ -487,6 +580,8 @@ def _root_reason(a, root, in_cycle):
         ptrs = [o for o, _ in lk.owners if o & 3 == 3]
         if ptrs:
             return "owned through owner pointer 0x%x (ExSetResourceOwnerPointer), not a thread" % ptrs[0]
+        if lk.note:
+            return lk.note
         return "has no recorded owner"
     f = a.threads.get(root)
     if f is None:
@@ -498,6 +593,9 @@ def _root_reason(a, root, in_cycle):
     if f.state in ("Ready", "Standby", "DeferredReady"):
         return "ready to run but not running"
     if f.state == "Waiting":
+        if is_sleeping(f):
+            how = " for %s" % format_duration(f.seconds) if f.seconds is not None else ""
+            return "sleeping (KeDelayExecutionThread, %s) while holding the lock%s" % (f.wait_reason, how)
         acq = [fr.function for fr in f.frames if (fr.function or "").lower() in RESOURCE_ACQUIRERS]
         if acq:
             return ("waiting in %s for an ERESOURCE that is not on nt!ExpSystemResourcesList "

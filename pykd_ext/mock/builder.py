@@ -49,6 +49,7 @@ class ScenarioBuilder(ThreadsMixin, ResourcesMixin, IoMixin, DpcMixin, TimersMix
         self._sym_index = {}         # lower-case name -> address
         self._func_size = {}         # lower-case function name -> bytes of code laid out
         self.threads = {}            # KTHREAD -> ThreadInfo (the builder's own bookkeeping)
+        self.waited = {}             # KTHREAD -> ticks it has really waited (never shipped)
         self.stacks = {}
         self.processors = []
         self._processor_block = None

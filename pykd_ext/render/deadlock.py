@@ -20,6 +20,7 @@ def thread_dict(f):
     return {"address": hx(t.address), "cid": t.cid, "process": t.process.name if t.process else None,
             "start": f.start_symbol, "state": f.state, "wait_reason": f.wait_reason,
             "wait_ticks": f.ticks, "wait_seconds": None if f.seconds is None else round(f.seconds, 3),
+            "wait_is_slice": f.wait_slice,
             "holds": [{"lock": hx(a), "mode": m} for a, m in f.holds],
             "waits_on_objects": [{"object": hx(o), "type": k} for o, k in f.waits_on],
             "driver": f.driver, "stack": [fr.symbol for fr in f.frames or []]}
@@ -30,6 +31,7 @@ def to_dict(a, target_name=None, build=None):
     for c in a.cycles:
         cycles.append({"threads": [hx(t) for t in c.threads], "locks": [hx(l) for l in c.locks],
                        "edges": [e.as_dict() for e in c.edges],
+                       "conditional_on": [hx(o) for o in c.conditional],
                        "drivers": _drivers(a, c.threads)})
     chains = []
     for ch in a.chains:
@@ -45,7 +47,10 @@ def to_dict(a, target_name=None, build=None):
         "cycles": cycles, "chains": chains,
         "threads": {hx(k): thread_dict(f) for k, f in sorted(a.threads.items())},
         "locks": {hx(k): {"kind": l.kind, "name": l.name or "",
-                          "owners": [{"owner": hx(o), "mode": m} for o, m in l.owners],
+                          "owners": [{"owner": hx(o), "mode": m,
+                                      "owner_pointer": hx(l.owner_pointers.get(o))} for o, m in l.owners],
+                          "waiters_in_owner_entries": [hx(t) for t in l.queued],
+                          "note": l.note,
                           "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(reported_locks(a).items())},
         "warnings": [d.as_dict() for d in a.diagnostics],
         "complete": a.interrupted is None,
@@ -114,6 +119,10 @@ class TextRenderer(object):
     def wait_text(self, f):
         if f is None or f.ticks is None:
             return ""
+        if f.wait_slice:
+            # ExpWaitForResource re-waits every 4 s and each wait resets KTHREAD.WaitTime
+            return "current wait slice %d ticks (%s; ExpWaitForResource re-waits every 4 s, " \
+                   "the whole wait is longer)" % (f.ticks, format_duration(f.seconds))
         return "%d ticks (%s)" % (f.ticks, format_duration(f.seconds))
 
     def stack_text(self, f):
@@ -127,7 +136,10 @@ class TextRenderer(object):
         if f is None:
             return
         for lock, mode in f.holds:
-            self.w("%s%sholds      %s %s" % (bar, indent, self.lock_label(lock), mode))
+            lk = self.a.locks.get(lock)
+            ptr = lk.owner_pointers.get(addr) if lk is not None else None
+            how = " (owner pointer 0x%x: the actual thread)" % ptr if ptr else ""
+            self.w("%s%sholds      %s %s%s" % (bar, indent, self.lock_label(lock), mode, how))
         if f.frames:
             self.w("%s%sstack      %s" % (bar, indent, self.stack_text(f)))
         if f.driver:
@@ -143,9 +155,13 @@ class TextRenderer(object):
             self.w("No deadlock cycle and no thread waiting on an owned lock was found.")
         for i, c in enumerate(a.cycles, 1):
             drivers = _drivers(a, c.threads)
-            self.w(s("bad", "DEADLOCK %d: %d thread%s, %d lock%s" % (
-                i, len(c.threads), "s" if len(c.threads) > 1 else "", len(c.locks),
-                "s" if len(c.locks) > 1 else "")) + (" -- look at " + s("drv", ", ".join(drivers)) if drivers else ""))
+            self.w(s("bad", "%sDEADLOCK %d: %d thread%s, %d lock%s" % (
+                "POSSIBLE " if c.conditional else "", i, len(c.threads), "s" if len(c.threads) > 1 else "",
+                len(c.locks), "s" if len(c.locks) > 1 else "")) +
+                (" -- look at " + s("drv", ", ".join(drivers)) if drivers else ""))
+            if c.conditional:
+                self.w("  a WaitAny wait: the cycle breaks if any of %s is signalled"
+                       % ", ".join(self.s("addr", "0x%x" % o) for o in c.conditional))
             for j, e in enumerate(c.edges):
                 f = a.threads.get(e.thread)
                 first = j == 0
@@ -201,7 +217,8 @@ class TextRenderer(object):
             t = f.thread
             state = f.state if f.state != "Waiting" else "Waiting/%s" % f.wait_reason
             rows.append(["0x%x" % addr, t.cid, t.process.name if t.process else "?", state,
-                         format_duration(f.seconds) if f.seconds is not None else "",
+                         ("slice " if f.wait_slice else "") + format_duration(f.seconds)
+                         if f.seconds is not None else "",
                          ", ".join("0x%x %s" % (l, m[:4]) for l, m in f.holds),
                          ", ".join(w.replace("exclusive", "excl") for w in waits), f.driver or ""])
         self.w(self.s("head", "THREADS"))

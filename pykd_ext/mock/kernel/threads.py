@@ -81,31 +81,83 @@ class ThreadsMixin(object):
         or argument home slot)."""
         self.u64(self.frame_sp(thread, function) + offset, value)
 
-    def wait_on(self, thread, objects, wait_reason=None):
-        """Make `thread` wait on dispatcher objects (WaitAny), wait blocks as its build lays them."""
+    def wait_on(self, thread, objects, wait_reason=None, wait_type="any", timeout=False):
+        """KeWaitForSingleObject / KeWaitForMultipleObjects (WRK base/ntos/ke/waitsup.c and
+        wait.c; ReactOS ntoskrnl/ke/wait.c, include/internal/ke_x.h KxSingleThreadWait /
+        KxMultiThreadWait): one wait block per object — Thread, Object, WaitKey = its index,
+        WaitType (KeWaitForSingleObject writes WaitAny; KeWaitForMultipleObjects the caller's
+        WaitAll/WaitAny), BlockState active where the build has it — each wait block queued at
+        the tail of its object's DISPATCHER_HEADER.WaitListHead, then WaitBlockList, the state
+        Waiting and the wait reason.  Up to THREAD_WAIT_OBJECTS (3) blocks live in
+        KTHREAD.WaitBlock[]; more need the caller's own array (here: pool).
+
+        Windows 7 links the blocks in a ring through NextWaitBlock, and a wait with a time-out
+        puts the thread's timer block (WaitBlock[TIMER_WAIT_BLOCK = 3], Object = &KTHREAD.Timer,
+        WaitKey STATUS_TIMEOUT) in the ring; Windows 8 and later keep WaitBlockCount blocks in
+        the array and the timer apart."""
         kt = "_KTHREAD"
-        wb0 = thread + self.off(kt, "WaitBlock")
         wbsize = self.size("_KWAIT_BLOCK")
+        wb0 = thread + self.off(kt, "WaitBlock") if len(objects) <= 3 else self.alloc(wbsize * len(objects))
         ring = self.has("_KWAIT_BLOCK", "NextWaitBlock")
+        blocks = [wb0 + i * wbsize for i in range(len(objects))]
+        timer_block = None
+        if ring and timeout:
+            timer_block = thread + self.off(kt, "WaitBlock") + 3 * wbsize
+        chain = blocks + ([timer_block] if timer_block else [])
+        active = self.has("_KWAIT_BLOCK", "BlockState")
         for i, obj in enumerate(objects):
-            wb = wb0 + i * wbsize
-            fields = dict(Thread=thread, Object=obj, WaitKey=i, WaitType=1)
+            fields = dict(Thread=thread, Object=obj, WaitKey=i, WaitType=1 if wait_type == "any" else 0)
             if ring:
-                fields["NextWaitBlock"] = wb0 + ((i + 1) % len(objects)) * wbsize
-            if self.has("_KWAIT_BLOCK", "BlockState"):
+                fields["NextWaitBlock"] = chain[(i + 1) % len(chain)]
+            if active:
                 fields["BlockState"] = self.enum("_KWAIT_BLOCK_STATE", "WaitBlockActive")
-            self.put("_KWAIT_BLOCK", wb, **fields)
+            self.put("_KWAIT_BLOCK", blocks[i], **fields)
+            self._queue_wait_block(obj, blocks[i])
+        if timer_block:
+            fields = dict(Thread=thread, Object=thread + self.off(kt, "Timer"), WaitKey=0x102, WaitType=1,
+                          NextWaitBlock=chain[0])
+            if active:
+                fields["BlockState"] = self.enum("_KWAIT_BLOCK_STATE", "WaitBlockActive")
+            self.put("_KWAIT_BLOCK", timer_block, **fields)
         self.put(kt, thread, WaitBlockList=wb0, State=self.enum("_KTHREAD_STATE", "Waiting"))
         if self.has(kt, "WaitBlockCount"):
             self.put(kt, thread, WaitBlockCount=len(objects))
         if wait_reason:
             self.put(kt, thread, WaitReason=self.enum("_KWAIT_REASON", wait_reason))
 
+    def _queue_wait_block(self, obj, wb):
+        """InsertTailList(&Object->Header.WaitListHead, &WaitBlock->WaitListEntry), when the
+        object's header is laid out (a list head that points somewhere)."""
+        head = obj + self.off("_DISPATCHER_HEADER", "WaitListHead")
+        if self._u64(head):
+            self.list_insert_tail(head, wb + self.off("_KWAIT_BLOCK", "WaitListEntry"))
+
     def sleep(self, thread):
-        """KeDelayExecutionThread: the thread waits on its own KTHREAD.Timer."""
-        timer = thread + self.off("_KTHREAD", "Timer")
+        """KeDelayExecutionThread: a wait on nothing but the thread's own timer (KTHREAD.Timer),
+        wait reason DelayExecution.
+
+        Windows 7 (WRK base/ntos/ke/wait.c KeDelayExecutionThread): WaitBlockList is the timer
+        wait block WaitBlock[TIMER_WAIT_BLOCK = 3], a ring of one whose Object is &Thread->Timer.
+        Windows 8 and later (decompiled Win10/11 KeDelayExecutionThread): WaitBlock[0] with
+        Object = (PVOID)-1 and BlockState WaitBlockInactive, WaitBlockCount = 1 — the block
+        names nothing the thread waits for; the timer is armed apart."""
+        kt = "_KTHREAD"
+        timer = thread + self.off(kt, "Timer")
         self.put("_KTIMER", timer, Header__Type=self.enum("_KOBJECTS", "TimerNotificationObject"))
-        self.wait_on(thread, [timer], "DelayExecution")
+        wb0 = thread + self.off(kt, "WaitBlock")
+        if self.has("_KWAIT_BLOCK", "NextWaitBlock"):
+            wb = wb0 + 3 * self.size("_KWAIT_BLOCK")
+            fields = dict(Thread=thread, Object=timer, WaitKey=0x102, WaitType=1, NextWaitBlock=wb)
+            if self.has("_KWAIT_BLOCK", "BlockState"):
+                fields["BlockState"] = self.enum("_KWAIT_BLOCK_STATE", "WaitBlockActive")
+            self.put("_KWAIT_BLOCK", wb, **fields)
+            self.put(kt, thread, WaitBlockList=wb)
+        else:
+            self.put("_KWAIT_BLOCK", wb0, Thread=thread, Object=0xffffffffffffffff, WaitType=1,
+                     BlockState=self.enum("_KWAIT_BLOCK_STATE", "WaitBlockInactive"))
+            self.put(kt, thread, WaitBlockList=wb0, WaitBlockCount=1)
+        self.put(kt, thread, State=self.enum("_KTHREAD_STATE", "Waiting"),
+                 WaitReason=self.enum("_KWAIT_REASON", "DelayExecution"))
 
     # -- dispatcher objects ---------------------------------------------------------------------
 
