@@ -520,7 +520,7 @@ def _find_cycles_and_chains(a):
                 th, lk = cyc[i], cyc[i + 1]
                 nxt = cyc[(i + 2) % len(cyc)]
                 e = _edge(a, th, lk)
-                edges.append(Edge(th, lk, nxt, e.mode, e.evidence))
+                edges.append(Edge(th, lk, nxt, e.mode, e.evidence, e.any_of))
             a.cycles.append(Cycle(cyc[0::2], cyc[1::2], edges))
             in_cycle.update(cyc)
             if len(a.cycles) >= MAX_CYCLES:
@@ -539,7 +539,7 @@ def _find_cycles_and_chains(a):
                 th, lk = path_nodes[i], path_nodes[i + 1]
                 holder = path_nodes[i + 2] if i + 2 < len(path_nodes) else None
                 e = _edge(a, th, lk)
-                path.append(Edge(th, lk, holder, e.mode, e.evidence))
+                path.append(Edge(th, lk, holder, e.mode, e.evidence, e.any_of))
             roots.setdefault(end, []).append(path)
     for root in sorted(roots):
         kind = g.nodes[root].get("kind")

@@ -54,6 +54,16 @@ class ResourcesMixin(object):
         self.list_insert_tail(self.resource_head, a + self.off("_ERESOURCE", "SystemResourcesList"))
         return a
 
+    def fast_eresource(self, address=None, name=None):
+        """ExInitializeFastResource (newer Windows 10/11; decompiled ExInitializeFastResource,
+        bug check 0x1C6 FAST_ERESOURCE_PRECONDITION_VIOLATION): Flag bit 0 set and the
+        OwnerEntry bytes (+0x30) turned into an empty list head; still on
+        nt!ExpSystemResourcesList."""
+        a = self.eresource(address=address, name=name)
+        self.put("_ERESOURCE", a, Flag=self._res(a, "Flag") | 0x1)
+        self.list_init(a + self.off("_ERESOURCE", "OwnerEntry"))
+        return a
+
     def _res(self, r, field):
         off, f = self._resolve("_ERESOURCE", field)
         return int.from_bytes(self.mem.read(r + off, f.size), "little")

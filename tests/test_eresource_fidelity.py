@@ -1,0 +1,228 @@
+"""The kernel's own ERESOURCE and wait mechanics, laid out by the builder's kernel routines on
+every build they apply to, and what the analysis must read from them (KERNEL-SEMANTICS.md,
+docs/SEMANTICS.md).  Each test states the scenario's meaning and asserts facts; each failed on
+the reading before this one (commit 03cc0a3)."""
+import json
+
+import pytest
+
+from pykd_ext.analysis.waitgraph import analyze
+from pykd_ext.kernel.diag import Diagnostics
+from pykd_ext.kernel.resources import decode_resource
+from pykd_ext.mock.builder import ScenarioBuilder
+
+from conftest import BUILDS, WIN10, WIN11, WIN7, cached, run_cli
+
+TOP = ["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x3a7", "nt!KiCommitThreadWait+0x14f",
+       "nt!KeWaitForSingleObject+0x233"]
+ACQ_X = ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceExclusiveLite+0x1a6"]
+ACQ_S = ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceSharedLite+0x2b1"]
+START = ["nt!PspSystemThreadStartup+0x55", "nt!KiStartSystemThread+0x28"]
+
+
+def base(build):
+    b = ScenarioBuilder(build)
+    b.module("Fs", "Fs.sys")
+    return b, b.process("System", 4)
+
+
+def thr(b, proc, tid, func, extra=(), ticks=100):
+    return b.thread(proc, tid, "Fs!" + func, waited_ticks=ticks,
+                    frames=TOP + list(extra) + ["Fs!%s+0x20" % func] + START)
+
+
+def shared_owner_with_queued_waiters(build):
+    """A owns the resource shared and waits on an event; B asks for it exclusive and queues;
+    C then asks shared and must wait behind B: ExAcquireResourceSharedLite writes C into an
+    owner entry before it blocks."""
+    b, sysp = base(build)
+    r = b.eresource(name="Fs!gVcbResource")
+    owner = thr(b, sysp, 0x10, "Owner", ticks=2000)
+    b.acquire_resource(r, owner, exclusive=False)
+    b.wait_on(owner, [b.event()], "Executive")
+    x = thr(b, sysp, 0x14, "Writer", ACQ_X)
+    b.wait_resource(x, r, exclusive=True)
+    s = thr(b, sysp, 0x18, "Reader", ACQ_S)
+    b.wait_resource(s, r, exclusive=False)
+    return b, r, owner, x, s
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_queued_shared_waiter_in_an_owner_entry_is_no_owner(build):
+    b, r, owner, x, s = shared_owner_with_queued_waiters(build)
+    a = analyze(cached(b))
+    assert a.cycles == []
+    assert [(c.root, sorted({p[0].thread for p in c.paths})) for c in a.chains] == [(owner, sorted([x, s]))]
+    lk = a.locks[r]
+    assert lk.owners == [(owner, "shared")]
+    assert lk.queued == [s]
+    assert {(e.thread, e.mode) for e in a.edges} == {(x, "exclusive"), (s, "shared")}
+    assert "waiting (Executive) on NotificationEvent" in a.chains[0].reason
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_deadlock_command_names_the_real_owner_as_root(build, tmp_path):
+    b, r, owner, x, s = shared_owner_with_queued_waiters(build)
+    p = str(tmp_path / "t.json.gz")
+    b.save(p)
+    code, out, err = run_cli("deadlock", "--target", p, "--no-color")
+    assert code == 0 and err == ""
+    assert "DEADLOCK" not in out and "WAIT CHAIN 1: 2 waiters behind one root blocker" in out
+    assert "root  thread 0x%x" % owner in out
+    d = json.loads(run_cli("deadlock", "--target", p, "--format", "json")[1])
+    assert d["locks"]["0x%x" % r]["waiters_in_owner_entries"] == ["0x%x" % s]
+    assert d["locks"]["0x%x" % r]["owners"] == [{"owner": "0x%x" % owner, "mode": "shared", "owner_pointer": None}]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_shared_owner_asking_exclusive_is_still_a_self_deadlock(build):
+    """Its owner entry is a real ownership (it waits exclusive, not shared): a true deadlock."""
+    b, sysp = base(build)
+    r = b.eresource()
+    t = thr(b, sysp, 0x10, "Upgrade", ACQ_X)
+    b.acquire_resource(r, t, exclusive=False)
+    b.wait_resource(t, r, exclusive=True)
+    a = analyze(cached(b))
+    assert [(c.threads, c.locks) for c in a.cycles] == [([t], [r])]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_more_shared_owners_than_the_first_owner_table_holds(build):
+    """ExpExpandResourceOwnerTable starts with 3 entries and grows by 4: six shared owners
+    live in OwnerEntry and a grown table; all are owners, an exclusive waiter behind them."""
+    b, sysp = base(build)
+    r = b.eresource()
+    owners = []
+    for i in range(6):
+        t = thr(b, sysp, 0x10 + 4 * i, "Owner%d" % i)
+        b.acquire_resource(r, t, exclusive=False)
+        b.wait_on(t, [b.event()], "Executive")
+        owners.append(t)
+    w = thr(b, sysp, 0x40, "Writer", ACQ_X)
+    b.wait_resource(w, r)
+    a = analyze(cached(b))
+    assert sorted(o for o, _ in a.locks[r].owners) == sorted(owners)
+    assert sorted(c.root for c in a.chains) == sorted(owners)
+    assert not a.diagnostics
+
+
+@pytest.mark.parametrize("build", [WIN10, WIN11])
+def test_the_waiter_chain_names_every_waiter_exactly(build):
+    """10+: several exclusive and shared waiters on one exclusively owned resource, each
+    blocked on the event of its own _KWAIT_CHAIN_ENTRY; the counts are kept."""
+    b, sysp = base(build)
+    r = b.eresource()
+    owner = thr(b, sysp, 0x10, "Owner")
+    b.acquire_resource(r, owner)
+    b.sleep(owner)
+    xs = [thr(b, sysp, 0x20 + 4 * i, "X%d" % i, ACQ_X) for i in range(2)]
+    ss = [thr(b, sysp, 0x40 + 4 * i, "S%d" % i, ACQ_S) for i in range(3)]
+    for t in xs:
+        b.wait_resource(t, r, exclusive=True)
+    for t in ss:
+        b.wait_resource(t, r, exclusive=False)
+    a = analyze(cached(b))
+    got = {(e.thread, e.lock, e.mode, e.evidence) for e in a.edges}
+    assert got == {(t, r, "exclusive", "wait-chain") for t in xs} | {(t, r, "shared", "wait-chain") for t in ss}
+    assert a.locks[r].owners == [(owner, "exclusive")]
+    assert [c.root for c in a.chains] == [owner]
+    assert not a.diagnostics
+    res = decode_resource(cached(b), r, Diagnostics())
+    assert [t for t, _ in res.chain["exclusive"]] == xs and [t for t, _ in res.chain["shared"]] == ss
+    assert (res.n_exclusive_waiters, res.n_shared_waiters) == (2, 3)
+
+
+@pytest.mark.parametrize("build", [WIN10, WIN11])
+def test_a_chain_that_disagrees_with_its_count_is_said(build):
+    b, sysp = base(build)
+    r = b.eresource()
+    owner = thr(b, sysp, 0x10, "Owner")
+    b.acquire_resource(r, owner)
+    b.sleep(owner)
+    w = thr(b, sysp, 0x20, "W", ACQ_X)
+    b.wait_resource(w, r)
+    b.put("_ERESOURCE", r, NumberOfExclusiveWaiters=3)
+    a = analyze(cached(b))
+    assert [(e.thread, e.evidence) for e in a.edges] == [(w, "wait-chain")]
+    assert any(d.kind == "inconsistent" and "lists 1 waiter(s), NumberOfExclusiveWaiters says 3" in d.message
+               for d in a.diagnostics)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_an_owner_pointer_that_is_a_thread_names_that_thread(build):
+    """ExSetResourceOwnerPointerEx(..., FLAG_OWNER_POINTER_IS_THREAD): value & ~3 is the owner."""
+    b, sysp = base(build)
+    r = b.eresource()
+    owner = thr(b, sysp, 0x10, "Owner")
+    b.wait_on(owner, [b.event()], "Executive")
+    b.acquire_resource(r, owner | 3)
+    w = thr(b, sysp, 0x14, "W", ACQ_X)
+    b.wait_resource(w, r)
+    a = analyze(cached(b))
+    assert [c.root for c in a.chains] == [owner]
+    assert a.locks[r].owner_pointers == {owner: owner | 3}
+    assert a.threads[owner].holds == [(r, "exclusive")]
+
+
+@pytest.mark.parametrize("build", [WIN10, WIN11])
+def test_a_fast_resource_has_no_phantom_owner(build):
+    b, sysp = base(build)
+    r = b.fast_eresource()
+    b.put("_ERESOURCE", r, ActiveCount=1)
+    res = decode_resource(cached(b), r, Diagnostics())
+    assert res.fast and res.owners == []
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_wait_any_cycle_is_conditional(build):
+    """T1 holds M1 and waits for M2 *or* its cancel event; T2 holds M2 and waits for M1:
+    a deadlock only while nobody signals the cancel event."""
+    b, sysp = base(build)
+    t1 = thr(b, sysp, 0x10, "T1")
+    t2 = thr(b, sysp, 0x14, "T2")
+    m1, m2, cancel = b.mutant(owner=t1), b.mutant(owner=t2), b.event()
+    b.wait_on(t1, [m2, cancel], "Executive", wait_type="any")
+    b.wait_on(t2, [m1], "Executive")
+    a = analyze(cached(b))
+    assert [sorted(c.threads) for c in a.cycles] == [sorted([t1, t2])]
+    assert a.cycles[0].conditional == [cancel]
+    b2, sysp2 = base(build)
+    u1, u2 = thr(b2, sysp2, 0x10, "T1"), thr(b2, sysp2, 0x14, "T2")
+    n1, n2, ev = b2.mutant(owner=u1), b2.mutant(owner=u2), b2.event()
+    b2.wait_on(u1, [n2, ev], "Executive", wait_type="all")      # WaitAll: both, a hard edge
+    b2.wait_on(u2, [n1], "Executive")
+    assert analyze(cached(b2)).cycles[0].conditional == []
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_synchronization_event_is_no_fast_mutex_without_its_wait_reason(build):
+    """A driver's record {..., KTHREAD *Worker at +0x8, KEVENT at +0x18}: a thread waiting
+    (Executive) on that SynchronizationEvent waits on an event, not on a fast mutex."""
+    b, sysp = base(build)
+    other = thr(b, sysp, 0x10, "Other")
+    b.wait_on(other, [b.event()], "Executive")
+    rec = b.alloc(0x40)
+    b.u64(rec + 0x8, other)
+    ev = b.event(notification=False, address=rec + b.off("_FAST_MUTEX", "Event"))
+    t = thr(b, sysp, 0x14, "T")
+    b.wait_on(t, [ev], "Executive")
+    a = analyze(cached(b))
+    assert a.edges == [] and a.chains == []
+
+
+@pytest.mark.parametrize("build", [WIN7, WIN10])
+def test_any_acquire_routine_on_the_stack(build):
+    """A waiter inside ExEnterCriticalRegionAndAcquireResourceExclusive with no
+    ExAcquireResourceExclusiveLite frame: the builder keeps the resource in that frame, and
+    with the waiter structures unreadable the stack scan still finds the edge."""
+    b, sysp = base(build)
+    r = b.eresource()
+    owner = thr(b, sysp, 0x10, "Owner")
+    b.acquire_resource(r, owner)
+    b.wait_on(owner, [b.event()], "Executive")
+    w = thr(b, sysp, 0x14, "W", ["nt!ExpWaitForResource+0x6d", "nt!ExEnterCriticalRegionAndAcquireResourceExclusive+0x40"])
+    b.wait_resource(w, r)
+    b.put("_ERESOURCE", r, ExclusiveWaiters=0xfffff88000001230, NumberOfExclusiveWaiters=1)
+    b.put("_KTHREAD", w, WaitBlockList=0xfffff88000001230)
+    a = analyze(cached(b))
+    assert [(e.thread, e.lock, e.evidence) for e in a.edges] == [(w, r, "stack-scan")]
