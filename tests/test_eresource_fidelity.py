@@ -1,6 +1,6 @@
 """The kernel's own ERESOURCE and wait mechanics, laid out by the builder's kernel routines on
-every build they apply to, and what the analysis must read from them (KERNEL-SEMANTICS.md,
-docs/SEMANTICS.md).  Each test states the scenario's meaning and asserts facts; each failed on
+every build they apply to, and what the analysis must read from them (
+pykd_ext/SEMANTICS.md).  Each test states the scenario's meaning and asserts facts; each failed on
 the reading before this one (commit 03cc0a3)."""
 import json
 

@@ -1,6 +1,6 @@
 """Executive resources (ERESOURCE): the system list, each one's owner entries and waiters.
 
-What the fields mean (KERNEL-SEMANTICS.md, "ERESOURCE"; docs/SEMANTICS.md):
+What the fields mean (pykd_ext/SEMANTICS.md, "ERESOURCE"):
 - nt!ExpSystemResourcesList links every initialised ERESOURCE through SystemResourcesList
   (WRK/ReactOS ExInitializeResourceLite).
 - Flag & 0x80 (ResourceOwnedExclusive): OwnerEntry holds the exclusive owner.  Otherwise

@@ -4,7 +4,7 @@ Windows 7 chains a thread's wait blocks through _KWAIT_BLOCK.NextWaitBlock (a ri
 Windows 8 dropped that field and keeps _KTHREAD.WaitBlockCount blocks in an array at
 WaitBlockList.  We probe for NextWaitBlock, never for a build.
 
-What a block means (KERNEL-SEMANTICS.md, "Thread waits"):
+What a block means (pykd_ext/SEMANTICS.md, "Thread waits"):
 - a block whose BlockState is WaitBlockInactive, or whose Object is (PVOID)-1, names nothing
   the thread waits for: Windows 8 and later's KeDelayExecutionThread leaves WaitBlock[0] so
   (decompiled Win10/11 KeDelayExecutionThread) — a sleeping thread;

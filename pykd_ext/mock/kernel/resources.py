@@ -15,7 +15,7 @@ RESOURCE_OWNED_EXCLUSIVE = 0x80            # ERESOURCE.Flag, ResourceOwnedExclus
 FIRST_WAIT_100NS = 500 * 10000             # ExpWaitForResource: the first wait times out after 0.5 s
 EXP_TIMEOUT_100NS = 4 * 10000000           # ExpTimeout (ExpResourceInitialization): 4 s, every re-wait
 
-#: routines on a waiter's stack that acquire an ERESOURCE (KERNEL-SEMANTICS.md; all reach
+#: routines on a waiter's stack that acquire an ERESOURCE (pykd_ext/SEMANTICS.md; all reach
 #: ExpWaitForResource); the builder keeps the resource's address in the first one it finds
 ACQUIRE_ROUTINES = (
     "nt!ExpWaitForResource", "nt!ExAcquireResourceExclusiveLite", "nt!ExAcquireResourceSharedLite",
