@@ -192,6 +192,8 @@ def explain(reqs, kernel, inc):
         out["kind"] = "set"
     elif cur < out["expected"]:
         out["kind"] = "finer"
+    elif any(max(r.requested, lo) < cur for r in out["ignored"]):
+        out["kind"] = "ignored"
     elif not cands and cur == mx:
         out["kind"] = "default"
     return out

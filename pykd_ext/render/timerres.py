@@ -117,11 +117,15 @@ def _verdict_lines(d):
             why = "finer than every live request (the finest asks for %s)" % _ms(v["expected"])
         out.append(("bad", "CLOCK %s is %s: a requester not on the list sets it (a driver through "
                            "ExSetTimerResolution, or a process not on the list)." % (_ms(cur), why)))
+    elif kind == "ignored":
+        out.append(("bad", "CLOCK %s is coarser than the request of %s: the kernel ignores it "
+                           "(TimerResolutionIgnore), and no live request asks finer." % (
+                               _ms(cur), _names(v["ignored"]))))
     elif kind == "default":
         out.append((None, "CLOCK %s: its coarsest; nobody asks for a finer one." % _ms(cur)))
     elif kind == "unknown" and not v["set_by"]:
         out.append(("warn", "CLOCK: who sets it is unknown (the clock's interval or its bounds are unread)."))
-    for w in v["ignored"]:
+    for w in (v["ignored"] if kind != "ignored" else []):
         out.append((None, "%s: asks, but the kernel ignores its request (TimerResolutionIgnore)." % _name(w)))
     for r in d["rows"]:
         if r["state"] == STALE and r["smallest"]:

@@ -64,6 +64,13 @@ class TimersMixin(object):
             raise KeyError("%s: not in %s's globals_present" % (full, self.build))
         return self._boot_global(full, 4)
 
+    def _timer_globals(self):
+        """The kernel image holds these from boot (0 until used); the builder lays them out when
+        a scenario first plays a timer routine, so targets that never do keep their layout."""
+        for name in ("ExpTimerResolutionCount", "ExpKernelResolutionCount", "ExpKernelRequestedTimerResolution"):
+            if name in _globals_present(self.build):
+                self._timer_global(name)
+
     def _timer_u32(self, name):
         return self._u32(self._timer_global(name))
 
@@ -155,6 +162,7 @@ class TimersMixin(object):
         RequestedTimerResolution = 0 and the clock is recomputed from every live request; if
         it was clear nothing changes (STATUS_TIMER_RESOLUTION_NOT_SET).  SmallestTimerResolution,
         the stack record and the list entry stay.  Returns KeTimeIncrement afterwards."""
+        self._timer_globals()
         flags_off, f_set = self._resolve("_EPROCESS", "SetTimerResolution")
         _, f_link = self._resolve("_EPROCESS", "SetTimerResolutionLink")
         set_bit, link_bit = 1 << f_set.bit_position, 1 << f_link.bit_position
@@ -196,6 +204,7 @@ class TimersMixin(object):
         Only on builds whose _EPROCESS has the field."""
         if not self.has("_EPROCESS", "TimerResolutionIgnore"):
             raise KeyError("_EPROCESS.TimerResolutionIgnore: not in %s's layout" % self.build)
+        self._timer_globals()
         self.put("_EPROCESS", process, TimerResolutionIgnore=1 if ignore else 0)
         return self._update_timer_resolution(False, 0)
 
@@ -212,6 +221,7 @@ class TimersMixin(object):
         one request for all drivers: the finest asked while any is open.  ReactOS and NT 5
         count the kernel's first request in ExpTimerResolutionCount instead; the decompiled
         builds do not touch it.)  Returns KeTimeIncrement afterwards."""
+        self._timer_globals()
         count = self._timer_u32("ExpKernelResolutionCount")
         if set:
             self._set_timer_u32("ExpKernelResolutionCount", count + 1)
