@@ -88,6 +88,7 @@ def test_builder_plays_ex_set_timer_resolution(build):
 def test_live_requester_named_and_stale_one_not_blamed(build, tmp_path):
     d = report(timerres_stale_and_live(build), tmp_path)
     game, player = row(d, "game.exe"), row(d, "player.exe")
+    assert (game["finest"], player["finest"]) == (False, True)      # the stale 0.5 ms is history
     assert (game["state"], game["requested"], game["smallest"], game["finest"], game["sets_clock"]) == (
         "stale", 0, 5000, False, False)
     assert (player["state"], player["requested"], player["finest"], player["sets_clock"]) == ("live", 10000, True, True)
@@ -101,15 +102,15 @@ def test_live_requester_named_and_stale_one_not_blamed(build, tmp_path):
 
 @pytest.mark.parametrize("build", BUILDS)
 def test_driver_request_reported_and_sets_the_clock(build, tmp_path):
+    text = report(timerres_driver_finer(build), tmp_path, "text")
+    assert "drivers (ExSetTimerResolution): ask for 0x1388 (0.500 ms), 1 request open, and set the clock" in text
+    assert "CLOCK 0.500 ms: set by drivers (ExSetTimerResolution)." in text
     d = report(timerres_driver_finer(build), tmp_path)
     assert d["kernel"] == {"available": True, "requested": 5000, "requested_ms": 0.5, "count": 1, "live": True,
                            "sets_clock": True}
     assert d["current"] == 5000
     assert d["verdict"]["kind"] == "set" and [w["drivers"] for w in d["verdict"]["set_by"]] == [True]
     assert row(d, "player.exe")["sets_clock"] is False and row(d, "player.exe")["state"] == "live"
-    text = report(timerres_driver_finer(build), tmp_path, "text")
-    assert "drivers (ExSetTimerResolution): ask for 0x1388 (0.500 ms), 1 request open, and set the clock" in text
-    assert "CLOCK 0.500 ms: set by drivers (ExSetTimerResolution)." in text
 
 
 @pytest.mark.parametrize("build", BUILDS)
@@ -119,14 +120,14 @@ def test_clock_finer_than_every_live_request_is_said(build, tmp_path):
     b = timerres_driver_finer(build)
     del b.symbols["nt!ExpKernelRequestedTimerResolution"]
     b._sym_index.pop("nt!expkernelrequestedtimerresolution")
-    d = report(b, tmp_path)
-    assert d["kernel"]["available"] is False and d["warnings"] == []
-    assert d["verdict"]["kind"] == "finer" and d["verdict"]["set_by"] == [] and d["verdict"]["expected"] == 10000
-    assert row(d, "player.exe")["sets_clock"] is False
     text = report(b, tmp_path, "text")
     assert "drivers (ExSetTimerResolution): not available" in text
     assert "CLOCK 0.500 ms is finer than every live request (the finest asks for 1.000 ms): " \
            "a requester not on the list sets it" in text
+    d = report(b, tmp_path)
+    assert d["kernel"]["available"] is False and d["warnings"] == []
+    assert d["verdict"]["kind"] == "finer" and d["verdict"]["set_by"] == [] and d["verdict"]["expected"] == 10000
+    assert row(d, "player.exe")["sets_clock"] is False
 
 
 @pytest.mark.parametrize("build", BUILDS)
@@ -135,19 +136,20 @@ def test_clock_coarser_than_a_live_request_is_said(build, tmp_path):
     b.process("System", 4)
     b.set_timer_resolution(b.process("x.exe", 0x40), 10000)
     b.time_increment(156250)                  # raw: a clock the live request did not get
+    text = report(b, tmp_path, "text")
+    assert "CLOCK 15.625 ms is coarser than the live request of x.exe, PID 64 (0x40): " \
+           "that request is not honoured." in text
     d = report(b, tmp_path)
     assert d["verdict"]["kind"] == "coarser"
     assert [(w["process"], w["pid"]) for w in d["verdict"]["not_honoured"]] == [("x.exe", 0x40)]
     assert row(d, "x.exe")["sets_clock"] is False and row(d, "x.exe")["state"] == "live"
-    text = report(b, tmp_path, "text")
-    assert "CLOCK 15.625 ms is coarser than the live request of x.exe, PID 64 (0x40): " \
-           "that request is not honoured." in text
 
 
 @pytest.mark.parametrize("build", IGNORE_BUILDS)
 def test_ignored_request_is_said_and_not_blamed(build, tmp_path):
     d = report(timerres_coarser_ignored(build), tmp_path)
     r = row(d, "browser.exe")
+    assert r["finest"] is False                                      # an ignored request is nobody's finest
     assert (r["state"], r["ignored"], r["set_timer_resolution"], r["requested"], r["sets_clock"], r["finest"]) == (
         "ignored", True, True, 10000, False, False)
     assert d["current"] == 156250                                    # the kernel recomputed without it
@@ -169,6 +171,7 @@ def test_ignore_needs_the_field():
 def test_seed_svchost_is_stale_and_the_drivers_hold_the_clock():
     code, out, err = run_cli("timerres", "--target", mock("timerres_win81"), "--format", "json")
     d = json.loads(out)
+    assert [(r["process"], r["finest"]) for r in d["rows"]] == [("svchost.exe", False)]
     assert [(r["process"], r["state"], r["sets_clock"]) for r in d["rows"]] == [("svchost.exe", "stale", False)]
     assert d["kernel"]["requested"] == 10000 and d["kernel"]["sets_clock"] is True
     assert [w["drivers"] for w in d["verdict"]["set_by"]] == [True]
@@ -177,6 +180,7 @@ def test_seed_svchost_is_stale_and_the_drivers_hold_the_clock():
 def test_win10_names_both_half_millisecond_requesters_and_not_the_stale_one():
     code, out, err = run_cli("timerres", "--target", mock("timerres_win10"), "--format", "json")
     d = json.loads(out)
+    assert [r["process"] for r in d["rows"]][-1] == "msedge.exe" and row(d, "msedge.exe")["finest"] is False
     assert [w["process"] for w in d["verdict"]["set_by"]] == ["RtkAudUService", "obs64.exe"]
     assert row(d, "msedge.exe")["state"] == "stale" and d["kernel"]["live"] is False
     assert d["process_request_count"] == 4
