@@ -96,7 +96,7 @@ def _kernel_line(k):
         return "drivers (ExSetTimerResolution): not available (no symbol nt!ExpKernelRequestedTimerResolution)"
     count = "" if k["count"] is None else ", %d request%s open" % (k["count"], "" if k["count"] == 1 else "s")
     if not k["live"]:
-        return "drivers (ExSetTimerResolution): no request open%s" % ("" if k["count"] is None else "")
+        return "drivers (ExSetTimerResolution): no request open"
     return "drivers (ExSetTimerResolution): ask for %s%s%s" % (
         _res(k["requested"]), count, ", and set the clock" if k["sets_clock"] else "")
 
