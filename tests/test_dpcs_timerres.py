@@ -122,21 +122,25 @@ def test_seed_133_on_windows_7_gives_the_same_culprit():
 
 def test_seed_timerres_table_never_shows_the_head():
     d = run("timerres", "timerres_win81")
+    # svchost.exe asked for 1 ms once and stopped: a stale entry, never the finest live request
     assert d["rows"] == [{"process": "svchost.exe", "pid": 0x3a8, "eprocess": d["rows"][0]["eprocess"],
                           "requested": 0, "smallest": 10000, "requested_ms": None, "smallest_ms": 1.0,
-                          "finest": True, "readable": True}]
+                          "finest": False, "readable": True, "state": "stale",
+                          "set_timer_resolution": False, "ignored": None, "sets_clock": False}]
     assert (d["current"], d["maximum"], d["minimum"]) == (10000, 156250, 5000)
     text = run("timerres", "timerres_win81", "text")
     assert "???" not in text and "0x9c3d2000" not in text
-    assert "svchost.exe, PID 936 (0x3a8): asked for the finest interval, 1.000 ms, and the clock runs at it now." in text
+    assert "CLOCK 1.000 ms: set by drivers (ExSetTimerResolution)." in text
+    assert "svchost.exe, PID 936 (0x3a8): asked for 1.000 ms once and no longer asks" in text
 
 
 def test_timerres_finest_first_and_flagged():
     d = run("timerres", "timerres_win10")
-    assert [(r["process"], r["requested"], r["smallest"], r["finest"]) for r in d["rows"]] == [
-        ("RtkAudUService", 5000, 5000, True),        # ImageFileName keeps 14 characters
-        ("obs64.exe", 5000, 5000, True),
-        ("msedge.exe", 0, 10000, False), ("chrome.exe", 10000, 10000, False), ("Spotify.exe", 10000, 10000, False)]
+    assert [(r["process"], r["state"], r["requested"], r["smallest"], r["finest"]) for r in d["rows"]] == [
+        ("RtkAudUService", "live", 5000, 5000, True),        # ImageFileName keeps 14 characters
+        ("obs64.exe", "live", 5000, 5000, True),
+        ("chrome.exe", "live", 10000, 10000, False), ("Spotify.exe", "live", 10000, 10000, False),
+        ("msedge.exe", "stale", 0, 10000, False)]           # asked once: last, never finest
     assert d["current"] == 5000 and d["current_ms"] == 0.5
 
 
@@ -151,13 +155,15 @@ def test_timer_resolution_fields_on_every_build(build):
     b = ScenarioBuilder(build)
     b.process("System", 4)
     p1, p2 = b.process("a.exe", 0x10), b.process("b.exe", 0x20)
-    b.timer_resolution(p1, 5000, 5000)
-    b.timer_resolution(p2, 0, 10000)
+    b.set_timer_resolution(p1, 5000)
+    b.set_timer_resolution(p2, 10000)
+    b.set_timer_resolution(p2, 0, set=False)
     diags = Diagnostics()
     reqs, complete = requests(cached(b), diags)
     assert complete and diags == []
-    assert [(r.name, r.pid, r.requested, r.smallest, r.finest) for r in reqs] == [
-        ("a.exe", 0x10, 5000, 5000, 5000), ("b.exe", 0x20, 0, 10000, 10000)]
+    # the kernel inserts at the head: b.exe (second to ask) comes first; b.exe asks no more
+    assert [(r.name, r.pid, r.requested, r.smallest, r.state, r.finest) for r in reqs] == [
+        ("b.exe", 0x20, 0, 10000, "stale", None), ("a.exe", 0x10, 5000, 5000, "live", 5000)]
 
 
 def test_timerres_loop_is_cut_and_said():
@@ -202,5 +208,5 @@ def test_an_isr_that_ran_too_long_is_cut_at_its_interrupt_dispatch():
 def test_text_of_the_other_targets_states_their_findings():
     assert "CULPRIT: BusyNet.sys" in run("dpcs", "dpc_133_cumulative", "text")
     text = run("timerres", "timerres_win10", "text")
-    assert "TIMER RESOLUTION REQUESTS (5), finest first" in text
-    assert text.index("obs64.exe") < text.index("chrome.exe")
+    assert "TIMER RESOLUTION REQUESTS (5), 4 live, live finest first" in text
+    assert text.index("obs64.exe") < text.index("chrome.exe") < text.index("msedge.exe")

@@ -444,30 +444,74 @@ def dpc_133_cumulative(build=WIN11):
 
 
 def timerres_win81(build=WIN81):
-    """Seed 003's timer-resolution list: svchost.exe with SmallestTimerResolution 0x2710 and
-    RequestedTimerResolution 0 is the only request, and the clock runs at 1 ms; System, smss
-    and explorer ask nothing."""
-    b = ScenarioBuilder(build, comment="timer resolution: svchost.exe holds the clock at 1 ms (seed 003)")
+    """Seed 003's timer-resolution list: svchost.exe is its only entry, with
+    RequestedTimerResolution 0 and SmallestTimerResolution 0x2710 -- it asked for 1 ms and
+    has stopped asking (NtSetTimerResolution(.., FALSE) zeroes Requested and leaves Smallest and
+    the list entry).  System, smss and explorer ask nothing.  The seed does not show the clock;
+    here a driver's ExSetTimerResolution(1 ms) holds it at 1 ms (our choice, not the seed's
+    finding: the seed's author suspected the network driver), so the clock's holder is not on
+    the list and svchost.exe must not be blamed."""
+    b = ScenarioBuilder(build, comment="timer resolution: svchost.exe asked for 1 ms and stopped; "
+                                       "a driver holds the clock at 1 ms (seed 003's list)")
     system = b.process("System", 4)
     _background(b, system)
     b.process("explorer.exe", 0xa8c)
     svchost = b.process("svchost.exe", 0x3a8)
-    b.timer_resolution(svchost, requested=0, smallest=0x2710)
-    b.time_increment(0x2710)
+    b.set_timer_resolution(svchost, 0x2710)
+    b.ex_set_timer_resolution(0x2710)
+    b.set_timer_resolution(svchost, 0, set=False)
     return b
 
 
 def timerres_win10(build=WIN10):
     """Windows 10: browsers and a music player ask for 1 ms, a screen recorder and an audio
-    service for 0.5 ms; the clock runs at 0.5 ms."""
-    b = ScenarioBuilder(build, comment="timer resolution: 1 ms and 0.5 ms requests")
+    service for 0.5 ms (so the clock runs at 0.5 ms, set by both); msedge.exe asked for 1 ms
+    and stopped (a stale entry).  Each request is NtSetTimerResolution as the kernel does it."""
+    b = ScenarioBuilder(build, comment="timer resolution: 1 ms and 0.5 ms requests, one stale")
     system = b.process("System", 4)
     _background(b, system)
-    for name, pid, req, small in (("chrome.exe", 0x1f30, 0x2710, 0x2710), ("Spotify.exe", 0x2a4c, 0x2710, 0x2710),
-                                  ("obs64.exe", 0x3320, 0x1388, 0x1388), ("msedge.exe", 0x1b54, 0, 0x2710),
-                                  ("RtkAudUService64.exe", 0x0f70, 0x1388, 0x1388)):
-        b.timer_resolution(b.process(name, pid), requested=req, smallest=small)
-    b.time_increment(0x1388)
+    procs = {name: b.process(name, pid) for name, pid in (
+        ("chrome.exe", 0x1f30), ("Spotify.exe", 0x2a4c), ("obs64.exe", 0x3320), ("msedge.exe", 0x1b54),
+        ("RtkAudUService64.exe", 0x0f70))}
+    for name, interval in (("chrome.exe", 0x2710), ("msedge.exe", 0x2710), ("Spotify.exe", 0x2710),
+                           ("RtkAudUService64.exe", 0x1388), ("obs64.exe", 0x1388)):
+        b.set_timer_resolution(procs[name], interval)
+    b.set_timer_resolution(procs["msedge.exe"], 0, set=False)
+    return b
+
+
+def timerres_stale_and_live(build=WIN10):
+    """game.exe asked for 0.5 ms and stopped (stale: Smallest 0x1388, Requested 0); player.exe
+    asks for 1 ms now and sets the clock at 1 ms."""
+    b = ScenarioBuilder(build, comment="timer resolution: a stale 0.5 ms request, a live 1 ms one")
+    b.process("System", 4)
+    game, player = b.process("game.exe", 0x1000), b.process("player.exe", 0x2000)
+    b.set_timer_resolution(game, 0x1388)
+    b.set_timer_resolution(player, 0x2710)
+    b.set_timer_resolution(game, 0, set=False)
+    return b
+
+
+def timerres_driver_finer(build=WIN10):
+    """player.exe asks for 1 ms; a driver's ExSetTimerResolution asks for 0.5 ms, finer than
+    every process: the drivers' request sets the clock."""
+    b = ScenarioBuilder(build, comment="timer resolution: a driver asks finer than every process")
+    b.process("System", 4)
+    b.set_timer_resolution(b.process("player.exe", 0x2000), 0x2710)
+    b.ex_set_timer_resolution(0x1388)
+    return b
+
+
+def timerres_coarser_ignored(build=WIN11):
+    """browser.exe asks for 1 ms, then the kernel marks its request ignored
+    (Flags3.TimerResolutionIgnore: a minimised or occluded window on Windows 11) and recomputes:
+    the clock goes back to its coarsest, coarser than the live request.  Builds whose _EPROCESS
+    has TimerResolutionIgnore only."""
+    b = ScenarioBuilder(build, comment="timer resolution: a live 1 ms request the kernel ignores")
+    b.process("System", 4)
+    browser = b.process("browser.exe", 0x3000)
+    b.set_timer_resolution(browser, 0x2710)
+    b.ignore_timer_resolution(browser)
     return b
 
 
