@@ -35,8 +35,8 @@ EXPECTED = {
     "corrupt_power_lists": ([], [], []),
     # the power worker and AcmeAudio's stream thread queue behind OemHelper's sleeping poll thread
     "power_9f3_mutex_chain": (
-        [], [("0xfffffa8000c13000", "sleeping (KeDelayExecutionThread, DelayExecution) while holding the lock",
-              ["0xfffffa8000c11e20", "0xfffffa8000c12710"])], []),
+        [], [("0xfffffa8000c13090", "sleeping (KeDelayExecutionThread, DelayExecution) while holding the lock",
+              ["0xfffffa8000c11eb0", "0xfffffa8000c127a0"])], []),
     "self_deadlock_fastmutex": (
         [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
     "hang_no_cycle": (

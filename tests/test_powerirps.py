@@ -18,7 +18,7 @@ from test_partial_results import BreakOnStack
 CULPRITS = {
     "power_9f4_zteusbnet": ("ZTEusbnet.sys", "0xfffffa8000c0a4a0", "0xfffffa8000c09fd0"),
     "power_9f3_filter": ("AcmeFlt.sys", "0xfffffa8000c127b0", None),
-    "power_9f3_mutex_chain": ("OemHelper.sys", "0xfffffa8000c11ba0", "0xfffffa8000c13000"),
+    "power_9f3_mutex_chain": ("OemHelper.sys", "0xfffffa8000c11ba0", "0xfffffa8000c13090"),
     "corrupt_power_lists": ("AcmeFlt.sys", "0xfffffa8000c127b0", None),
     "power_clean": None,
 }
@@ -93,7 +93,7 @@ def test_filter_holds_the_d3_irp_and_the_bus_driver_is_not_blamed():
     assert [x["pending_here"] for x in d3["device_stack"]] == [True, False, False]
     assert d3["device_stack"][-1]["device"] == d["bugcheck"]["args"][1]        # arg2: the PDO
     assert d3["age_seconds"] == 600.0 and d3["found_in"] == ["bug check arg4", "PopIrpList"]
-    assert d3["location"] == {"index": 2, "of": 3, "address": d3["location"]["address"]}
+    assert d3["location"] == {"index": 2, "of": 5, "address": d3["location"]["address"]}
     # the wait-wake IRP at the bus driver is listed, marked expected, and not blamed
     assert (wake["minor"], wake["pending_at"]["module"], wake["expected"]) == ("IRP_MN_WAIT_WAKE", "pci.sys", True)
     assert d["culprit"]["module"] != "pci.sys" and d["culprit"]["pending_at"]["module"] == "AcmeFlt.sys"

@@ -13,7 +13,7 @@ a lock whose wait chain ends at a thread sleeping or waiting in another driver, 
 is the one to look at.
 """
 from ..kernel.diag import Diagnostics
-from ..kernel.io import IRP_MJ_PNP, IRP_MJ_POWER, decode_device, decode_irp, device_stack
+from ..kernel.io import COMPLETED, IRP_MJ_PNP, IRP_MJ_POWER, NOT_SENT, decode_device, decode_irp, device_stack
 from ..kernel.power import device_tree, interrupt_time, pop_irp_list, thread_irps, watchdog_age
 from .waitgraph import analyze, format_duration, is_sleeping, path_of, wait_summary
 
@@ -123,7 +123,8 @@ class PowerReport(object):
     def __init__(self):
         self.bugcheck = None     # BugCheckInfo
         self.pending = []
-        self.not_sent = 0        # power IRPs allocated but at no driver now
+        self.not_sent = 0        # power IRPs allocated, not yet sent (CurrentLocation = StackCount + 1)
+        self.completed = 0       # power IRPs completed, not yet freed (CurrentLocation = StackCount + 2)
         self.culprit = None
         self.holder = None       # ThreadRole: subcode 4's PnP-lock holder
         self.sources = {}        # source -> what it gave, in words
@@ -214,8 +215,10 @@ def _collect(target, r):
             if not irp.readable:
                 continue
             if loc is None:
-                if address in pop_by_irp:
+                if address in pop_by_irp and irp.state == NOT_SENT:
                     r.not_sent += 1
+                elif address in pop_by_irp and irp.state == COMPLETED:
+                    r.completed += 1
                 continue
             if loc.major not in (IRP_MJ_POWER, IRP_MJ_PNP):
                 continue
@@ -354,21 +357,36 @@ def _blame(target, r):
     if sub == 0x3:
         focus = next((p for p in r.pending if p.irp.address == bc.args[3]), None)
         if focus is None or focus.location is None:
+            state = focus.irp.state if focus is not None and focus.irp.readable else None
             why = ("the blocked IRP 0x%x (bug check arg4) %s" % (
-                bc.args[3], "is unreadable" if focus is None or not focus.irp.readable
+                bc.args[3], "is unreadable" if state is None
+                else "has been completed since (CurrentLocation = StackCount + 2)" if state == COMPLETED
+                else "has not been sent to any driver (CurrentLocation = StackCount + 1)" if state == NOT_SENT
                 else "is at no driver's stack location now"))
             return Culprit(None, bc.args[3], None, "No driver can be named: %s." % why)
         return _explain(r, focus, _blocked(focus), None)
     if sub in (0x1, 0x2, 0x500):
-        device = bc.args[1] if sub == 0x1 else bc.args[2]
+        # Microsoft's 0x9F page: 0x1 arg2 the device object; 0x2 arg3 the device object (arg2 the
+        # target device's); 0x500 arg4 the device object (arg3 the target device's, arg2 reserved)
+        at = {0x1: 1, 0x2: 2, 0x500: 3}[sub]
+        device = bc.args[at] if len(bc.args) > at else 0
         dev = decode_device(target, device, r.diagnostics) if device else None
+        target_txt = ""
+        if sub in (0x2, 0x500):
+            t_at = at - 1
+            t_dev = bc.args[t_at] if len(bc.args) > t_at else 0
+            if t_dev:
+                td = decode_device(target, t_dev, r.diagnostics)
+                target_txt = "; the target device (arg%d) is 0x%x%s%s" % (
+                    t_at + 1, t_dev, " (%s)" % td.name if td.name else "",
+                    ", of %s" % (td.driver.name or "driver 0x%x" % td.driver.address) if td.driver else "")
         if dev is None or dev.driver is None:
             return Culprit(None, None, None, "Bug check 0x9F subcode 0x%x: %s; the device object 0x%x "
-                           "cannot be read." % (sub, bc.meaning, device))
+                           "(arg%d) cannot be read%s." % (sub, bc.meaning, device, at + 1, target_txt))
         return Culprit(dev.driver.image or None, None, None,
-                       "Bug check 0x9F subcode 0x%x: %s -- device 0x%x%s belongs to %s." % (
-                           sub, bc.meaning, device, " (%s)" % dev.name if dev.name else "",
-                           dev.driver.name or "driver 0x%x" % dev.driver.address))
+                       "Bug check 0x9F subcode 0x%x: %s -- the device object (arg%d) 0x%x%s belongs to %s%s." % (
+                           sub, bc.meaning, at + 1, device, " (%s)" % dev.name if dev.name else "",
+                           dev.driver.name or "driver 0x%x" % dev.driver.address, target_txt))
     if sub is not None:
         return Culprit(None, None, None, "Bug check 0x9F subcode 0x%x: %s; pykd_ext names no driver "
                        "for this subcode (see !fxdevice on arg2)." % (sub, bc.meaning or "not documented"))

@@ -3,9 +3,14 @@ device nodes, and the names a debugger user reads them by.
 
 Facts used (WDK wdm.h, and the layouts):
 - an IRP is followed by its StackCount `_IO_STACK_LOCATION`s; `CurrentLocation` counts from 1
-  and is StackCount + 1 before the IRP reaches any driver; IoCallDriver decrements it, so
-  the current location is the one the IRP is pending at, and
-  `Tail.Overlay.CurrentStackLocation` points at it;
+  and is StackCount + 1 before the IRP reaches any driver (IoInitializeIrp); IoCallDriver
+  decrements it, so the current location is the one the IRP is pending at, and
+  `Tail.Overlay.CurrentStackLocation` points at it (WRK/ReactOS IofCallDriver);
+- completion walks it back up: IofCompleteRequest increments CurrentLocation and
+  CurrentStackLocation once per location until CurrentLocation > StackCount + 1, so a
+  completed IRP has CurrentLocation == StackCount + 2 (WRK IopfCompleteRequest, ReactOS
+  ntoskrnl/io/iomgr/irp.c IofCompleteRequest; ReactOS IopDisassociateThreadIrp tests exactly
+  that for "already completed"); it is a completed IRP, not a corrupt one;
 - a device stack links upward through `DEVICE_OBJECT.AttachedDevice` and downward through
   `DEVOBJ_EXTENSION.AttachedTo`; the bottom device (the PDO) has the device node;
 - an object's name is in `_OBJECT_HEADER_NAME_INFO`, below its `_OBJECT_HEADER` (InfoMask
@@ -251,9 +256,12 @@ class Location(object):
         return bool(self.control & SL_PENDING_RETURNED)
 
 
+PENDING, NOT_SENT, COMPLETED, BAD = "pending", "not yet sent", "completed", "bad"
+
+
 class Irp(object):
     __slots__ = ("address", "readable", "stack_count", "current_location", "current", "thread",
-                 "cancel", "pending_returned", "flags", "status", "locations", "diagnostics")
+                 "cancel", "pending_returned", "flags", "status", "locations", "diagnostics", "state")
 
     def __init__(self, address):
         self.address = address
@@ -265,6 +273,7 @@ class Irp(object):
         self.flags = self.status = 0
         self.locations = []
         self.diagnostics = Diagnostics()
+        self.state = None          # PENDING (at a driver), NOT_SENT, COMPLETED or BAD; None: unread
 
     @property
     def current_loc(self):
@@ -323,11 +332,17 @@ def decode_irp(target, address):
         irp.locations.append(loc)
     cur = irp.current_location
     if 1 <= cur <= irp.stack_count:
-        irp.current = cur - 1
-        if current_sl and current_sl != first + irp.current * sl_lay.size:
-            diags.add("inconsistent", "IRP 0x%x: CurrentLocation %d but CurrentStackLocation 0x%x" % (
-                address, cur, current_sl), address)
-    elif cur != irp.stack_count + 1:
-        diags.add("bad-object", "IRP 0x%x: CurrentLocation %d outside 1..%d" % (
-            address, cur, irp.stack_count + 1), address)
+        irp.current, irp.state = cur - 1, PENDING
+    elif cur == irp.stack_count + 1:
+        irp.state = NOT_SENT             # IoInitializeIrp: no IoCallDriver yet
+    elif cur == irp.stack_count + 2:
+        irp.state = COMPLETED            # IofCompleteRequest walked every location
+    else:
+        irp.state = BAD
+        diags.add("bad-object", "IRP 0x%x: CurrentLocation %d outside 1..%d (StackCount + 2 is a completed "
+                  "IRP)" % (address, cur, irp.stack_count + 2), address)
+    # CurrentStackLocation moves with CurrentLocation in IofCallDriver and IofCompleteRequest
+    if irp.state != BAD and current_sl and current_sl != first + (cur - 1) * sl_lay.size:
+        diags.add("inconsistent", "IRP 0x%x: CurrentLocation %d but CurrentStackLocation 0x%x" % (
+            address, cur, current_sl), address)
     return irp

@@ -13,6 +13,10 @@ Facts used:
 - `WatchdogStart` is taken to be interrupt time (100 ns units, `KeQueryInterruptTime`) when
   the power watchdog was armed; the age shown is the shared data's InterruptTime minus it,
   and an age that comes out negative or beyond a year is discarded as not that unit.
+  InterruptTime is a `_KSYSTEM_TIME` in the real symbols: see interrupt_time.
+- IRPs from `PoRequestPowerIrp` are on no thread's IrpList (it never queues them: ReactOS
+  ntoskrnl/po/power.c PoRequestPowerIrp); on 7 they are found only through the bug check,
+  a StartIo driver's `DEVICE_OBJECT.CurrentIrp` (used by StartIo drivers only) or a thread.
 - A synchronous IRP (IoBuildSynchronousFsdRequest, the PnP manager's IopSynchronousCall) is
   queued on its thread's `IrpList` through `IRP.ThreadListEntry`.
 - The device tree: `_DEVICE_NODE.Child` is a node's first child, `Sibling` the next one.
@@ -77,14 +81,48 @@ def pop_irp_list(target, diags):
     return out
 
 
+KSYSTEM_TIME_PARTS = (("LowPart", 0), ("High1Time", 4), ("High2Time", 8))   # wdm.h KSYSTEM_TIME
+
+
 def interrupt_time(target, diags):
-    """Interrupt time now (100 ns units), or None."""
+    """Interrupt time now (100 ns units), or None.
+
+    The real symbols type `_KUSER_SHARED_DATA.InterruptTime` (+0x8) as a 12-byte
+    `_KSYSTEM_TIME` {LowPart u32, High1Time s32, High2Time s32}; older recordings give it as a
+    plain 8-byte integer.  The layout is probed, never the build: a scalar field is read as
+    it is; a `_KSYSTEM_TIME` is LowPart | High1Time << 32, and only when High1Time ==
+    High2Time (the writer stores High2Time apart from LowPart/High1Time, so a snapshot taken
+    between the stores has them differ -- KeQueryInterruptTime's own consistency check).  A
+    torn pair is reported and the time taken as unknown: the target is frozen while it is
+    examined (a dump, or a kernel broken into), so reading it again gives the same bytes."""
     try:
         shared = int(supplement()["addresses"]["KI_USER_SHARED_DATA"], 16)
-        return Struct(target, "_KUSER_SHARED_DATA", shared)["InterruptTime"]
+        lays = target.layouts()
+        field = lays.layout("_KUSER_SHARED_DATA").field("InterruptTime")
+        if field.size == 8 and field.type in lays.base_types:         # an 8-byte integer (older recordings)
+            return Struct(target, "_KUSER_SHARED_DATA", shared)["InterruptTime"]
+        at = shared + field.offset
+        parts = {}
+        if lays.has_type(field.type) and all(lays.layout(field.type).has(n) for n, _ in KSYSTEM_TIME_PARTS):
+            v = Struct(target, field.type, at)
+            parts = {n: v[n] for n, _ in KSYSTEM_TIME_PARTS}
+        elif field.size >= 12:                                         # typed, but the type is not readable
+            raw = target.read(at, 12)
+            parts = {n: struct.unpack_from("<i" if n != "LowPart" else "<I", raw, o)[0]
+                     for n, o in KSYSTEM_TIME_PARTS}
+        else:
+            diags.add("missing-type", "IRP ages unknown: _KUSER_SHARED_DATA.InterruptTime is %s of %d bytes, "
+                      "neither an 8-byte integer nor a _KSYSTEM_TIME" % (field.type, field.size))
+            return None
     except (MemoryFault, TypeNotFound, FieldNotFound) as e:
         diags.add("unreadable", "IRP ages unknown: cannot read the interrupt time (%s)" % e)
         return None
+    high1, high2 = parts["High1Time"] & 0xffffffff, parts["High2Time"] & 0xffffffff
+    if high1 != high2:
+        diags.add("inconsistent", "IRP ages unknown: the interrupt time was caught mid-update (High1Time "
+                  "0x%x, High2Time 0x%x differ: a torn KSYSTEM_TIME)" % (high1, high2), shared + field.offset)
+        return None
+    return (parts["LowPart"] & 0xffffffff) | (high1 << 32)
 
 
 def watchdog_age(now, start):

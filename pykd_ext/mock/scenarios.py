@@ -217,8 +217,10 @@ def power_9f4_zteusbnet(build=WIN7):
     b.wait_on(worker, [b.event(notification=True)])
     b.acquire_resource(b.symbols["nt!PiEngineLock"], worker)
     b.acquire_resource(b.symbols["nt!IopDeviceTreeLock"], worker, exclusive=False)
-    b.irp([{}] * 9 + [{"MajorFunction": 0x1b, "MinorFunction": 0x17, "DeviceObject": fdo}],
-          current=9, thread=worker)
+    # IopRemoveDevice -> IopSynchronousCall: the IRP on the worker's IrpList, sent to the top of
+    # the stack; ZTEusbnet waits inside its dispatch routine and never marks it pending (the
+    # seed's !irp: "10 stacks 10 is current", control 0 at the current location)
+    b.iop_synchronous_call(worker, pdo, 0x1b, 0x17, stack_size=10)
     triage = b.global_("nt!TRIAGE_9F_PNP", 0x30)
     b.bugcheck(0x9F, 4, 0x258, worker, triage)
     return b
@@ -233,15 +235,6 @@ def _power_workers(b, system, tids):
         t = b.thread(system, tid, "nt!PopIrpWorker", wait_reason="Executive", waited_ticks=700,
                      frames=WAIT_TOP + POWER_WORKER)
         b.wait_on(t, [b.event(notification=False)])
-
-
-def _power_location(device, minor, ptype=None, state=None, completion=None):
-    loc = {"MajorFunction": 0x16, "MinorFunction": minor, "DeviceObject": device}
-    if ptype:
-        loc.update(Parameters__Power__Type=ptype, Parameters__Power__State=state)
-    if completion:
-        loc["CompletionRoutine"] = completion
-    return loc
 
 
 def power_9f3_filter(build=WIN10):
@@ -261,11 +254,13 @@ def power_9f3_filter(build=WIN10):
     bus = b.devnode(bus_pdo, "ACPI\\PNP0A08\\0", "pci")
     top, fdo, pdo = b.device_stack([(flt, None, 0x40), (nic, "NDMP3", 0x900), (pci, "NTPNP_PCI0012", 0x200)])
     b.devnode(pdo, "PCI\\VEN_8086&DEV_15B8&SUBSYS_86721043&REV_00\\3&11583659&0&FE", "AcmeNic", parent=bus)
-    d3 = b.irp([{}, {}, _power_location(top, 0x02, "DevicePowerState", "PowerDeviceD3",
-                                        completion="nt!PopRequestCompletion")], current=2)
+    d3 = b.po_request_power_irp(pdo, 0x02, "DevicePowerState", "PowerDeviceD3")   # AcmeNic, policy owner
+    b.io_mark_irp_pending(d3)                     # AcmeFlt queues it, returns STATUS_PENDING, forgets it
     b.pop_irp(d3, pdo, top, age_seconds=600.0)
-    wake = b.irp([_power_location(pdo, 0x00), _power_location(fdo, 0x00, completion="AcmeNic!WaitWakeDone"),
-                  _power_location(top, 0x00, completion="nt!PopRequestCompletion")], current=0)
+    wake = b.po_request_power_irp(pdo, 0x00)
+    b.io_pass_down(wake, fdo)                     # AcmeFlt passes it on
+    b.io_pass_down(wake, pdo, completion="AcmeNic!WaitWakeDone")
+    b.io_mark_irp_pending(wake)                   # pci holds it until the device signals wake
     b.pop_irp(wake, pdo, pdo, age_seconds=5400.0, target_device=top)
     b.bugcheck(0x9F, 3, pdo, b.global_("nt!TRIAGE_9F_POWER", 0x20), d3)
     del bus_fdo
@@ -287,9 +282,9 @@ def power_9f3_mutex_chain(build=WIN11):
     audio, hda = b.driver_object("\\Driver\\AcmeAudio"), b.driver_object("\\Driver\\HDAudBus")
     fdo, pdo = b.device_stack([(audio, None, 0x600), (hda, "00000047", 0x180)])
     b.devnode(pdo, "HDAUDIO\\FUNC_01&VEN_10EC&DEV_0295&SUBSYS_10431C8F&REV_1000\\4&2a6f8b05&0&0001", "AcmeAudio")
-    s4 = b.irp([{}, _power_location(fdo, 0x02, "SystemPowerState", "PowerSystemHibernate",
-                                    completion="nt!PopSystemIrpCompletion")], current=1)
-    b.pop_irp(s4, pdo, fdo, age_seconds=600.0)
+    s4 = b.po_request_power_irp(pdo, 0x02, "SystemPowerState", "PowerSystemHibernate",
+                                completion="nt!PopSystemIrpCompletion")
+    b.pop_irp(s4, pdo, fdo, age_seconds=600.0)    # AcmeAudio's dispatch waits; it never marks it pending
     worker = b.thread(system, 0x64, "nt!PopIrpWorker", wait_reason="Executive", waited_ticks=38400,
                       frames=["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x500", "nt!KiCommitThreadWait+0x14f",
                               "nt!KeWaitForSingleObject+0x233", "AcmeAudio!AcquireCodecLock+0x2a",
@@ -327,14 +322,33 @@ def power_clean(build=WIN81):
     hid_node = b.devnode(hid_pdo, "USB\\VID_046D&PID_C077\\5&3a1e0e0c&0&2", "HidUsb")
     mou_fdo, mou_pdo = b.device_stack([(mou, None, 0x80), (hid, "00000066", 0x40)])
     b.devnode(mou_pdo, "HID\\VID_046D&PID_C077\\6&1b8b2a1c&0&0000", "mouhid", parent=hid_node)
-    wake = b.irp([_power_location(hid_pdo, 0x00), _power_location(hid_fdo, 0x00, completion="HidUsb!WaitWakeDone")],
-                 current=0)
+    wake = b.po_request_power_irp(hid_pdo, 0x00)                  # HidUsb, policy owner
+    b.io_pass_down(wake, hid_pdo, completion="HidUsb!WaitWakeDone")
+    b.io_mark_irp_pending(wake)                                    # USBHUB3 holds it: expected
     b.pop_irp(wake, hid_pdo, hid_pdo, age_seconds=3600.0, target_device=hid_fdo)
-    d0 = b.irp([{}, _power_location(mou_fdo, 0x02, "DevicePowerState", "PowerDeviceD0",
-                                    completion="nt!PopRequestCompletion")], current=1)
+    d0 = b.po_request_power_irp(mou_pdo, 0x02, "DevicePowerState", "PowerDeviceD0")
+    b.io_mark_irp_pending(d0)                                      # mouhid waits for its device
     b.pop_irp(d0, mou_pdo, mou_fdo, age_seconds=2.0)
-    done = b.irp([{}, {}], current=None, pending=False)
+    done = b.io_allocate_irp(2)       # allocated, not yet sent (before PoCallDriver)
     b.pop_irp(done, mou_pdo, mou_fdo, age_seconds=0.5)
+    return b
+
+
+def power_9f500(build=WIN10):
+    """Bug check 0x9F subcode 0x500 on Windows 10: a device object completed the IRP of a
+    system power request without calling PoStartNextPowerIrp.  Microsoft's 0x9F page: arg2
+    reserved, arg3 the target device's device object (here the top of the stack, AcmeFlt's
+    filter), arg4 the device object -- AcmeNic's FDO, the one to blame."""
+    b = ScenarioBuilder(build, comment="0x9F/0x500: AcmeNic's FDO completed a system power IRP without "
+                                       "PoStartNextPowerIrp")
+    system = b.process("System", 4)
+    _background(b, system)
+    for name, size in (("AcmeFlt", 0x12000), ("AcmeNic", 0x80000), ("pci", 0x60000)):
+        b.module(name, name + ".sys", size=size)
+    flt, nic, pci = (b.driver_object("\\Driver\\" + n) for n in ("AcmeFlt", "AcmeNic", "pci"))
+    top, fdo, pdo = b.device_stack([(flt, None, 0x40), (nic, "NDMP3", 0x900), (pci, "NTPNP_PCI0012", 0x200)])
+    b.devnode(pdo, "PCI\\VEN_8086&DEV_15B8&SUBSYS_86721043&REV_00\\3&11583659&0&FE", "AcmeNic")
+    b.bugcheck(0x9F, 0x500, 0, top, fdo)
     return b
 
 

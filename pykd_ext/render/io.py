@@ -87,7 +87,7 @@ def irp_dict(irp, devices, thread, describe):
     dev = devices.get(cur.device) if cur else None
     return {
         "irp": hx(irp.address), "stack_count": irp.stack_count,
-        "current_location": irp.current_location, "current": irp.current,
+        "current_location": irp.current_location, "current": irp.current, "state": irp.state,
         "thread": hx(irp.thread) if irp.thread else None, "thread_cid": thread[0] if thread else None,
         "thread_process": thread[1] if thread else None,
         "cancel": irp.cancel, "pending_returned": irp.pending_returned, "flags": irp.flags,
@@ -104,8 +104,16 @@ def render_irp_text(d, out, style, header):
     w = out.write
     w(style("head", header) + "\n")
     cur = d["current"]
-    where = ("current %d (0x%s)" % (d["current_location"], d["locations"][cur]["address"][2:])
-             if cur is not None else "not yet sent to any driver (CurrentLocation %d)" % d["current_location"])
+    state = d.get("state")
+    if cur is not None:
+        where = "current %d (0x%s)" % (d["current_location"], d["locations"][cur]["address"][2:])
+    elif state == "completed":
+        where = "completed (CurrentLocation %d = StackCount + 2: IoCompleteRequest walked every location)" % (
+            d["current_location"])
+    elif state == "not yet sent":
+        where = "not yet sent to any driver (CurrentLocation %d = StackCount + 1)" % d["current_location"]
+    else:
+        where = "at no valid stack location (CurrentLocation %d)" % d["current_location"]
     w("IRP %s  %d stack location%s, %s\n" % (d["irp"], d["stack_count"], "s" if d["stack_count"] != 1 else "",
                                               where))
     if d["thread"]:

@@ -70,7 +70,7 @@ def pending_dict(p, a):
             "service": p.stack.devnode.service, "state": p.stack.devnode.state},
         "age_seconds": None if p.age is None else round(p.age, 3),
         "held_seconds": None if p.waited is None else round(p.waited, 3),
-        "irp_thread": hx(irp.thread) if irp.thread else None,
+        "irp_thread": hx(irp.thread) if irp.thread else None, "state": irp.state,
         "cancel": irp.cancel, "pending_returned": irp.pending_returned,
         "expected": p.normal is not None, "note": p.normal,
         "found_in": list(p.sources),
@@ -102,6 +102,7 @@ def report_dict(r, target_name, build):
         "pnp_lock_holder": None if r.holder is None or a is None else _role_dict(r.holder, a),
         "pending_irps": [pending_dict(p, a) for p in r.pending],
         "allocated_not_at_a_driver": r.not_sent,
+        "completed_not_freed": r.completed,
         "sources": dict(r.sources),
         "warnings": [d.as_dict() for d in r.diagnostics],
         "complete": r.interrupted is None,
@@ -186,8 +187,11 @@ def render_text(d, out, style, header):
                                             "found in"], tablefmt="simple").splitlines():
             w("  " + line)
     if d["allocated_not_at_a_driver"]:
-        w("  %d more power IRP%s allocated but at no driver's stack location now" % (
+        w("  %d more power IRP%s allocated but not yet sent to any driver (CurrentLocation = StackCount + 1)" % (
             d["allocated_not_at_a_driver"], "" if d["allocated_not_at_a_driver"] == 1 else "s"))
+    if d.get("completed_not_freed"):
+        w("  %d more power IRP%s completed, not yet freed (CurrentLocation = StackCount + 2)" % (
+            d["completed_not_freed"], "" if d["completed_not_freed"] == 1 else "s"))
     for p in d["pending_irps"]:
         if p["expected"]:
             continue

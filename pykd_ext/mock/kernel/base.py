@@ -37,11 +37,29 @@ class BuilderBase(object):
         self.mem.map(a, size)
         return a
 
-    def set_tick(self, tick):
+    def set_tick(self, tick, torn=False):
+        """The clock at `tick` ticks since boot, written as the 64-bit KeUpdateSystemTime
+        writes the shared data (NT 5.2 amd64/ia64 KeUpdateSystemTime, as in the WRK era:
+        `InterruptTime.High2Time = high; *(ULONG64 *)&InterruptTime = time;` -- High2Time
+        first, then LowPart and High1Time in one 64-bit store; then for the tick count
+        `TickCount.High2Time = high; TickCountQuad = count;`).  On x86 the same routine
+        stores High2Time, LowPart, High1Time, in that order.  (ReactOS ntoskrnl/ke/time.c
+        KiWriteSystemTime orders it the other way round: the 64-bit store, then High2Time.)
+        InterruptTime is a `_KSYSTEM_TIME` {LowPart, High1Time, High2Time} at +0x8 and counts
+        100 ns units; TickCount is one at +0x320.
+
+        torn=True leaves the snapshot between the two stores of InterruptTime: High2Time
+        already new, LowPart and High1Time still the previous value (a torn read for a
+        reader that checks High1Time == High2Time, as KeQueryInterruptTime does)."""
+        sd = self._shared
+        time = tick * TICK_100NS
+        self.u32(sd + 4, 0x0fa00000)                          # TickCountMultiplier
+        self.u32(sd + 0x8 + 8, time >> 32)                    # InterruptTime.High2Time
+        if not torn:
+            self.u64(sd + 0x8, time)                          # InterruptTime.LowPart, High1Time
+        self.u32(sd + 0x320 + 8, tick >> 32)                  # TickCount.High2Time
+        self.u64(sd + 0x320, tick)                            # TickCountQuad
         self.tick = tick
-        self.u64(self._shared + 0x320, tick)
-        self.u32(self._shared + 4, 0x0fa00000)
-        self.u64(self._shared + 0x8, tick * TICK_100NS)      # InterruptTime, 100 ns units
 
     # -- layouts -----------------------------------------------------------------------------
 

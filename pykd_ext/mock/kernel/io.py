@@ -1,5 +1,19 @@
-"""I/O: driver and device objects, device stacks and nodes, IRPs, the power manager's IRP list."""
+"""I/O: driver and device objects, device stacks and nodes, IRPs, the power manager's IRP list.
+
+The IRP operations play the kernel's routines: each writes the fields its routine writes, in
+its order, and names the routine and the public source it follows (ReactOS
+ntoskrnl/io/iomgr/irp.c, ntoskrnl/po/power.c, ntoskrnl/io/pnpmgr; the WRK's io/iomgr).
+Nothing here writes what an analysis wants to see.
+"""
 from .memory import TICK_100NS
+
+IO_TYPE_IRP = 6
+IRP_MJ_POWER = 0x16
+IRP_MN_WAIT_WAKE = 0x00
+SL_PENDING_RETURNED = 0x01
+SL_ERROR_RETURNED = 0x02
+SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_SUCCESS, SL_INVOKE_ON_ERROR = 0x20, 0x40, 0x80
+STATUS_NOT_SUPPORTED = 0xC00000BB
 
 
 class IoMixin(object):
@@ -113,7 +127,11 @@ class IoMixin(object):
         """An IRP with len(locations) stack locations, each a dict of _IO_STACK_LOCATION fields
         (MajorFunction, MinorFunction, DeviceObject, CompletionRoutine as module!Func, and
         Parameters__Power__Type/State as names), pending at index `current` (None: not yet
-        sent).  Queued on `thread`'s IRP list when given."""
+        sent).  Queued on `thread`'s IRP list when given.  A shortcut that writes the result
+        directly (and sets PendingReturned, which only IofCompleteRequest does): scenarios
+        that stand for a real machine use io_allocate_irp / io_call_driver /
+        io_mark_irp_pending / io_complete_request, iop_synchronous_call and
+        po_request_power_irp below."""
         irp_size, sl = self.size("_IRP"), self.size("_IO_STACK_LOCATION")
         n = len(locations)
         a = self.alloc(irp_size + n * sl)
@@ -140,4 +158,239 @@ class IoMixin(object):
         else:
             self.list_init(a + self.off("_IRP", "ThreadListEntry"))
         return a
+
+
+    # -- IRPs as the kernel's routines make them -------------------------------------------------
+
+    def _sl(self, irp, index):
+        """Address of stack location `index` (0-based; location number index + 1)."""
+        return irp + self.size("_IRP") + index * self.size("_IO_STACK_LOCATION")
+
+    def _irp_counts(self, irp):
+        return (self._u8(irp + self.off("_IRP", "CurrentLocation")),
+                self._u8(irp + self.off("_IRP", "StackCount")))
+
+    def _location_fields(self, fields):
+        """Stack-location fields by name: CompletionRoutine as module!Func, Parameters.Power
+        Type/State as enum names."""
+        fields = dict(fields)
+        if isinstance(fields.get("CompletionRoutine"), str):
+            fields["CompletionRoutine"] = self.code(fields["CompletionRoutine"])
+        if isinstance(fields.get("Parameters__Power__Type"), str):
+            fields["Parameters__Power__Type"] = self.enum("_POWER_STATE_TYPE", fields["Parameters__Power__Type"])
+        if isinstance(fields.get("Parameters__Power__State"), str):
+            enum = "_SYSTEM_POWER_STATE" if "System" in fields["Parameters__Power__State"] else "_DEVICE_POWER_STATE"
+            fields["Parameters__Power__State"] = self.enum(enum, fields["Parameters__Power__State"])
+        return fields
+
+    def io_allocate_irp(self, stack_size, address=None):
+        """IoAllocateIrp(StackSize) -> IoInitializeIrp (ReactOS ntoskrnl/io/iomgr/irp.c
+        IoInitializeIrp; the decompiled Windows 10 IoInitializeIrp writes the same): zero the
+        packet, Size, Type = IO_TYPE_IRP, StackCount, CurrentLocation = StackSize + 1,
+        ThreadListEntry initialised to point at itself, Tail.Overlay.CurrentStackLocation one
+        past the last stack location.  `address`: where the IRP lies (a published session
+        gives it); else it is allocated."""
+        size = self.size("_IRP") + stack_size * self.size("_IO_STACK_LOCATION")
+        if address is None:
+            address = self.alloc(size)
+        else:
+            self.mem.map(address, size)
+        self.mem.write(address, bytes(size))
+        self.put("_IRP", address, Type=IO_TYPE_IRP, Size=size, StackCount=stack_size,
+                 CurrentLocation=stack_size + 1)
+        self.list_init(address + self.off("_IRP", "ThreadListEntry"))
+        self.put("_IRP", address, Tail__Overlay__CurrentStackLocation=self._sl(address, stack_size))
+        return address
+
+    def io_next_location(self, irp, **fields):
+        """What a caller writes through IoGetNextIrpStackLocation before IoCallDriver
+        (MajorFunction, MinorFunction, Parameters...; wdm.h IoGetNextIrpStackLocation =
+        CurrentStackLocation - 1).  Returns the location's address."""
+        cur, _ = self._irp_counts(irp)
+        sl = self._sl(irp, cur - 2)
+        if fields:
+            self.put("_IO_STACK_LOCATION", sl, **self._location_fields(fields))
+        return sl
+
+    def io_copy_current_to_next(self, irp):
+        """IoCopyCurrentIrpStackLocationToNext (wdm.h): copy the current location up to
+        CompletionRoutine into the next one, and clear the next one's Control."""
+        cur, _ = self._irp_counts(irp)
+        src, dst = self._sl(irp, cur - 1), self._sl(irp, cur - 2)
+        n = self.off("_IO_STACK_LOCATION", "CompletionRoutine")
+        self.mem.write(dst, self.mem.read(src, n))
+        self.put("_IO_STACK_LOCATION", dst, Control=0)
+
+    def io_skip_current_location(self, irp):
+        """IoSkipCurrentIrpStackLocation (wdm.h): CurrentLocation++, CurrentStackLocation++."""
+        cur, _ = self._irp_counts(irp)
+        self.put("_IRP", irp, CurrentLocation=cur + 1,
+                 Tail__Overlay__CurrentStackLocation=self._sl(irp, cur))
+
+    def io_set_next_location(self, irp):
+        """IoSetNextIrpStackLocation (wdm.h): CurrentLocation--, CurrentStackLocation--."""
+        cur, _ = self._irp_counts(irp)
+        self.put("_IRP", irp, CurrentLocation=cur - 1,
+                 Tail__Overlay__CurrentStackLocation=self._sl(irp, cur - 2))
+
+    def io_set_completion_routine(self, irp, routine, context=0, success=True, error=True, cancel=True):
+        """IoSetCompletionRoutine (wdm.h): the NEXT location's CompletionRoutine and Context,
+        its Control = SL_INVOKE_ON_SUCCESS/ERROR/CANCEL as asked."""
+        control = ((SL_INVOKE_ON_SUCCESS if success else 0) | (SL_INVOKE_ON_ERROR if error else 0)
+                   | (SL_INVOKE_ON_CANCEL if cancel else 0))
+        self.io_next_location(irp, CompletionRoutine=routine, Context=context, Control=control)
+
+    def io_call_driver(self, irp, device):
+        """IoCallDriver / IofCallDriver (ReactOS ntoskrnl/io/iomgr/irp.c IofCallDriver; WRK
+        IopfCallDriver): CurrentLocation--, (NO_MORE_IRP_STACK_LOCATIONS when it reaches 0),
+        CurrentStackLocation = the next location, whose DeviceObject = `device`; then the
+        driver's dispatch routine runs (what it does is the scenario's next call)."""
+        cur, _ = self._irp_counts(irp)
+        if cur - 1 <= 0:
+            raise ValueError("IRP 0x%x: NO_MORE_IRP_STACK_LOCATIONS (bug check 0x35)" % irp)
+        sl = self._sl(irp, cur - 2)
+        self.put("_IRP", irp, CurrentLocation=cur - 1, Tail__Overlay__CurrentStackLocation=sl)
+        self.put("_IO_STACK_LOCATION", sl, DeviceObject=device)
+        return sl
+
+    def io_pass_down(self, irp, lower, copy=True, completion=None, context=0):
+        """What a filter or function driver does to pass the IRP to the device below:
+        IoCopyCurrentIrpStackLocationToNext (copy=True; else the caller fills the next
+        location), optionally IoSetCompletionRoutine, then IoCallDriver(lower)."""
+        if copy:
+            self.io_copy_current_to_next(irp)
+        if completion:
+            self.io_set_completion_routine(irp, completion, context)
+        return self.io_call_driver(irp, lower)
+
+    def io_mark_irp_pending(self, irp):
+        """IoMarkIrpPending (wdm.h): the current location's Control |= SL_PENDING_RETURNED.
+        Irp->PendingReturned is not touched: only IofCompleteRequest sets it."""
+        cur, _ = self._irp_counts(irp)
+        sl = self._sl(irp, cur - 1)
+        c = self._u8(sl + self.off("_IO_STACK_LOCATION", "Control"))
+        self.put("_IO_STACK_LOCATION", sl, Control=c | SL_PENDING_RETURNED)
+
+    def _clear_location(self, sl):
+        """IopClearStackLocation (ReactOS ntoskrnl/io/iomgr/irp.c): MinorFunction, Flags,
+        Control &= SL_ERROR_RETURNED, Argument1..3, FileObject.  MajorFunction, DeviceObject,
+        CompletionRoutine and Context stay."""
+        c = self._u8(sl + self.off("_IO_STACK_LOCATION", "Control"))
+        self.put("_IO_STACK_LOCATION", sl, MinorFunction=0, Flags=0, Control=c & SL_ERROR_RETURNED,
+                 Parameters__Others__Argument1=0, Parameters__Others__Argument2=0,
+                 Parameters__Others__Argument3=0, FileObject=0)
+
+    def io_complete_request(self, irp, status=0):
+        """The driver sets IoStatus.Status and calls IoCompleteRequest -> IofCompleteRequest
+        (ReactOS ntoskrnl/io/iomgr/irp.c; WRK IopfCompleteRequest): CurrentLocation above
+        StackCount + 1 is MULTIPLE_IRP_COMPLETE_REQUESTS; then from the current location up,
+        CurrentLocation++ and CurrentStackLocation++ each step while CurrentLocation <=
+        StackCount + 1: PendingReturned = Control & SL_PENDING_RETURNED; a location whose
+        completion routine is due is cleared and its routine called (modelled as returning
+        STATUS_SUCCESS: the walk goes on); otherwise, if PendingReturned and CurrentLocation <=
+        StackCount, IoMarkIrpPending on the new current location, and the location is cleared.
+        It ends with CurrentLocation == StackCount + 2.  The IRP stays on its thread's IrpList
+        until the IopCompleteRequest APC runs: this is the memory before it does.
+        Only success statuses (the error bookkeeping in SL_ERROR_RETURNED is not modelled)."""
+        if status & 0xC0000000 == 0xC0000000:
+            raise ValueError("io_complete_request models success statuses only")
+        cur, count = self._irp_counts(irp)
+        if cur > count + 1:
+            raise ValueError("IRP 0x%x: MULTIPLE_IRP_COMPLETE_REQUESTS (bug check 0x44)" % irp)
+        self.put("_IRP", irp, IoStatus__Status=status)
+        control_off = self.off("_IO_STACK_LOCATION", "Control")
+        index = cur - 1                                   # StackPtr = IoGetCurrentIrpStackLocation
+        cur += 1
+        self.put("_IRP", irp, CurrentLocation=cur, Tail__Overlay__CurrentStackLocation=self._sl(irp, cur - 1))
+        while cur <= count + 1:
+            sp = self._sl(irp, index)
+            control = self._u8(sp + control_off)
+            pending = control & SL_PENDING_RETURNED
+            self.put("_IRP", irp, PendingReturned=1 if pending else 0)
+            if control & SL_INVOKE_ON_SUCCESS:
+                self._clear_location(sp)                  # then CompletionRoutine(...) runs
+            else:
+                if cur <= count and pending:
+                    self.io_mark_irp_pending(irp)
+                self._clear_location(sp)
+            index += 1
+            cur += 1
+            self.put("_IRP", irp, CurrentLocation=cur, Tail__Overlay__CurrentStackLocation=self._sl(irp, cur - 1))
+        return irp
+
+    def iop_queue_thread_irp(self, irp, thread):
+        """IopQueueThreadIrp (WRK io/iomgr/iomgr.h macro; ReactOS IopQueueIrpToThread):
+        InsertHeadList(&Irp->Tail.Overlay.Thread->IrpList, &Irp->ThreadListEntry).  The
+        caller has set Tail.Overlay.Thread (IopSynchronousCall, IoBuildSynchronousFsdRequest's
+        callers): a synchronous IRP is queued on the thread that waits for it."""
+        head = thread + self.off("_ETHREAD", "IrpList")
+        entry = irp + self.off("_IRP", "ThreadListEntry")
+        flink = self._u64(head)
+        self.u64(entry, flink)
+        self.u64(entry + 8, head)
+        self.u64(flink + 8, entry)
+        self.u64(head, entry)
+
+    def _top_of_stack(self, device):
+        """IoGetAttachedDevice(Reference): follow AttachedDevice to the top."""
+        top = device
+        while True:
+            up = self._u64(top + self.off("_DEVICE_OBJECT", "AttachedDevice"))
+            if not up:
+                return top
+            top = up
+
+    def _stack_size(self, device):
+        return self._u8(device + self.off("_DEVICE_OBJECT", "StackSize"))
+
+    def iop_synchronous_call(self, thread, device, major, minor, stack_size=None, address=None, **params):
+        """The PnP manager's IopSynchronousCall (ReactOS ntoskrnl/io/pnpmgr/pnpirp.c; the
+        decompiled Win10/11 routine calls IopQueueThreadIrp the same way): TopDeviceObject =
+        IoGetAttachedDeviceReference(device); IoAllocateIrp(TopDeviceObject->StackSize)
+        (`stack_size` overrides it when a session shows another count);
+        IoStatus.Status = STATUS_NOT_SUPPORTED; Tail.Overlay.Thread = the calling thread;
+        IopQueueThreadIrp; the caller's stack location copied into the next one; IoCallDriver
+        (TopDeviceObject).  UserIosb/UserEvent point at the caller's stack locals, which the
+        builder does not lay out: left 0.  Returns the IRP, now at the top device."""
+        top = self._top_of_stack(device)
+        irp = self.io_allocate_irp(stack_size or self._stack_size(top), address)
+        self.put("_IRP", irp, IoStatus__Status=STATUS_NOT_SUPPORTED, Tail__Overlay__Thread=thread)
+        self.iop_queue_thread_irp(irp, thread)
+        self.io_next_location(irp, MajorFunction=major, MinorFunction=minor, **params)
+        self.io_call_driver(irp, top)
+        return irp
+
+    def po_request_power_irp(self, device, minor, power_type="DevicePowerState", state=None,
+                             completion="nt!PopRequestCompletion", context=0, address=None):
+        """PoRequestPowerIrp (ReactOS ntoskrnl/po/power.c PoRequestPowerIrp and its
+        PopAllocatePowerIrp): TopDeviceObject = IoGetAttachedDeviceReference(device);
+        IoAllocateIrp(TopDeviceObject->StackSize + 2); IoStatus = STATUS_NOT_SUPPORTED, 0;
+        IoSetNextIrpStackLocation; the next location gets Argument1..4 = (device, minor,
+        state, context) and DeviceObject = TopDeviceObject; IoSetNextIrpStackLocation; the
+        next location gets IRP_MJ_POWER, minor and Parameters.Power (a wait-wake IRP:
+        Parameters.WaitWake.PowerState); IoSetCompletionRoutine(power completion, TRUE, TRUE,
+        TRUE); PoCallDriver(TopDeviceObject) (IoCallDriver since Vista).  No thread is set and
+        the IRP is queued on no thread's IrpList.  Returns the IRP, now at the top device."""
+        top = self._top_of_stack(device)
+        irp = self.io_allocate_irp(self._stack_size(top) + 2, address)
+        self.put("_IRP", irp, IoStatus__Status=STATUS_NOT_SUPPORTED, IoStatus__Information=0)
+        self.io_set_next_location(irp)
+        value = 0
+        if state is not None:
+            enum = "_SYSTEM_POWER_STATE" if "System" in state else "_DEVICE_POWER_STATE"
+            value = self.enum(enum, state)
+        self.io_next_location(irp, Parameters__Others__Argument1=device, Parameters__Others__Argument2=minor,
+                              Parameters__Others__Argument3=value, Parameters__Others__Argument4=context,
+                              DeviceObject=top)
+        self.io_set_next_location(irp)
+        if minor == IRP_MN_WAIT_WAKE:
+            self.io_next_location(irp, MajorFunction=IRP_MJ_POWER, MinorFunction=minor,
+                                  Parameters__WaitWake__PowerState=value)
+        else:
+            self.io_next_location(irp, MajorFunction=IRP_MJ_POWER, MinorFunction=minor,
+                                  Parameters__Power__Type=power_type, Parameters__Power__State=value)
+        if completion:
+            self.io_set_completion_routine(irp, completion, context)
+        self.io_call_driver(irp, top)
+        return irp
 
