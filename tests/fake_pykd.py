@@ -111,6 +111,14 @@ class Symbols(object):
         for name, t in extras["user_types"].items():
             if name not in self.user_types:
                 self.user_types[name] = t
+        self._sorted = {}
+
+    def fields(self, name):
+        """[(name, ISF field)] of a user type in offset order, and {name: field}."""
+        if name not in self._sorted:
+            fields = self.user_types[name]["fields"]
+            self._sorted[name] = (sorted(fields.items(), key=lambda kv: kv[1]["offset"]), fields)
+        return self._sorted[name]
 
     def size(self, name):
         t = self.user_types[name]
@@ -192,8 +200,13 @@ class FakeTypeInfo(object):
         """[(name, ISF field)] in offset order (the PDB's order for all but union overlays)."""
         if self._kind not in ("struct", "unnamed"):
             raise TypeException("%s: type has no fields or array elements" % self._name)
-        fields = self._kw.get("fields") or {}
-        return sorted(fields.items(), key=lambda kv: kv[1]["offset"])
+        return self._kw["fields"][0]
+
+    def _field(self, name):
+        f = self._kw["fields"][1].get(name) if self._kind in ("struct", "unnamed") else None
+        if f is None:
+            raise TypeException('%s: field "%s not found' % (self._name, name))
+        return f
 
     def fields(self):
         self._fake.calls["typeInfo.fields"] += 1
@@ -202,19 +215,18 @@ class FakeTypeInfo(object):
         return [(n, self._fake._from_isf(f["type"])) for n, f in self._direct()]
 
     def hasField(self, name):
-        return self._kind in ("struct", "unnamed") and any(n == name for n, _ in self._direct())
+        return self._kind in ("struct", "unnamed") and name in self._kw["fields"][1]
 
     def fieldOffset(self, name):
         self._fake.calls["typeInfo.fieldOffset"] += 1
         t, off = self, 0
         for part in name.split("."):
-            for n, f in (t._direct() if t._kind in ("struct", "unnamed") else []):
-                if n == part:
-                    off += f["offset"]
-                    t = self._fake._from_isf(f["type"])
-                    break
-            else:
+            try:
+                f = t._field(part)
+            except TypeException:
                 raise TypeException('%s: field "%s not found' % (self._name, name))
+            off += f["offset"]
+            t = self._fake._from_isf(f["type"])
         return off
 
     def __str__(self):
@@ -424,12 +436,11 @@ class FakePykd(types.ModuleType):
 
     def _user(self, name):
         syms = self._symbols()
-        t = syms.user_types.get(name)
-        if t is None:                  # reached through a pointer: the trimmed data lacks it
-            return FakeTypeInfo(self, "struct", name, None, fields={})
+        if name not in syms.user_types:    # reached through a pointer: the trimmed data lacks it
+            return FakeTypeInfo(self, "struct", name, None, fields=([], {}))
         kind = "unnamed" if _unnamed(name) else "struct"
         return FakeTypeInfo(self, kind, "<unnamed-tag>" if kind == "unnamed" else name,
-                            syms.size(name), fields=t["fields"])
+                            syms.size(name), fields=syms.fields(name))
 
     def _enum(self, name):
         e = self._symbols().enums.get(name, {})

@@ -140,8 +140,8 @@ def test_the_fake_gives_types_as_the_public_symbols_shape_them(build):
     assert live.layout("_KSYSTEM_TIME").offset("High2Time") == 8
     # what the ISF has and our trimmed layouts do not is there too
     assert not shipped.has_type("_KAPC")
-    apc = f.typeInfo("nt!_KAPC")
-    assert apc.fieldOffset("ApcListEntry") == _isf(build)["user_types"]["_KAPC"]["fields"]["ApcListEntry"]["offset"]
+    apc, isf_apc = f.typeInfo("nt!_KAPC"), _isf(build)["user_types"]["_KAPC"]
+    assert apc.fieldOffset("ApcListEntry") == isf_apc["fields"]["ApcListEntry"]["offset"]
     assert live.layout("_KAPC").has("SystemArgument2")
     # _ERESOURCE: every offset as the ISF gives it; the waiters typed as the PDB types them
     isf = _isf(build)["user_types"]["_ERESOURCE"]
