@@ -9,8 +9,16 @@ source (pykd 0.3.4 / kdlibcpp):
   hex without `0x`;
 - `bugCheckData` raises `DbgException` when the target has no bug check;
 - `getStack` unwinds the implicit thread, which `setCurrentThread` switches;
-- `typeInfo` names types as kdlib does (`UInt4B`, `_KTHREAD*`, `_KWAIT_BLOCK[4]`, `UInt1B:1`,
-  `<unnamed-tag>`), lists direct fields only, and knows no WDK typedef the symbols lack;
+- `typeInfo` answers from real-shaped symbols, not from the trimmed layouts the backend is checked
+  against: the Volatility 3 ISF of the build (tests/data/isf/<build>.isf.json.gz, trimmed from
+  Microsoft's ntkrnlmp.pdb by tools/trim_isf.py) plus tests/data/isf/real-symbol-extras.json
+  (types the trimmed ISF lacks, such as `_KUSER_SHARED_DATA` and `_KSYSTEM_TIME`, each with its
+  public source).  Types keep their PDB shape: `_KUSER_SHARED_DATA.InterruptTime` is a 12-byte
+  `_KSYSTEM_TIME`, anonymous union members are listed flat, named members of unnamed types are
+  `<unnamed-tag>` types of their own.  Names are kdlib's (`UInt4B`, `_KTHREAD*`,
+  `_KWAIT_BLOCK[4]`, `UInt1B:1`, `<unnamed-tag>`); fields are direct only; no WDK typedef the
+  symbols lack.  An unknown type raises `SymbolException` (kdlib's symbol lookup), an unknown
+  field `TypeException` (kdlib FieldCollection::lookup: 'field "X not found');
 - `loadDump`/`attachKernel` open a mock target file as if it were a dump or a kernel.
 
 Every call is counted in `calls`.  Every pykd function that can write target memory or
@@ -18,6 +26,9 @@ registers, or resume or change the target, is present and records itself in `for
 before raising: a test asserts that list stays empty.
 """
 import collections
+import gzip
+import json
+import os
 import re
 import types
 
@@ -36,7 +47,10 @@ WRITERS = (
 # debugger commands that edit memory or registers (e*, f, r with '=', .write_cmd_hist is harmless)
 _EDITING = re.compile(r"^\s*(e[abdDfpqQuwz]?\b|f\b|fp\b|r\b.*=|\.?restart|g\b|p\b|t\b|\.reboot|\.crash)")
 
-# our layouts' base names -> kdlib's
+ISF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "isf")
+EXTRAS = os.path.join(ISF_DIR, "real-symbol-extras.json")
+
+# ISF base names -> kdlib's
 _PYKD_BASE = {
     "char": "Char", "unsigned char": "UInt1B", "wchar": "WChar", "short": "Int2B",
     "unsigned short": "UInt2B", "int": "Int4B", "unsigned int": "UInt4B", "long": "Long",
@@ -82,8 +96,53 @@ class _Const(object):
         return False
 
 
+class Symbols(object):
+    """One build's types as the public PDB gives them: the trimmed ISF, then the extras."""
+
+    def __init__(self, build):
+        with gzip.open(os.path.join(ISF_DIR, build + ".isf.json.gz"), "rt") as f:
+            isf = json.load(f)
+        with open(EXTRAS) as f:
+            extras = json.load(f)
+        self.build = build
+        self.base_types = isf["base_types"]
+        self.enums = isf["enums"]
+        self.user_types = dict(isf["user_types"])
+        for name, t in extras["user_types"].items():
+            if name not in self.user_types:
+                self.user_types[name] = t
+        self._sorted = {}
+
+    def fields(self, name):
+        """[(name, ISF field)] of a user type in offset order, and {name: field}."""
+        if name not in self._sorted:
+            fields = self.user_types[name]["fields"]
+            self._sorted[name] = (sorted(fields.items(), key=lambda kv: kv[1]["offset"]), fields)
+        return self._sorted[name]
+
+    def size(self, name):
+        t = self.user_types[name]
+        if t.get("size") is not None:
+            return t["size"]
+        # an extra whose size no source gave for this build: the end of its last listed field
+        return t.get("size_by_build", {}).get(self.build, t.get("size_lower_bound"))
+
+
+_SYMBOLS = {}
+
+
+def symbols(build):
+    if build not in _SYMBOLS:
+        _SYMBOLS[build] = Symbols(build)
+    return _SYMBOLS[build]
+
+
+def _unnamed(name):
+    return name.startswith(("__anonymous", "__unnamed", "<"))
+
+
 class FakeTypeInfo(object):
-    """typeInfo over a layout set's data: kind is struct/unnamed/base/ptr/array/enum/bitfield."""
+    """typeInfo over ISF data: kind is struct/unnamed/base/ptr/array/enum/bitfield/function."""
 
     def __init__(self, fake, kind, name, size, **kw):
         self._fake, self._kind, self._name, self._size = fake, kind, name, size
@@ -94,7 +153,7 @@ class FakeTypeInfo(object):
         return self._name
 
     def size(self):
-        if self._kind == "struct" and self._size is None:
+        if self._size is None:
             raise TypeException("%s: incomplete type" % self._name)
         return self._size
 
@@ -125,7 +184,7 @@ class FakeTypeInfo(object):
     def deref(self):
         if self._kind not in ("ptr", "array"):
             raise TypeException("%s: type can not be dereffered" % self._name)
-        return self._kw["target"]()
+        return self._kw["target"]
 
     def bitOffset(self):
         if self._kind != "bitfield":
@@ -138,32 +197,36 @@ class FakeTypeInfo(object):
         return self._kw["bit_length"]
 
     def _direct(self):
-        if self._kind == "enum":
-            return [(n, (v, None)) for n, v in sorted(self._kw["constants"].items(), key=lambda x: x[1])]
+        """[(name, ISF field)] in offset order (the PDB's order for all but union overlays)."""
         if self._kind not in ("struct", "unnamed"):
             raise TypeException("%s: type has no fields or array elements" % self._name)
-        return self._kw["fields"]()
+        return self._kw["fields"][0]
+
+    def _field(self, name):
+        f = self._kw["fields"][1].get(name) if self._kind in ("struct", "unnamed") else None
+        if f is None:
+            raise TypeException('%s: field "%s not found' % (self._name, name))
+        return f
 
     def fields(self):
         self._fake.calls["typeInfo.fields"] += 1
         if self._kind == "enum":
-            return [(n, _Const(v)) for n, (v, _) in self._direct()]
-        return [(n, self._fake._type_of(f, self, n)) for n, f in self._direct()]
+            return [(n, _Const(v)) for n, v in sorted(self._kw["constants"].items(), key=lambda x: x[1])]
+        return [(n, self._fake._from_isf(f["type"])) for n, f in self._direct()]
 
     def hasField(self, name):
-        return any(n == name for n, _ in self._direct())
+        return self._kind in ("struct", "unnamed") and name in self._kw["fields"][1]
 
     def fieldOffset(self, name):
         self._fake.calls["typeInfo.fieldOffset"] += 1
         t, off = self, 0
         for part in name.split("."):
-            for n, f in t._direct():
-                if n == part:
-                    off += f["offset"] - t._kw.get("base", 0)
-                    t = self._fake._type_of(f, t, n)
-                    break
-            else:
-                raise TypeException("%s has no field %s" % (self._name, name))
+            try:
+                f = t._field(part)
+            except TypeException:
+                raise TypeException('%s: field "%s not found' % (self._name, name))
+            off += f["offset"]
+            t = self._fake._from_isf(f["type"])
         return off
 
     def __str__(self):
@@ -358,77 +421,62 @@ class FakePykd(types.ModuleType):
 
     # -- types --------------------------------------------------------------------------------
 
+    def _symbols(self):
+        return symbols(self.target.layouts().build)
+
     def typeInfo(self, name):
         self.calls["typeInfo"] += 1
         name = name.split("!")[-1]
-        ls = self.target.layouts()
-        raw = ls._raw.get(name)                  # the symbols: no typedef aliases
-        if raw is not None:
-            return self._struct(name, raw)
-        if name in ls.enums:
-            e = ls.enums[name]
-            return FakeTypeInfo(self, "enum", name, e.get("size", 4),
-                                constants=e["constants"] if "constants" in e else e)
-        raise TypeException("type %s is not found" % name)
+        syms = self._symbols()
+        if name in syms.user_types and not _unnamed(name):
+            return self._user(name)
+        if name in syms.enums:
+            return self._enum(name)
+        raise SymbolException("%s is not found" % name)      # kdlib: symbol look-up fails
 
-    def _struct(self, name, raw):
-        def direct():
-            return sorted(raw.get("fields", {}).items(), key=lambda kv: kv[1]["offset"])
-        return FakeTypeInfo(self, "struct", name, raw["size"], fields=direct, raw=raw, base=0)
+    def _user(self, name):
+        syms = self._symbols()
+        if name not in syms.user_types:    # reached through a pointer: the trimmed data lacks it
+            return FakeTypeInfo(self, "struct", name, None, fields=([], {}))
+        kind = "unnamed" if _unnamed(name) else "struct"
+        return FakeTypeInfo(self, kind, "<unnamed-tag>" if kind == "unnamed" else name,
+                            syms.size(name), fields=syms.fields(name))
 
-    def _unnamed(self, parent, member, f):
-        """The unnamed type of member `member`: its fields are the parent's dotted ones."""
-        raw = parent._kw["raw"]
-        prefix = parent._kw.get("prefix", "") + member + "."
-        nested = raw.get("nested_fields", {})
+    def _enum(self, name):
+        e = self._symbols().enums.get(name, {})
+        return FakeTypeInfo(self, "enum", name, e.get("size", 4), constants=e.get("constants", {}))
 
-        def direct():
-            out = []
-            for n, g in nested.items():
-                if n.startswith(prefix) and "." not in n[len(prefix):]:
-                    out.append((n[len(prefix):], g))
-            return sorted(out, key=lambda kv: kv[1]["offset"])
-        return FakeTypeInfo(self, "unnamed", "<unnamed-tag>", f["size"], fields=direct, raw=raw,
-                            prefix=prefix, base=f["offset"])
-
-    def _type_of(self, f, parent, member):
-        t = f["type"]
-        if f.get("bit_length") is not None:
-            base = _PYKD_BASE.get(t, t)
-            return FakeTypeInfo(self, "bitfield", "%s:%d" % (base, f["bit_length"]), f["size"],
-                                bit_position=f["bit_position"], bit_length=f["bit_length"])
-        if t.startswith(("__anonymous", "__unnamed")):
-            return self._unnamed(parent, member, f)
-        return self._parse(t, f["size"])
-
-    def _parse(self, t, size):
-        ps = self.target.pointer_size
-        ls = self.target.layouts()
-        m = re.match(r"^(.*)\[(\d+)\]$", t)
-        if m:
-            inner, n = m.group(1), int(m.group(2))
-            elem_size = size // n if n else 0
-            elem = self._parse(inner, elem_size)
-            return FakeTypeInfo(self, "array", "%s[%d]" % (elem.name(), n), size,
-                                target=lambda: elem)
-        if t.startswith("ptr:"):
-            inner = t[4:]
-            inner_size = (ls._raw.get(inner) or {}).get("size") or ls.base_types.get(inner, {}).get("size")
-            target = self._parse(inner, inner_size)
-            return FakeTypeInfo(self, "ptr", target.name() + "*", ps, target=lambda: target)
-        if t.startswith("enum:"):
-            e = ls.enums.get(t[5:], {})
-            return FakeTypeInfo(self, "enum", t[5:], size or e.get("size", 4),
-                                constants=e.get("constants", e))
-        if t == "function":
+    def _from_isf(self, t):
+        """The typeInfo of an ISF type description, named as kdlib names it."""
+        kind = t["kind"]
+        syms = self._symbols()
+        if kind == "base":
+            b = syms.base_types.get(t["name"], {})
+            return FakeTypeInfo(self, "base", _PYKD_BASE.get(t["name"], t["name"]), b.get("size", 0))
+        if kind == "pointer":
+            target = self._from_isf(t["subtype"])
+            return FakeTypeInfo(self, "ptr", target.name() + "*", self.target.pointer_size,
+                                target=target)
+        if kind == "array":
+            elem = self._from_isf(t["subtype"])
+            n = t["count"]
+            size = elem._size * n if elem._size is not None else None
+            # kdlib writes the dimensions outer first, as C does: UInt8B[4][2] for Cycles[4][2]
+            base, dims = elem._kw.get("base_name", elem.name()), elem._kw.get("dims", "")
+            return FakeTypeInfo(self, "array", "%s[%d]%s" % (base, n, dims), size, target=elem,
+                                base_name=base, dims="[%d]%s" % (n, dims))
+        if kind in ("struct", "union", "class"):
+            return self._user(t["name"])
+        if kind == "enum":
+            return self._enum(t["name"])
+        if kind == "bitfield":
+            under = self._from_isf(t["type"])
+            return FakeTypeInfo(self, "bitfield", "%s:%d" % (under.name(), t["bit_length"]),
+                                under._size, bit_position=t["bit_position"],
+                                bit_length=t["bit_length"])
+        if kind == "function":
             return FakeTypeInfo(self, "function", "Void(__cdecl*)()", 0)
-        if t in ls.base_types or t in _PYKD_BASE:
-            return FakeTypeInfo(self, "base", _PYKD_BASE.get(t, t), ls.base_types.get(t, {}).get("size", size))
-        raw = ls._raw.get(t)
-        if raw is not None:
-            return self._struct(t, raw)
-        # a type the trimmed layouts do not carry: its size is known, its fields are not
-        return FakeTypeInfo(self, "struct", t, size, fields=lambda: [], raw={})
+        raise TypeException("ISF type kind %r" % kind)
 
     # -- threads, stacks, bug check -------------------------------------------------------------
 

@@ -1,4 +1,10 @@
-"""The pykd backend through a fake pykd (tests/fake_pykd.py) backed by mock targets."""
+"""The pykd backend through a fake pykd (tests/fake_pykd.py) backed by mock targets.
+
+The fake answers typeInfo from real-shaped symbols (the builds' ISF in tests/data/isf and the
+real-symbol extras there), not from the trimmed layouts: where our layouts or the supplement say
+otherwise than the PDB, these tests see it.
+"""
+import gzip
 import io
 import json
 import os
@@ -8,11 +14,11 @@ import sys
 import pytest
 
 from conftest import BUILDS, MOCKS, WIN7, WIN10, mock, run_cli
-from fake_pykd import FakePykd
+from fake_pykd import ISF_DIR, FakePykd, SymbolException, TypeException
 from pykd_ext.errors import MemoryFault, SymbolNotFound
 from pykd_ext.mock.builder import ScenarioBuilder
 from pykd_ext.target.cache import CachedTarget
-from pykd_ext.target.layouts import load_shipped
+from pykd_ext.target.layouts import load_shipped, supplement
 from pykd_ext.target.mock import MockTarget
 from pykd_ext.target.pykd_backend import PykdTarget, parse_find_symbol
 
@@ -37,13 +43,38 @@ def backend(path):
     return f, PykdTarget(f, path)
 
 
-@pytest.mark.parametrize("build", BUILDS)
-def test_layouts_from_type_info_match_the_public_symbols(build):
+SUPPLEMENT_TYPES = sorted(supplement()["structs"])
+
+# Where the supplement (pykd_ext/layouts/supplement.json) and the public PDB differ, and why
+# that is known.  Any other difference fails the test below.
+SUPPLEMENT_VS_SYMBOLS = {
+    ("_KUSER_SHARED_DATA", "InterruptTime"):
+        "a 12-byte _KSYSTEM_TIME in the PDB, an 8-byte integer in the supplement: the backend "
+        "leaves it out (LiveLayouts.mismatches); the power-fidelity branch retypes it",
+    ("_KUSER_SHARED_DATA", "size"):
+        "0x5f0 is the 7 SP1 size; 8.1 and later are larger and the extras have no "
+        "build-attributed size for them (they report the end of the last field listed)",
+    ("_OBJECT_HEADER_NAME_INFO", "Directory"):
+        "_OBJECT_DIRECTORY* in the PDB, void* in the supplement: the same pointer",
+    ("_OBJECT_HEADER_CREATOR_INFO", "Reserved"):
+        "named Reserved on 7 and Reserved1 later; the extras list neither and nothing reads it",
+}
+
+
+def _live(build):
     b = ScenarioBuilder(build)
     b.process("System", pid=4)
     f = FakePykd(b.target())
-    live, shipped = PykdTarget(f, "t").layouts(), load_shipped(build)
+    return f, PykdTarget(f, "t").layouts()
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_layouts_from_type_info_match_the_public_symbols(build):
+    f, live = _live(build)
+    shipped = load_shipped(build)
     for name in USED_TYPES:
+        if name in SUPPLEMENT_TYPES:
+            continue                 # not from the PDB extracts: see the next test
         a, s = live.layout(name), shipped.layout(name)
         assert a.size == s.size, name
         for fname, sf in s.fields.items():
@@ -60,6 +91,75 @@ def test_layouts_from_type_info_match_the_public_symbols(build):
         shipped.layout("_IRP").offset("Tail.Overlay.CurrentStackLocation")
 
 
+@pytest.mark.parametrize("build", BUILDS)
+def test_the_supplement_differs_from_real_symbols_only_where_known(build):
+    f, live = _live(build)
+    shipped = load_shipped(build)
+    seen = set()
+    for name in SUPPLEMENT_TYPES:
+        a, s = live.layout(name), shipped.layout(name)
+        if a.size != s.size:
+            seen.add((name, "size"))
+        for fname, sf in s.fields.items():
+            lf = a.fields.get(fname)
+            if lf is None or (lf.offset, lf.size, lf.type) != (sf.offset, sf.size, sf.type):
+                seen.add((name, fname))
+    assert seen <= set(SUPPLEMENT_VS_SYMBOLS), sorted(seen - set(SUPPLEMENT_VS_SYMBOLS))
+    # a member whose symbol type has another shape is left out, and said so, never decoded
+    for name, fname, real, ours in live.mismatches:
+        assert not live.layout(name).has(fname)
+        assert (name, fname) in SUPPLEMENT_VS_SYMBOLS
+    assert live.layout("_KUSER_SHARED_DATA").offset("TickCountQuad") == 0x320
+    if live.layout("_KUSER_SHARED_DATA").has("InterruptTime"):      # once the supplement agrees
+        assert live.layout("_KUSER_SHARED_DATA").field("InterruptTime").type == "_KSYSTEM_TIME"
+    else:
+        assert ("_KUSER_SHARED_DATA", "InterruptTime", "_KSYSTEM_TIME",
+                "unsigned long long") in live.mismatches
+
+
+def _isf(build):
+    with gzip.open(os.path.join(ISF_DIR, build + ".isf.json.gz"), "rt") as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_the_fake_gives_types_as_the_public_symbols_shape_them(build):
+    f, live = _live(build)
+    shipped = load_shipped(build)
+    # _KUSER_SHARED_DATA as the PDB types it: the times are 12-byte _KSYSTEM_TIMEs
+    kusd = f.typeInfo("nt!_KUSER_SHARED_DATA")
+    members = dict(kusd.fields())
+    for fname, off in (("InterruptTime", 0x8), ("SystemTime", 0x14), ("TickCount", 0x320)):
+        assert (members[fname].name(), members[fname].size(), kusd.fieldOffset(fname)) == \
+            ("_KSYSTEM_TIME", 12, off)
+    assert (members["TickCountQuad"].name(), kusd.fieldOffset("TickCountQuad")) == ("UInt8B", 0x320)
+    kst = f.typeInfo("nt!_KSYSTEM_TIME")
+    assert [(n, t.name(), kst.fieldOffset(n)) for n, t in kst.fields()] == \
+        [("LowPart", "ULong", 0), ("High1Time", "Long", 4), ("High2Time", "Long", 8)]
+    assert kst.size() == 12
+    assert live.layout("_KSYSTEM_TIME").offset("High2Time") == 8
+    # what the ISF has and our trimmed layouts do not is there too
+    assert not shipped.has_type("_KAPC")
+    apc, isf_apc = f.typeInfo("nt!_KAPC"), _isf(build)["user_types"]["_KAPC"]
+    assert apc.fieldOffset("ApcListEntry") == isf_apc["fields"]["ApcListEntry"]["offset"]
+    assert live.layout("_KAPC").has("SystemArgument2")
+    # _ERESOURCE: every offset as the ISF gives it; the waiters typed as the PDB types them
+    isf = _isf(build)["user_types"]["_ERESOURCE"]
+    er = f.typeInfo("nt!_ERESOURCE")
+    assert er.size() == isf["size"] == 0x68
+    assert {n: er.fieldOffset(n) for n, _ in er.fields()} == \
+        {n: g["offset"] for n, g in isf["fields"].items()}
+    assert (er.fieldOffset("OwnerEntry"), dict(er.fields())["OwnerEntry"].name()) == (0x30, "_OWNER_ENTRY")
+    assert er.fieldOffset("NumberOfExclusiveWaiters") == 0x4c
+    waiters = dict(er.fields())["ExclusiveWaiters"].name()
+    assert waiters == ("_KEVENT*" if build in BUILDS[:2] else "Void*")
+    # pykd's exceptions: an unknown type is a symbol error, an unknown field a type error
+    with pytest.raises(SymbolException):
+        f.typeInfo("nt!_NO_SUCH_TYPE")
+    with pytest.raises(TypeException):
+        er.fieldOffset("NoSuchField")
+
+
 def test_a_typedef_the_symbols_lack_is_the_wdk_one_and_a_missing_type_is_missing():
     f = FakePykd(MockTarget.load(mock("eresource_deadlock_win10")))
     live = PykdTarget(f, "t").layouts()
@@ -68,6 +168,25 @@ def test_a_typedef_the_symbols_lack_is_the_wdk_one_and_a_missing_type_is_missing
     assert not live.has_type("_NO_SUCH_TYPE")
     f7 = FakePykd(MockTarget.load(mock("eresource_deadlock_win7")))
     assert PykdTarget(f7, "t").layouts().layout("_KGUARDED_MUTEX").has("Gate")   # its own type on 7
+
+
+def test_an_enum_the_symbols_lack_comes_from_the_shipped_sets_and_no_other():
+    f7, live7 = _live(WIN7)
+    with pytest.raises(SymbolException):
+        f7.typeInfo("nt!_KTHREAD_STATE")                  # the 7 SP1 PDB has none
+    assert live7.enum("_KTHREAD_STATE") == load_shipped(WIN7).enum("_KTHREAD_STATE")
+    assert WIN7 in live7.enum_sources["_KTHREAD_STATE"]
+    assert not live7.has_type("_POP_IRP_DATA")           # nor this: still missing, not borrowed
+    f10, live10 = _live(WIN10)
+    assert live10.enum("_KTHREAD_STATE")["WaitingForProcessInSwap"] == 9
+    assert live10.enum_sources == {}                      # the 10 PDB has it
+
+
+def test_a_multi_dimensional_array_is_named_in_c_order():
+    f, live = _live(WIN10)
+    cycles = dict(f.typeInfo("nt!_KPRCB").fields())["Cycles"]
+    assert (cycles.name(), cycles.size(), cycles.deref().name()) == ("UInt8B[4][2]", 64, "UInt8B[2]")
+    assert live.layout("_KPRCB").field("Cycles").type == "unsigned long long[4][2]"
 
 
 def test_read_is_one_load_bytes_and_a_fault_carries_the_address():
@@ -134,10 +253,18 @@ def test_modules_are_found_once_per_module():
 
 # -- end to end through the CLI ----------------------------------------------------------------
 
+# mock targets whose power IRPs have an age (interrupt time now minus WatchdogStart): through the
+# fake, InterruptTime is what the PDB makes it, so the ages are missing (with a warning)
+POWER_AGES = {"corrupt_power_lists", "power_9f3_filter", "power_9f3_mutex_chain", "power_clean"}
+INTERRUPT_TIME = "InterruptTime is _KSYSTEM_TIME in real symbols; fixed by the power-fidelity branch"
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("fmt", ["text", "json"])
 @pytest.mark.parametrize("command", ["deadlock", "powerirps", "dpcs", "timerres"])
-def test_dump_through_pykd_prints_what_the_mock_target_gives(fake, name, fmt, command):
+def test_dump_through_pykd_prints_what_the_mock_target_gives(fake, name, fmt, command, request):
+    if command == "powerirps" and name in POWER_AGES:
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=INTERRUPT_TIME))
     direct = run_cli(command, "--target", mock(name), "--format", fmt)
     through = run_cli(command, "--dump", mock(name), "--format", fmt)
     assert through == direct

@@ -8,7 +8,13 @@ Everything here was checked against pykd's source (pykd 0.3.4, kdlibcpp):
 - layouts come from the target's own symbols (`typeInfo`), built once per type on first use.
   pykd names base types `UInt4B`, pointers `_KTHREAD*`, arrays `_KWAIT_BLOCK[4]`, bit fields
   `UInt4B:3`; anonymous members appear flattened, named members of unnamed types
-  (`Tail.Overlay...`) are expanded into dotted names as in the shipped layouts.
+  (`Tail.Overlay...`) are expanded into dotted names as in the shipped layouts; a
+  multi-dimensional array is named in C order (`unsigned long long[4][2]`).  Two gaps of
+  real symbols are bridged, each only where the symbols fall short: an enum the symbols lack
+  (the 7 SP1 PDB has no `_KTHREAD_STATE`) takes the constants the shipped sets carry, and a
+  member of a supplement type whose symbol type has another shape than the supplement says
+  (`_KUSER_SHARED_DATA.InterruptTime` is a 12-byte `_KSYSTEM_TIME` in the PDB) is left out of
+  the layout, so code reading it gets FieldNotFound rather than an address taken for a value.
 - stacks: `getStack()` unwinds the implicit thread; `setCurrentThread()` switches it in
   kernel mode (it is `SetImplicitThreadDataOffset`, debugger state, not target state) and the
   previous thread is always restored.
@@ -22,7 +28,7 @@ import struct
 
 from ..errors import MemoryFault, SymbolNotFound, TargetUnavailable, TypeNotFound
 from .base import BugCheck, Frame, Module, Processor, Target
-from .layouts import Field, LayoutSet, TypeLayout
+from .layouts import Field, LayoutSet, TypeLayout, load_shipped, shipped_builds, supplement
 
 # pykd's base type names -> the shipped layouts' names (same names, same decoding)
 _BASE = {
@@ -56,11 +62,23 @@ BASE_TYPES = {
 # target's symbols lack the name (8.1 and later define KGUARDED_MUTEX as FAST_MUTEX).
 TYPEDEFS = {"_KGUARDED_MUTEX": "_FAST_MUTEX"}
 
+# Enums some builds' symbols lack although their kernels use the values: taken from the shipped
+# layout sets only when the target's symbols have no such enum.  The 7 SP1 ntkrnlmp.pdb has no
+# _KTHREAD_STATE (KTHREAD.State is a plain UCHAR there); the 8.1, 10 and 11 PDBs give the same
+# values, which the shipped sets carry (the 7 SP1 set copies them from 8.1).
+ENUMS_SYMBOLS_MAY_LACK = ("_KTHREAD_STATE",)
+
 MAX_NESTING = 4          # dotted depth through unnamed member types (the shipped sets need 3)
 MAX_PROCESSORS = 2048
 
 _HEX = re.compile(r"^[0-9a-fA-F`]+$")
+_DIMS = re.compile(r"^(.*?)((?:\[\d+\])+)$")
 _DISP = re.compile(r"^(.*?)([+-])([0-9a-fA-F`]+)$")
+
+
+def _scalar(typ):
+    """Whether a layout type string decodes as one value (integer, pointer, enum)."""
+    return typ.startswith(("ptr:", "enum:")) or (typ in BASE_TYPES and typ != "void")
 
 
 def _unnamed(name):
@@ -88,6 +106,9 @@ class LiveLayouts(LayoutSet):
         self._pykd = pykd
         self._module = module
         self._missing = set()
+        # (type, field, symbols' type, supplement's type): members left out for their shape
+        self.mismatches = []
+        self.enum_sources = {}    # enum -> where its constants came from when not the symbols
 
     def _type_info(self, name):
         try:
@@ -110,7 +131,11 @@ class LiveLayouts(LayoutSet):
         if ti.isArray():
             elem = ti.deref()
             n = ti.size() // elem.size() if elem.size() else 0
-            return "%s[%d]" % (self._type_string(elem), n)
+            inner = self._type_string(elem)
+            if elem.isArray():        # C order: ULONGLONG Cycles[4][2] is 4 arrays of 2
+                m = _DIMS.match(inner)
+                return "%s[%d]%s" % (m.group(1), n, m.group(2))
+            return "%s[%d]" % (inner, n)
         if ti.isEnum():
             return "enum:" + ti.name()
         if ti.isFunction():
@@ -133,7 +158,24 @@ class LiveLayouts(LayoutSet):
                 if (ft.isUserDefined() and not ft.isPointer() and not ft.isArray()
                         and _unnamed(ft.name()) and depth < MAX_NESTING):
                     work.append((full + ".", off, ft, depth + 1))
+        self._drop_other_shapes(name, fields)
         return TypeLayout(name, ti.size(), fields)
+
+    def _drop_other_shapes(self, name, fields):
+        """The supplement describes types the PDB extracts lack, with the shape the analyses
+        read.  A member the symbols give another shape (a structure where the supplement has
+        an integer, or the reverse) is left out: a view would decode the structure as its
+        address, a value no analysis can tell from a real one."""
+        expected = supplement()["structs"].get(name)
+        if not expected:
+            return
+        wanted = dict(expected.get("fields", {}))
+        wanted.update(expected.get("nested_fields", {}))
+        for fname, sf in sorted(wanted.items()):
+            lf = fields.get(fname)
+            if lf is not None and _scalar(lf.type) != _scalar(sf["type"]):
+                del fields[fname]
+                self.mismatches.append((name, fname, lf.type, sf["type"]))
 
     def layout(self, name):
         name = name.split("!")[-1]
@@ -155,10 +197,28 @@ class LiveLayouts(LayoutSet):
         e = self.enums.get(name)
         if e is None:
             ti = self._type_info(name)
-            if ti is None or not ti.isEnum():
+            e = None
+            if ti is not None and ti.isEnum():
+                e = {fname: int(v) for fname, v in ti.fields()}
+            elif name in ENUMS_SYMBOLS_MAY_LACK:
+                e = self._shipped_enum(name)
+            if e is None:
                 raise TypeNotFound("%s!%s" % (self._module, name))
-            e = self.enums[name] = {fname: int(v) for fname, v in ti.fields()}
+            self.enums[name] = e
         return e
+
+    def _shipped_enum(self, name):
+        """Constants of an enum the symbols lack, from the shipped set of this build if there
+        is one, else from the first that carries it; or None."""
+        builds = shipped_builds()
+        for build in sorted(builds, key=lambda b: b != self.build):     # this build's set first
+            try:
+                e = load_shipped(build).enum(name)
+            except TypeNotFound:
+                continue
+            self.enum_sources[name] = "shipped layouts of %s (not in the target's symbols)" % build
+            return dict(e)
+        return None
 
     def to_json(self):
         d = LayoutSet.to_json(self)
