@@ -253,18 +253,13 @@ def test_modules_are_found_once_per_module():
 
 # -- end to end through the CLI ----------------------------------------------------------------
 
-# mock targets whose power IRPs have an age (interrupt time now minus WatchdogStart): through the
-# fake, InterruptTime is what the PDB makes it, so the ages are missing (with a warning)
-POWER_AGES = {"corrupt_power_lists", "power_9f3_filter", "power_9f3_mutex_chain", "power_clean"}
-INTERRUPT_TIME = "InterruptTime is _KSYSTEM_TIME in real symbols; fixed by the power-fidelity branch"
-
-
 @pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("fmt", ["text", "json"])
 @pytest.mark.parametrize("command", ["deadlock", "powerirps", "dpcs", "timerres"])
-def test_dump_through_pykd_prints_what_the_mock_target_gives(fake, name, fmt, command, request):
-    if command == "powerirps" and name in POWER_AGES:
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=INTERRUPT_TIME))
+def test_dump_through_pykd_prints_what_the_mock_target_gives(fake, name, fmt, command):
+    """Through the fake pykd, whose types are the real symbols' (InterruptTime a 12-byte
+    _KSYSTEM_TIME, no _KWAIT_CHAIN_ENTRY), every command prints what the mock target gives:
+    power IRP ages included."""
     direct = run_cli(command, "--target", mock(name), "--format", fmt)
     through = run_cli(command, "--dump", mock(name), "--format", fmt)
     assert through == direct
@@ -501,3 +496,13 @@ def test_no_hint_on_a_fast_link_or_a_dump(fake, monkeypatch):
     _slow_reads(fake, monkeypatch, 0.002, 11520.0)           # a dump on a slow share: not a link
     code, out, err = run_cli("deadlock", "--dump", mock("eresource_deadlock"))
     assert code == 0 and "read-unit" not in err
+
+
+def test_a_type_the_symbols_lack_comes_from_the_supplement_and_says_so():
+    """Public symbols do not all carry _KWAIT_CHAIN_ENTRY (the fake's real-shaped ones lack
+    it): the live layouts take the supplement's and record where it came from."""
+    f, t = backend(mock("eresource_deadlock_win10"))
+    lay = t.layouts().layout("_KWAIT_CHAIN_ENTRY")
+    assert (lay.offset("Thread"), lay.offset("Event")) == (0x10, 0x18)
+    assert "supplement" in t.layouts().type_sources["_KWAIT_CHAIN_ENTRY"]
+    assert "_KUSER_SHARED_DATA" not in t.layouts().type_sources      # the symbols have that one

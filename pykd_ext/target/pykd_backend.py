@@ -109,6 +109,7 @@ class LiveLayouts(LayoutSet):
         # (type, field, symbols' type, supplement's type): members left out for their shape
         self.mismatches = []
         self.enum_sources = {}    # enum -> where its constants came from when not the symbols
+        self.type_sources = {}    # type -> where its layout came from when not the symbols
 
     def _type_info(self, name):
         try:
@@ -188,6 +189,13 @@ class LiveLayouts(LayoutSet):
                 ti = self._type_info(TYPEDEFS[name])
             if ti is not None:
                 t = self._types[name] = self._build(name, ti)
+                return t
+            sup = supplement()["structs"].get(name)
+            if sup is not None:
+                # a type the symbols lack (e.g. _KWAIT_CHAIN_ENTRY, which public PDBs do not
+                # all carry): the supplement's layout, with its source said in type_sources
+                t = self._types[name] = TypeLayout.from_json(name, sup)
+                self.type_sources[name] = "layouts/supplement.json (not in the target's symbols)"
                 return t
             self._missing.add(name)
         raise TypeNotFound("%s!%s" % (self._module, name))
