@@ -141,14 +141,7 @@ class IoMixin(object):
                  Tail__Overlay__Thread=thread, PendingReturned=1 if pending else 0,
                  Cancel=1 if cancel else 0)
         for i, fields in enumerate(locations):
-            fields = dict(fields)
-            if isinstance(fields.get("CompletionRoutine"), str):
-                fields["CompletionRoutine"] = self.code(fields["CompletionRoutine"])
-            if isinstance(fields.get("Parameters__Power__Type"), str):
-                fields["Parameters__Power__Type"] = self.enum("_POWER_STATE_TYPE", fields["Parameters__Power__Type"])
-            if isinstance(fields.get("Parameters__Power__State"), str):
-                enum = "_SYSTEM_POWER_STATE" if "System" in fields["Parameters__Power__State"] else "_DEVICE_POWER_STATE"
-                fields["Parameters__Power__State"] = self.enum(enum, fields["Parameters__Power__State"])
+            fields = self._location_fields(fields)
             if i == current and "Control" not in fields and pending:
                 fields["Control"] = 0x01                       # SL_PENDING_RETURNED
             self.put("_IO_STACK_LOCATION", a + irp_size + i * sl, **fields)
@@ -158,7 +151,6 @@ class IoMixin(object):
         else:
             self.list_init(a + self.off("_IRP", "ThreadListEntry"))
         return a
-
 
     # -- IRPs as the kernel's routines make them -------------------------------------------------
 
