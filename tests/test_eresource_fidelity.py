@@ -12,12 +12,7 @@ from pykd_ext.kernel.resources import decode_resource
 from pykd_ext.mock.builder import ScenarioBuilder
 
 from conftest import BUILDS, WIN10, WIN11, WIN7, cached, run_cli
-
-TOP = ["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x3a7", "nt!KiCommitThreadWait+0x14f",
-       "nt!KeWaitForSingleObject+0x233"]
-ACQ_X = ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceExclusiveLite+0x1a6"]
-ACQ_S = ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceSharedLite+0x2b1"]
-START = ["nt!PspSystemThreadStartup+0x55", "nt!KiStartSystemThread+0x28"]
+from test_waitgraph import ACQ_S, ACQ_X, START, TOP
 
 
 def base(build):
