@@ -221,3 +221,22 @@ def test_any_acquire_routine_on_the_stack(build):
     b.put("_KTHREAD", w, WaitBlockList=0xfffff88000001230)
     a = analyze(cached(b))
     assert [(e.thread, e.lock, e.evidence) for e in a.edges] == [(w, r, "stack-scan")]
+
+
+@pytest.mark.parametrize("build", [WIN7, WIN11])
+def test_chosen_addresses_and_frames_in_no_module(build):
+    """Published sessions give addresses: a thread and a KDPC where the session saw them, and
+    a frame in an unloaded driver (a bare address no module covers)."""
+    b, sysp = base(build)
+    t = b.thread(sysp, 0x10, "Fs!Worker", address=0xfffffa8004b6d040,
+                 frames=TOP + ["0xfffff88001234567", "Fs!Worker+0x20"] + START)
+    b.wait_on(t, [b.event()], "Executive")
+    b.processor(0)
+    k = b.queue_dpc(0, "Fs!Dpc", address=0xfffffa8004b6e000)
+    target = cached(b)
+    assert t in b.threads and k == 0xfffffa8004b6e000
+    a = analyze(target)
+    assert a.counts["threads"] == 1
+    frames = [f for f in target.stack(t)]
+    assert any(f.ip == 0xfffff88001234567 for f in frames)
+    assert target.module_at(0xfffff88001234567) is None

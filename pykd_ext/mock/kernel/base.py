@@ -154,7 +154,10 @@ class BuilderBase(object):
         return a
 
     def code(self, spec):
-        """`nt!KiSwapContext+0x7a` or `ZTEusbnet+0x35dd` -> an instruction address."""
+        """`nt!KiSwapContext+0x7a` or `ZTEusbnet+0x35dd` -> an instruction address; a bare
+        `0xfffff88001234567` is taken as it is (code in no loaded module)."""
+        if spec.lower().startswith("0x"):
+            return int(spec, 16)
         if "!" in spec:
             func, _, off = spec.partition("+")
             off = int(off, 16) if off else 0

@@ -33,11 +33,16 @@ class DpcMixin(object):
     def _dpc_data(self, index, threaded):
         return self._prcb(index) + self.off("_KPRCB", "DpcData") + (1 if threaded else 0) * self.size("_KDPC_DATA")
 
-    def queue_dpc(self, cpu, routine, threaded=False, importance=1, context=0, number=0):
+    def queue_dpc(self, cpu, routine, threaded=False, importance=1, context=0, number=0, address=None):
         """KeInsertQueueDpc: a KDPC for `routine` (module!Func[+off]) at the tail of CPU `cpu`'s
         normal or threaded queue, linked as this build links them (LIST_ENTRY on 7,
-        SINGLE_LIST_ENTRY with a LastEntry on 8.1 and later).  Returns the KDPC address."""
-        k = self.alloc(self.size("_KDPC"))
+        SINGLE_LIST_ENTRY with a LastEntry on 8.1 and later).  `address`: where the KDPC lies
+        (a published `!dpcs` gives it).  Returns the KDPC address."""
+        if address is not None:
+            k = address
+            self.mem.map(k, self.size("_KDPC"))
+        else:
+            k = self.alloc(self.size("_KDPC"))
         data = self._dpc_data(cpu, threaded)
         typ = "ThreadedDpcObject" if threaded else "DpcObject"
         self.put("_KDPC", k, Type=self.enum("_KOBJECTS", typ), Importance=importance, Number=number,

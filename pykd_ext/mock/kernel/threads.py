@@ -19,10 +19,16 @@ class ThreadsMixin(object):
         return a
 
     def thread(self, process, tid, start, state="Waiting", wait_reason="Executive", waited_ticks=0,
-               frames=(), pid=None):
+               frames=(), pid=None, address=None):
         """A thread of `process` (an _EPROCESS address).  frames: innermost first, as
-        `module!Func+0xoff` strings; the builder gives each a stack pointer on its stack."""
-        a = self.alloc(self.size("_ETHREAD"))
+        `module!Func+0xoff` strings, or a bare `0x...` address that resolves to no module (an
+        unloaded driver, raw code); the builder gives each a stack pointer on its stack.
+        `address`: where the ETHREAD lies (a published session's thread address)."""
+        if address is not None:
+            a = address
+            self.mem.map(a, self.size("_ETHREAD"))
+        else:
+            a = self.alloc(self.size("_ETHREAD"))
         limit = self._stack
         base = limit + STACK_SIZE
         self._stack += STACK_SIZE + 0x2000
