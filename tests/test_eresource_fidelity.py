@@ -240,3 +240,48 @@ def test_chosen_addresses_and_frames_in_no_module(build):
     frames = [f for f in target.stack(t)]
     assert any(f.ip == 0xfffff88001234567 for f in frames)
     assert target.module_at(0xfffff88001234567) is None
+
+
+def _with_chain_shape(target, fields):
+    """The same memory read with another _KWAIT_CHAIN_ENTRY layout (the shapes public type
+    dumps show differ by build), the shipped layout set left untouched."""
+    from pykd_ext.target.layouts import LayoutSet
+    ls = target.layouts()
+    raw = dict(ls._raw)
+    raw["_KWAIT_CHAIN_ENTRY"] = {"kind": "struct", "size": 0x30, "fields": fields}
+    target._layouts = LayoutSet(ls.build, ls.pointer_size, raw, ls.enums, ls.base_types, ls.aliases)
+    return target
+
+
+@pytest.mark.parametrize("build", [WIN10, WIN11])
+def test_a_chain_record_without_thread_is_matched_by_its_event(build):
+    from pykd_ext.target.cache import CachedTarget
+    b, sysp = base(build)
+    r = b.eresource()
+    owner = thr(b, sysp, 0x10, "Owner")
+    b.acquire_resource(r, owner)
+    b.sleep(owner)
+    w = thr(b, sysp, 0x14, "W", ACQ_X)
+    b.wait_resource(w, r)
+    t = _with_chain_shape(b.target(), {"ListEntry": {"offset": 0, "size": 16, "type": "_LIST_ENTRY"},
+                                       "Event": {"offset": 0x18, "size": 24, "type": "_KEVENT"}})
+    a = analyze(CachedTarget(t))
+    assert [(e.thread, e.lock, e.evidence) for e in a.edges] == [(w, r, "wait-chain")]
+    assert [c.root for c in a.chains] == [owner]
+
+
+@pytest.mark.parametrize("build", [WIN10, WIN11])
+def test_a_chain_linked_singly_is_not_walked_and_the_stack_scan_remains(build):
+    from pykd_ext.target.cache import CachedTarget
+    b, sysp = base(build)
+    r = b.eresource()
+    owner = thr(b, sysp, 0x10, "Owner")
+    b.acquire_resource(r, owner)
+    b.sleep(owner)
+    w = thr(b, sysp, 0x14, "W", ACQ_X)
+    b.wait_resource(w, r)
+    t = _with_chain_shape(b.target(), {"ListEntry": {"offset": 0, "size": 8, "type": "_SINGLE_LIST_ENTRY"},
+                                       "Event": {"offset": 0x8, "size": 24, "type": "_KEVENT"}})
+    a = analyze(CachedTarget(t))
+    assert [(e.thread, e.lock, e.evidence) for e in a.edges] == [(w, r, "stack-scan")]
+    assert any("no LIST_ENTRY link" in d.message for d in a.diagnostics)

@@ -303,7 +303,8 @@ def _collect(target, a):
             for mode, entries in r.chain.items():
                 for th, entry in entries:
                     chain_events[entry + ev_off] = (r, mode)
-                    chain_threads.setdefault(th, []).append((r, mode))
+                    if th:
+                        chain_threads.setdefault(th, []).append((r, mode))
             continue
         if r.exclusive_waiters:
             waiter_objects[r.exclusive_waiters] = (r, "exclusive")

@@ -15,7 +15,7 @@ What the fields mean (pykd_ext/SEMANTICS.md, "ERESOURCE"):
   Thread") — Microsoft's ExSetResourceOwnerPointerEx page.
 - Windows 7/8.1: waiters block on the KEVENT (ExclusiveWaiters) or KSEMAPHORE (SharedWaiters)
   the resource points at.  Windows 10 and later (where the layout types those fields as void*):
-  they point at a circular list of _KWAIT_CHAIN_ENTRY {Links, Thread, Event} records on the
+  they point at a circular list of _KWAIT_CHAIN_ENTRY {ListEntry, Thread, Event} records on the
   waiters' own stacks; each waiter blocks on the event of its record (decompiled Win10/11
   ExpAcquireResource*Lite / ExpWaitForResource; Geoff Chappell, eresource.htm).  Walking it
   names every waiter exactly; NumberOf*Waiters are still kept, and are checked against it.
@@ -123,6 +123,13 @@ def _read_chains(target, r, lay, diags):
     except TypeNotFound as e:
         diags.add("missing-type", "ERESOURCE waiter chains not read: %s" % e)
         return
+    link_name = next((n for n in ("ListEntry", "Links") if clay.has(n)), None)
+    if link_name is None or clay.field(link_name).type != "_LIST_ENTRY":
+        # public symbol dumps show other shapes (a SINGLE_LIST_ENTRY link on some builds): not
+        # a ring this walk understands; the threads' wait blocks and the stack scan remain
+        diags.add("missing-type", "ERESOURCE waiter chains not read: _KWAIT_CHAIN_ENTRY has no "
+                  "LIST_ENTRY link in this build's symbols")
+        return
     r.chain = {}
     for mode, head, count in (("exclusive", r.exclusive_waiters, r.n_exclusive_waiters),
                               ("shared", r.shared_waiters, r.n_shared_waiters)):
@@ -134,13 +141,15 @@ def _read_chains(target, r, lay, diags):
                           % (r.address, count, mode), r.address)
             continue
         what = "ERESOURCE 0x%x %s waiter chain" % (r.address, mode)
-        links = clay.offset("Links")
+        links = clay.offset(link_name)
         # a ring with no separate head: the record the field points at is its first member
         w = walk_list(target, head, links, what, MAX_CHAIN)
         entries = [head - links] + list(w.items)
         for e in entries:
             try:
-                t = Struct(target, clay, e)["Thread"]
+                # the record's Thread (where the build's record has one; else the waiter is
+                # known by the event its wait block names)
+                t = Struct(target, clay, e).get("Thread")
             except MemoryFault as fault:
                 diags.add("unreadable", "%s: entry at 0x%x is unreadable" % (what, e), fault.address)
                 r.chain_complete = False

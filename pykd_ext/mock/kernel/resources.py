@@ -182,7 +182,7 @@ class ResourcesMixin(object):
         KEVENT/KSEMAPHORE pointers (7, 8.1) the resource's own event/semaphore, allocated on
         first need (ExpAllocateExclusiveWaiterEvent: a SynchronizationEvent;
         ExpAllocateSharedWaiterSemaphore: a semaphore of limit MAXLONG).  Where they are untyped
-        (10 and later) a _KWAIT_CHAIN_ENTRY {Links, Thread, Event} on the waiter's own stack
+        (10 and later) a _KWAIT_CHAIN_ENTRY {ListEntry, Thread, Event} on the waiter's own stack
         (in its ExpWaitForResource frame, else its innermost acquire frame), linked at the tail
         of the circular list the waiter field points at.
 
@@ -217,7 +217,7 @@ class ResourcesMixin(object):
             entry = self._chain_entry_address(thread, frame)
             self.put("_KWAIT_CHAIN_ENTRY", entry, Thread=thread)
             obj = self.event(notification=False, address=entry + self.off("_KWAIT_CHAIN_ENTRY", "Event"))
-            links = entry + self.off("_KWAIT_CHAIN_ENTRY", "Links")
+            links = entry + self.off("_KWAIT_CHAIN_ENTRY", "ListEntry")
             head = self._res(r, field)
             if head:
                 self.list_insert_tail(head, links)          # the ring's tail is head's Blink
