@@ -210,3 +210,19 @@ def test_text_of_the_other_targets_states_their_findings():
     text = run("timerres", "timerres_win10", "text")
     assert "TIMER RESOLUTION REQUESTS (5), 4 live, live finest first" in text
     assert text.index("obs64.exe") < text.index("chrome.exe") < text.index("msedge.exe")
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_high_importance_dpc_is_queued_at_the_head(build):
+    """KeInsertQueueDpc puts a HighImportance DPC at the head of the queue, the others at the
+    tail; an empty 8.1+ queue's LastEntry points at its own ListHead and reads as empty."""
+    b = ScenarioBuilder(build)
+    b.module("Net", "Net.sys")
+    b.processor(0)
+    b.processor(1)
+    low = b.queue_dpc(0, "Net!Rx")
+    high = b.queue_dpc(0, "Net!Urgent", importance=2)
+    last = b.queue_dpc(0, "Net!Tx")
+    got = cpus(cached(b), Diagnostics())
+    assert [d.address for d in got[0].queues[0].dpcs] == [high, low, last]
+    assert got[1].queues[0].dpcs == [] and got[1].queues[0].complete

@@ -109,7 +109,9 @@ def _queue(target, cpu, data, kind, diags):
         if w.complete and last and w.items and last - link_off != w.items[-1]:
             w.diagnostics.add("inconsistent", "%s: LastEntry 0x%x is not the last entry reached (0x%x)"
                               % (what, last, w.items[-1] + link_off), last)
-        if not w.complete and last and last - link_off not in w.items:
+        # an empty list's LastEntry points at its own ListHead (decompiled 8.1 KiInsertQueueDpc)
+        empty_mark = head.address_of("ListHead")
+        if not w.complete and last and last != empty_mark and last - link_off not in w.items:
             entries.append((last - link_off, "LastEntry"))
     local.extend(w.diagnostics)
     q.complete = w.complete

@@ -8,10 +8,13 @@ class DpcMixin(object):
     def processor(self, index, current_thread=0, idle_thread=0):
         prcb = self.alloc(self.size("_KPRCB"), align=PAGE)
         self.put("_KPRCB", prcb, Number=index, CurrentThread=current_thread, IdleThread=idle_thread)
-        if self.has("_KDPC_DATA", "DpcListHead"):        # KiInitializePcr: empty doubly linked queues
-            for i in range(2):
-                self.list_init(prcb + self.off("_KPRCB", "DpcData") + i * self.size("_KDPC_DATA")
-                               + self.off("_KDPC_DATA", "DpcListHead"))
+        for i in range(2):          # KiInitializePcr / KiInitializeProcessor: empty queues
+            data = prcb + self.off("_KPRCB", "DpcData") + i * self.size("_KDPC_DATA")
+            if self.has("_KDPC_DATA", "DpcListHead"):    # 7: a doubly linked list head
+                self.list_init(data + self.off("_KDPC_DATA", "DpcListHead"))
+            else:                   # 8.1+: ListHead.Next = NULL, LastEntry = &ListHead
+                dl = data + self.off("_KDPC_DATA", "DpcList")
+                self.put("_KDPC_LIST", dl, LastEntry=dl + self.off("_KDPC_LIST", "ListHead"))
         self.processors.append({"index": index, "prcb": "0x%x" % prcb})
         # what a debugger reads to find the processors: KiProcessorBlock[], KeNumberProcessors
         if self._processor_block is None:
@@ -34,9 +37,12 @@ class DpcMixin(object):
         return self._prcb(index) + self.off("_KPRCB", "DpcData") + (1 if threaded else 0) * self.size("_KDPC_DATA")
 
     def queue_dpc(self, cpu, routine, threaded=False, importance=1, context=0, number=0, address=None):
-        """KeInsertQueueDpc: a KDPC for `routine` (module!Func[+off]) at the tail of CPU `cpu`'s
-        normal or threaded queue, linked as this build links them (LIST_ENTRY on 7,
-        SINGLE_LIST_ENTRY with a LastEntry on 8.1 and later).  `address`: where the KDPC lies
+        """KeInsertQueueDpc: a KDPC for `routine` (module!Func[+off]) on CPU `cpu`'s normal or
+        threaded queue, linked as this build links them: WRK ke/dpcobj.c KeInsertQueueDpc
+        (7: LIST_ENTRY, InsertHeadList for HighImportance (2), else InsertTailList); decompiled
+        8.1 KiInsertQueueDpc (SINGLE_LIST_ENTRY ListHead with LastEntry, which points at
+        ListHead while the list is empty; HighImportance at the head, else after LastEntry).
+        Then KDPC.DpcData, DpcQueueDepth + 1, DpcCount + 1.  `address`: where the KDPC lies
         (a published `!dpcs` gives it).  Returns the KDPC address."""
         if address is not None:
             k = address
@@ -48,13 +54,29 @@ class DpcMixin(object):
         self.put("_KDPC", k, Type=self.enum("_KOBJECTS", typ), Importance=importance, Number=number,
                  DeferredRoutine=self.code(routine), DeferredContext=context, DpcData=data)
         link = k + self.off("_KDPC", "DpcListEntry")
+        high = importance == 2                           # HighImportance
         if self.has("_KDPC_DATA", "DpcListHead"):
-            self.list_insert_tail(data + self.off("_KDPC_DATA", "DpcListHead"), link)
+            head = data + self.off("_KDPC_DATA", "DpcListHead")
+            if high:                                     # InsertHeadList
+                first = self._u64(head)
+                self.u64(link, first)
+                self.u64(link + 8, head)
+                self.u64(first + 8, link)
+                self.u64(head, link)
+            else:
+                self.list_insert_tail(head, link)
         else:
             head = data + self.off("_KDPC_DATA", "DpcList")
-            last = self._u64(head + self.off("_KDPC_LIST", "LastEntry"))
-            self.u64(last if last else head + self.off("_KDPC_LIST", "ListHead"), link)
-            self.put("_KDPC_LIST", head, LastEntry=link)
+            list_head = head + self.off("_KDPC_LIST", "ListHead")
+            last = self._u64(head + self.off("_KDPC_LIST", "LastEntry")) or list_head
+            if high:
+                self.u64(link, self._u64(list_head))     # Next = ListHead.Next
+                self.u64(list_head, link)
+                if last == list_head:
+                    self.put("_KDPC_LIST", head, LastEntry=link)
+            else:
+                self.u64(last, link)                     # LastEntry->Next = entry
+                self.put("_KDPC_LIST", head, LastEntry=link)
         depth = self._u32(data + self.off("_KDPC_DATA", "DpcQueueDepth"))
         self.put("_KDPC_DATA", data, DpcQueueDepth=depth + 1,
                  DpcCount=self._u32(data + self.off("_KDPC_DATA", "DpcCount")) + 1)
