@@ -153,3 +153,15 @@ def test_an_address_that_is_not_an_irp_says_so():
     code, out, err = run_cli("irp", hex(fdo), "--target", mock("power_9f4_zteusbnet"))
     assert code == 2
     assert err.strip() == "pykd-ext: irp: 0x%x is not an IRP (Type 3, an IRP's is 6)" % fdo
+
+
+def test_a_device_at_the_address_a_published_session_gives():
+    """Seed 003's !devstack names NDMP14's device object at 0xfffffa8004b6e050: the builder
+    lays it there, its name header below it, and devstack reads it back by that address."""
+    b = ScenarioBuilder(WIN7)
+    b.module("ZTEusbnet", "ZTEusbnet.sys")
+    drv = b.driver_object("\\Driver\\ZTEusbnet")
+    dev, ext = b.device_object(drv, 0x100, name="NDMP14", address=0xfffffa8004b6e050)
+    assert dev == 0xfffffa8004b6e050 and ext == dev + b.size("_DEVICE_OBJECT")
+    stack = device_stack(cached(b), dev)
+    assert [(d.address, d.name, d.extension) for d in stack.devices] == [(dev, "NDMP14", ext)]

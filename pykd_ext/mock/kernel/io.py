@@ -35,17 +35,25 @@ class IoMixin(object):
             self.put("_DRIVER_OBJECT", a, DriverStart=m.base, DriverSize=m.size)
         return a
 
-    def device_object(self, driver, extension_size=0, name=None):
+    def device_object(self, driver, extension_size=0, name=None, address=None):
         """A DEVICE_OBJECT of `driver` with its extension right behind it, as IoCreateDevice
         lays them out; returns (device, extension).  A named device also gets its object
-        header with the name info below it (InfoMask 0x02)."""
+        header with the name info below it (InfoMask 0x02).  `address`: where the device
+        object itself lies (a published `!devstack` gives it); its headers go below it."""
         size = self.size("_DEVICE_OBJECT")
         if name is not None:
             ni, hdr = self.size("_OBJECT_HEADER_NAME_INFO"), self.off("_OBJECT_HEADER", "Body")
-            block = self.alloc(ni + hdr + size + extension_size)
+            if address is not None:
+                block = address - hdr - ni
+                self.mem.map(block, ni + hdr + size + extension_size)
+            else:
+                block = self.alloc(ni + hdr + size + extension_size)
             self.unicode_string(block + self.off("_OBJECT_HEADER_NAME_INFO", "Name"), name)
             self.put("_OBJECT_HEADER", block + ni, InfoMask=0x02, PointerCount=1)
             a = block + ni + hdr
+        elif address is not None:
+            a = address
+            self.mem.map(a, size + extension_size)
         else:
             a = self.alloc(size + extension_size)
         first = int.from_bytes(self.mem.read(driver + self.off("_DRIVER_OBJECT", "DeviceObject"), 8), "little")
