@@ -156,12 +156,13 @@ def test_an_address_that_is_not_an_irp_says_so():
 
 
 def test_a_device_at_the_address_a_published_session_gives():
-    """Seed 003's !devstack names NDMP14's device object at 0xfffffa8004b6e050: the builder
-    lays it there, its name header below it, and devstack reads it back by that address."""
+    """Seed 003's `!devstack fffffa800c089050` shows NDMP14 (\\Driver\\ZTEusbnet) with its
+    extension at fffffa800c0891a0: the builder lays the device there, its name header below
+    it, the extension right behind the 0x150-byte DEVICE_OBJECT, and devstack reads it back."""
     b = ScenarioBuilder(WIN7)
     b.module("ZTEusbnet", "ZTEusbnet.sys")
     drv = b.driver_object("\\Driver\\ZTEusbnet")
-    dev, ext = b.device_object(drv, 0x100, name="NDMP14", address=0xfffffa8004b6e050)
-    assert dev == 0xfffffa8004b6e050 and ext == dev + b.size("_DEVICE_OBJECT")
+    dev, ext = b.device_object(drv, 0x100, name="NDMP14", address=0xfffffa800c089050)
+    assert (dev, ext) == (0xfffffa800c089050, 0xfffffa800c0891a0)
     stack = device_stack(cached(b), dev)
     assert [(d.address, d.name, d.extension) for d in stack.devices] == [(dev, "NDMP14", ext)]
