@@ -37,6 +37,20 @@ EXPECTED = {
     "power_9f3_mutex_chain": (
         [], [("0xfffffa8000c13090", "sleeping (KeDelayExecutionThread, DelayExecution) while holding the lock",
               ["0xfffffa8000c11eb0", "0xfffffa8000c127a0"])], []),
+    # push locks record no owner: the holder is inferred (its AutoBoost lock entry on 8.1/10)
+    "pushlock_shared_waiters": (
+        [], [("0xfffffa8000c0f070", "waiting (Executive) on NotificationEvent",
+              ["0xfffffa8000c0fb50", "0xfffffa8000c10630", "0xfffffa8000c11110"])], []),
+    "pushlock_shared_waiters_win81": (
+        [], [("0xfffffa8000c0b030", "waiting (Executive) on NotificationEvent",
+              ["0xfffffa8000c0b7b0", "0xfffffa8000c0bf30", "0xfffffa8000c0c6b0"])], []),
+    "pushlock_recursive": (
+        [(["FsFilter!RenameWorker"], ["0xfffff88000e10000"], ["wait-block-chain"])],
+        [("0xfffff88000e10000", "waits behind deadlock cycle 1", ["0xfffffa8000c0fb30"])], []),
+    # 11 22000's KTHREAD has no LockEntries: the lock is the root, with no owner to name
+    "pushlock_recursive_win11": (
+        [], [("0xfffff88000e10000", "a push lock (Locked+Waiting): the kernel records no owner",
+              ["0xfffffa8000c10050", "0xfffffa8000c10940"])], []),
     "self_deadlock_fastmutex": (
         [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
     "hang_no_cycle": (

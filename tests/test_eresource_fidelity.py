@@ -66,7 +66,7 @@ def test_deadlock_command_names_the_real_owner_as_root(build, tmp_path):
     assert "root  thread 0x%x" % owner in out
     d = json.loads(run_cli("deadlock", "--target", p, "--format", "json")[1])
     assert d["locks"]["0x%x" % r]["waiters_in_owner_entries"] == ["0x%x" % s]
-    assert d["locks"]["0x%x" % r]["owners"] == [{"owner": "0x%x" % owner, "mode": "shared", "owner_pointer": None}]
+    assert d["locks"]["0x%x" % r]["owners"] == [{"owner": "0x%x" % owner, "mode": "shared", "owner_pointer": None, "evidence": "recorded"}]
 
 
 @pytest.mark.parametrize("build", BUILDS)

@@ -41,6 +41,7 @@ from ..kernel.resources import all_resources
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.views import Struct
 from ..kernel.waits import is_wait_any, object_type, wait_blocks, waited_objects
+from .pushlocks import PushLocks
 from ..progress import report
 from ..target.layouts import supplement
 
@@ -75,7 +76,7 @@ class Lock(object):
     an ERESOURCE owner pointer (low bits 3).  typename: the structure it was decoded as;
     device: the device object whose extension holds it, when that is how it was named."""
     __slots__ = ("address", "kind", "typename", "owners", "name", "device", "waiters", "queued",
-                 "owner_pointers", "note")
+                 "owner_pointers", "note", "owner_evidence", "candidates", "word")
 
     def __init__(self, address, kind, typename=None, owners=(), name=None):
         self.address = address
@@ -88,6 +89,9 @@ class Lock(object):
         self.queued = []          # shared waiters the kernel wrote into owner entries
         self.owner_pointers = {}  # owner thread -> the ExSetResourceOwnerPointerEx value naming it
         self.note = None          # why the owner is unknown, when it is
+        self.owner_evidence = {}  # owner -> how it was inferred (push locks record no owner)
+        self.candidates = []      # inferred owners ranked, the first one in the graph
+        self.word = None          # a push lock's decoded lock word
 
 
 class Edge(object):
@@ -131,17 +135,19 @@ class Cycle(object):
     """conditional: objects whose signal would break the cycle (its WaitAny edges' other
     objects); empty for a hard deadlock."""
 
-    def __init__(self, threads, locks, edges):
+    def __init__(self, threads, locks, edges, inferred=()):
         self.threads, self.locks, self.edges = threads, locks, edges
         self.conditional = [o for e in edges for o in e.any_of]
+        self.inferred = list(inferred)       # [(lock, owner, evidence)] for owners not recorded
 
 
 class Chain(object):
     """Waiters whose waits end at one root: a thread that is not waiting on an owned lock,
     or a lock with no usable owner.  paths: one list of Edges per waiter, waiter first."""
 
-    def __init__(self, root, root_kind, reason, paths):
+    def __init__(self, root, root_kind, reason, paths, root_evidence=None):
         self.root, self.root_kind, self.reason, self.paths = root, root_kind, reason, paths
+        self.root_evidence = root_evidence   # how the root was inferred as an owner, if it was
 
 
 class Analysis(object):
@@ -316,6 +322,7 @@ def _collect(target, a):
     gm_gate = gm.offset("Gate") if gm is not None and gm.has("Gate") else None
     mutex_reasons = {"WrFastMutex", "WrGuardedMutex"}
 
+    pushes = PushLocks(target, diags)
     waiting = target.layouts().enum("_KTHREAD_STATE").get("Waiting", 5)
     for i, t in enumerate(threads):
         if not i & 0xff:
@@ -393,6 +400,14 @@ def _collect(target, a):
             a.edges.append(e)
             if a.locks[e.lock].kind == "ERESOURCE":
                 f.wait_slice = True
+        if not found and f.wait_reason == "WrPushLock":
+            hit = pushes.waiter(t, load_stack(f), objs)
+            if hit is not None:
+                lk_addr, mode, wb = hit
+                lock(lk_addr, "push lock", "_EX_PUSH_LOCK")
+                a.edges.append(Edge(t.address, lk_addr, None, mode, "wait-block-chain"))
+                f.waits_on = [w for w in f.waits_on if w[0] != wb]
+                found = True
         # the stack scan is for waits on an event on the waiter's own stack (the ERESOURCE
         # mechanics of 19041 and later) or waits whose blocks could not be read
         if not found and (not objs or any(t.on_stack(w.object) for w in objs)):
@@ -403,6 +418,7 @@ def _collect(target, a):
                 f.wait_slice = True
                 f.waits_on = [w for w in f.waits_on if not t.on_stack(w[0])]
     _settle_resource_owners(a, tindex)
+    pushes.settle(a, threads, stacks, lock, Edge)
 
 
 def _settle_resource_owners(a, tindex):
@@ -522,7 +538,9 @@ def _find_cycles_and_chains(a):
                 nxt = cyc[(i + 2) % len(cyc)]
                 e = _edge(a, th, lk)
                 edges.append(Edge(th, lk, nxt, e.mode, e.evidence, e.any_of))
-            a.cycles.append(Cycle(cyc[0::2], cyc[1::2], edges))
+            inferred = [(e.lock, e.holder, a.locks[e.lock].owner_evidence[e.holder]) for e in edges
+                        if e.holder in a.locks[e.lock].owner_evidence]
+            a.cycles.append(Cycle(cyc[0::2], cyc[1::2], edges, inferred))
             in_cycle.update(cyc)
             if len(a.cycles) >= MAX_CYCLES:
                 a.diagnostics.add("cap", "more than %d cycles: the rest are not listed" % MAX_CYCLES)
@@ -544,7 +562,11 @@ def _find_cycles_and_chains(a):
             roots.setdefault(end, []).append(path)
     for root in sorted(roots):
         kind = g.nodes[root].get("kind")
-        a.chains.append(Chain(root, kind, _root_reason(a, root, in_cycle), roots[root]))
+        evidence = None
+        for p in roots[root]:
+            if p and p[-1].holder == root:
+                evidence = evidence or a.locks[p[-1].lock].owner_evidence.get(root)
+        a.chains.append(Chain(root, kind, _root_reason(a, root, in_cycle), roots[root], evidence))
 
 
 def _edge(a, thread, lock):

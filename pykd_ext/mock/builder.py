@@ -22,6 +22,7 @@ from ..target.layouts import load_shipped, supplement
 from .kernel.base import BuilderBase
 from .kernel.dpc import DpcMixin
 from .kernel.io import IoMixin
+from .kernel.pushlocks import PushLocksMixin
 from .kernel.memory import (BOOT_POOL_BASE, DRIVER_BASE, HAL_BASE, NT_BASE, NT_SIZE, POOL_BASE,
                             SCATTER_SPAN, STACK_BASE, Memory)
 # names users' scripts may import from here (the builder was one module before it had rooms)
@@ -32,7 +33,8 @@ from .kernel.threads import ThreadsMixin
 from .kernel.timers import TimersMixin
 
 
-class ScenarioBuilder(ThreadsMixin, ResourcesMixin, IoMixin, DpcMixin, TimersMixin, BuilderBase):
+class ScenarioBuilder(ThreadsMixin, ResourcesMixin, PushLocksMixin, IoMixin, DpcMixin, TimersMixin,
+                      BuilderBase):
     def __init__(self, build, comment="", compact_stacks=False, scatter=0, seed=0):
         """`compact_stacks`: map only the stack pages a thread's frames use (large generated
         targets: tens of thousands of threads), not the whole kernel stack.

@@ -132,6 +132,64 @@ def self_deadlock_fastmutex(build=WIN10):
     return b
 
 
+PUSH_WAIT = ["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x3a7", "nt!KiCommitThreadWait+0x14f",
+             "nt!KeWaitForGate+0x101", "nt!ExfAcquirePushLockExclusiveEx+0x1a0"]
+PUSH_WAIT_SHARED = ["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x3a7", "nt!KiCommitThreadWait+0x14f",
+                    "nt!KeWaitForGate+0x101", "nt!ExfAcquirePushLockSharedEx+0x1b7"]
+
+
+def pushlock_shared_waiters(build=WIN10):
+    """CacheFlt's flush worker took its table push lock exclusive and waits for a paging
+    I/O that never completes (an event nobody sets); two readers (shared) and a writer
+    (exclusive) queue behind it, 15 minutes.  The lock word records no owner: the worker's
+    AutoBoost lock entry says it holds the lock (8.1, 10), and its flush frame keeps the
+    lock's address (where the build has no lock entries, the stack is what is left)."""
+    b = ScenarioBuilder(build, comment="push lock held exclusive by a worker waiting on an event; "
+                                       "shared and exclusive waiters behind it (%s)" % build)
+    system = b.process("System", 4)
+    smss = _background(b, system)
+    b.module("CacheFlt", "CacheFlt.sys", size=0x20000)
+    lock = b.push_lock(name="CacheFlt!gTableLock")
+    io_done = b.event(notification=True)
+    worker = b.thread(system, 0x2d8, "nt!ExpWorkerThread", waited_ticks=57600,
+                      frames=WAIT_TOP + ["CacheFlt!WaitForPagingIo+0x3e", "CacheFlt!FlushTable+0x91"] + WORKER)
+    b.acquire_push_lock(lock, worker, exclusive=True)
+    b.stack_word(worker, "CacheFlt!FlushTable", 0x20, lock)     # a local keeps &gTableLock
+    b.wait_on(worker, [io_done], "Executive")
+    readers = []
+    for tid, proc, ticks in ((0x1a4, smss, 57000), (0x1a8, system, 56900)):
+        t = b.thread(proc, tid, "CacheFlt!LookupWorker", waited_ticks=ticks,
+                     frames=PUSH_WAIT_SHARED + ["CacheFlt!LookupEntry+0x2c", "CacheFlt!LookupWorker+0x40"]
+                     + SYSTEM_START)
+        b.wait_push_lock(t, lock, exclusive=False)
+        readers.append(t)
+    writer = b.thread(system, 0x1b0, "CacheFlt!InsertWorker", waited_ticks=56000,
+                      frames=PUSH_WAIT + ["CacheFlt!InsertEntry+0x51", "CacheFlt!InsertWorker+0x33"] + SYSTEM_START)
+    b.wait_push_lock(writer, lock, exclusive=True)
+    return b
+
+
+def pushlock_recursive(build=WIN10):
+    """FsFilter's rename path takes its stream push lock exclusive, then calls a helper that
+    takes it again: the thread waits on the lock it holds (its AutoBoost entry says so on
+    8.1 and 10), and a second thread queues behind it."""
+    b = ScenarioBuilder(build, comment="push lock acquired recursively: a one-thread self-deadlock (%s)" % build)
+    system = b.process("System", 4)
+    _background(b, system)
+    b.module("FsFilter", "FsFilter.sys", size=0x20000)
+    lock = b.push_lock(name="FsFilter!gStreamLock")
+    t = b.thread(system, 0x3c4, "FsFilter!RenameWorker", waited_ticks=38400,
+                 frames=PUSH_WAIT + ["FsFilter!LookupStream+0x22", "FsFilter!RenameStream+0x7d",
+                                     "FsFilter!RenameWorker+0x51"] + SYSTEM_START)
+    b.acquire_push_lock(lock, t, exclusive=True)
+    b.wait_push_lock(t, lock, exclusive=True)
+    other = b.thread(system, 0x3c8, "FsFilter!CloseWorker", waited_ticks=38000,
+                     frames=PUSH_WAIT_SHARED + ["FsFilter!CloseStream+0x19", "FsFilter!CloseWorker+0x2a"]
+                     + SYSTEM_START)
+    b.wait_push_lock(other, lock, exclusive=False)
+    return b
+
+
 def _thread_link(b, thread):
     return thread + b.off("_ETHREAD", "ThreadListEntry")
 
@@ -551,6 +609,10 @@ SHIPPED = {
     "eresource_deadlock_win10": lambda: eresource_deadlock(WIN10),
     "hang_no_cycle": hang_no_cycle,
     "self_deadlock_fastmutex": self_deadlock_fastmutex,
+    "pushlock_shared_waiters": lambda: pushlock_shared_waiters(WIN10),
+    "pushlock_shared_waiters_win81": lambda: pushlock_shared_waiters(WIN81),
+    "pushlock_recursive": lambda: pushlock_recursive(WIN10),
+    "pushlock_recursive_win11": lambda: pushlock_recursive(WIN11),
     "corrupt_thread_list_loop": corrupt_thread_list_loop,
     "corrupt_null_flink": corrupt_null_flink,
     "corrupt_waitblock_unreadable": corrupt_waitblock_unreadable,

@@ -32,6 +32,8 @@ def to_dict(a, target_name=None, build=None):
         cycles.append({"threads": [hx(t) for t in c.threads], "locks": [hx(l) for l in c.locks],
                        "edges": [e.as_dict() for e in c.edges],
                        "conditional_on": [hx(o) for o in c.conditional],
+                       "inferred_owners": [{"lock": hx(lk), "owner": hx(o), "evidence": ev}
+                                           for lk, o, ev in c.inferred],
                        "drivers": _drivers(a, c.threads)})
     chains = []
     for ch in a.chains:
@@ -40,6 +42,7 @@ def to_dict(a, target_name=None, build=None):
             if p and hx(p[0].thread) not in waiters:
                 waiters.append(hx(p[0].thread))
         chains.append({"root": hx(ch.root), "root_kind": ch.root_kind, "reason": ch.reason,
+                       "root_evidence": ch.root_evidence or "recorded",
                        "driver": a.threads[ch.root].driver if ch.root in a.threads else None,
                        "waiters": waiters, "paths": [[e.as_dict() for e in p] for p in ch.paths]})
     return {
@@ -48,7 +51,10 @@ def to_dict(a, target_name=None, build=None):
         "threads": {hx(k): thread_dict(f) for k, f in sorted(a.threads.items())},
         "locks": {hx(k): {"kind": l.kind, "name": l.name or "",
                           "owners": [{"owner": hx(o), "mode": m,
-                                      "owner_pointer": hx(l.owner_pointers.get(o))} for o, m in l.owners],
+                                      "owner_pointer": hx(l.owner_pointers.get(o)),
+                                      "evidence": l.owner_evidence.get(o, "recorded")} for o, m in l.owners],
+                          "owner_candidates": [hx(t) for t in l.candidates],
+                          "lock_word": l.word,
                           "waiters_in_owner_entries": [hx(t) for t in l.queued],
                           "note": l.note,
                           "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(reported_locks(a).items())},
@@ -105,7 +111,8 @@ class TextRenderer(object):
         kind = lk.kind if lk else "lock"
         text = "0x%x" % addr
         name = lk.name if lk else ""
-        return "%s %s%s" % (kind, self.s("addr", text), (" (%s)" % name) if name else "")
+        word = " [%s]" % lk.word if lk is not None and lk.word else ""
+        return "%s %s%s%s" % (kind, self.s("addr", text), (" (%s)" % name) if name else "", word)
 
     def thread_label(self, addr):
         f = self.a.threads.get(addr)
@@ -159,6 +166,9 @@ class TextRenderer(object):
                 "POSSIBLE " if c.conditional else "", i, len(c.threads), "s" if len(c.threads) > 1 else "",
                 len(c.locks), "s" if len(c.locks) > 1 else "")) +
                 (" -- look at " + s("drv", ", ".join(drivers)) if drivers else ""))
+            for lk, o, ev in c.inferred:
+                self.w("  the owner 0x%x of %s is inferred (%s), not recorded by the kernel" % (
+                    o, self.lock_label(lk), ev))
             if c.conditional:
                 self.w("  a WaitAny wait: the cycle breaks if any of %s is signalled"
                        % ", ".join(self.s("addr", "0x%x" % o) for o in c.conditional))
@@ -169,8 +179,11 @@ class TextRenderer(object):
                 self.thread_block(e.thread, "  |  ")
                 ev = s("dim", "[%s]" % e.evidence)
                 self.w("  |      waits for  %s %s, %s %s" % (self.lock_label(e.lock), e.mode, self.wait_text(f), ev))
-                self.w("  |        which is held %s by" % a.graph.edges[e.lock, e.holder]["mode"]
-                       if a.graph.has_edge(e.lock, e.holder) else "  |        which is held by")
+                lk = a.locks.get(e.lock)
+                ev = lk.owner_evidence.get(e.holder) if lk is not None else None
+                how = " (owner inferred: %s)" % ev if ev else ""
+                self.w("  |        which is held %s by%s" % (a.graph.edges[e.lock, e.holder]["mode"], how)
+                       if a.graph.has_edge(e.lock, e.holder) else "  |        which is held by%s" % how)
             self.w("  +-- %s %s" % (self.thread_label(c.threads[0]), s("dim", "(the first thread: a cycle)")))
             self.w()
         for i, ch in enumerate(a.chains, 1):
@@ -180,7 +193,9 @@ class TextRenderer(object):
             self.w(s("warn", "WAIT CHAIN %d: %d waiter%s behind one root blocker" % (
                 i, len(waiters), "s" if len(waiters) > 1 else "")) + look)
             if ch.root_kind == "thread":
-                self.w("  root  %s" % self.thread_label(ch.root))
+                self.w("  root  %s%s" % (self.thread_label(ch.root),
+                                         (" " + s("warn", "[owner inferred: %s]" % ch.root_evidence))
+                                         if ch.root_evidence else ""))
             else:
                 self.w("  root  %s" % self.lock_label(ch.root))
             self.w("        %s" % s("bad", ch.reason))
