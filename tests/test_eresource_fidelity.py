@@ -285,3 +285,18 @@ def test_a_chain_linked_singly_is_not_walked_and_the_stack_scan_remains(build):
     a = analyze(CachedTarget(t))
     assert [(e.thread, e.lock, e.evidence) for e in a.edges] == [(w, r, "stack-scan")]
     assert any("no LIST_ENTRY link" in d.message for d in a.diagnostics)
+
+
+def test_a_recording_without_the_wait_block_state_enum_still_reads():
+    """Recordings made before the wait-block states were read carry no _KWAIT_BLOCK_STATE
+    enum; a Windows 7 one must still give its cycle, not 'unusable target'."""
+    from pykd_ext.target.cache import CachedTarget
+    from pykd_ext.target.layouts import LayoutSet
+    from test_waitgraph import eresource_cycle
+    b, (t1, t2), (r1, r2) = eresource_cycle(WIN7)
+    t = b.target()
+    ls = t.layouts()
+    enums = {k: v for k, v in ls.enums.items() if k != "_KWAIT_BLOCK_STATE"}
+    t._layouts = LayoutSet(ls.build, ls.pointer_size, ls._raw, enums, ls.base_types, ls.aliases)
+    a = analyze(CachedTarget(t))
+    assert [set(c.threads) for c in a.cycles] == [{t1, t2}]

@@ -301,7 +301,8 @@ def _collect(target, a):
     waiter_objects = {}                  # KEVENT/KSEMAPHORE (7, 8.1) -> (resource, mode)
     chain_events = {}                    # event in a _KWAIT_CHAIN_ENTRY (10+) -> (resource, mode)
     chain_threads = {}                   # thread -> [(resource, mode)] from the waiter chains
-    ev_off = lays.layout("_KWAIT_CHAIN_ENTRY").offset("Event") if lays.has_type("_KWAIT_CHAIN_ENTRY") else 0
+    chain_lay = lays.layout("_KWAIT_CHAIN_ENTRY") if lays.has_type("_KWAIT_CHAIN_ENTRY") else None
+    ev_off = chain_lay.offset("Event") if chain_lay is not None and chain_lay.has("Event") else 0
     for r in resources:
         if r.owners or r.fast:
             resource_lock(r)
@@ -309,7 +310,10 @@ def _collect(target, a):
             for mode, entries in r.chain.items():
                 for th, entry in entries:
                     chain_events[entry + ev_off] = (r, mode)
-                    if th:
+                    if th and th not in tindex:
+                        diags.add("inconsistent", "ERESOURCE 0x%x: %s waiter chain entry 0x%x names 0x%x, "
+                                  "which is no listed thread" % (r.address, mode, entry, th), entry)
+                    elif th:
                         chain_threads.setdefault(th, []).append((r, mode))
             continue
         if r.exclusive_waiters:

@@ -124,11 +124,11 @@ def _read_chains(target, r, lay, diags):
         diags.add("missing-type", "ERESOURCE waiter chains not read: %s" % e)
         return
     link_name = next((n for n in ("ListEntry", "Links") if clay.has(n)), None)
-    if link_name is None or clay.field(link_name).type != "_LIST_ENTRY":
+    if link_name is None or clay.field(link_name).type != "_LIST_ENTRY" or not clay.has("Event"):
         # public symbol dumps show other shapes (a SINGLE_LIST_ENTRY link on some builds): not
         # a ring this walk understands; the threads' wait blocks and the stack scan remain
         diags.add("missing-type", "ERESOURCE waiter chains not read: _KWAIT_CHAIN_ENTRY has no "
-                  "LIST_ENTRY link in this build's symbols")
+                  "LIST_ENTRY link and Event in this build's symbols")
         return
     r.chain = {}
     for mode, head, count in (("exclusive", r.exclusive_waiters, r.n_exclusive_waiters),

@@ -62,7 +62,11 @@ def wait_blocks(thread, diags):
     timer = thread.address + lays.layout("_KTHREAD").offset("Timer") if lays.layout("_KTHREAD").has("Timer") \
         else None
     out = []
-    states = lays.enum("_KWAIT_BLOCK_STATE")
+    # the block states where the layout has BlockState and the symbols the enum (a recording
+    # made before either was read has neither: no states, every block counts)
+    states = {}
+    if wlay.has("BlockState"):
+        states = {v: k for k, v in lays.enum_names("_KWAIT_BLOCK_STATE").items()}
     active, inactive = states.get("WaitBlockActive"), states.get("WaitBlockInactive")
     if wlay.has("NextWaitBlock"):
         wb, seen = first, set()
