@@ -129,6 +129,10 @@ def test_hang_chain_paths_go_through_the_mutex_holder():
                      ("0xfffffa8000c132b0", "exclusive", 2)]
     via_mutex = [p for p in ch["paths"] if len(p) == 2][0]
     assert [e["waits_for"] for e in via_mutex] == ["0xfffffa8000c13270", lock]
+    # the shared waiter queued behind the exclusive one sits in an owner-table entry (as
+    # ExpFindFreeEntry puts it): reported as a queued waiter, not an owner
+    assert d["locks"][lock]["waiters_in_owner_entries"] == ["0xfffffa8000c12950"]
+    assert [o["owner"] for o in d["locks"][lock]["owners"]] == ["0xfffffa8000c11770"]
     assert d["locks"]["0xfffffa8000c13270"]["kind"] == "mutant"
 
 

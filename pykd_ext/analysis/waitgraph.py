@@ -76,7 +76,7 @@ class Lock(object):
     an ERESOURCE owner pointer (low bits 3).  typename: the structure it was decoded as;
     device: the device object whose extension holds it, when that is how it was named."""
     __slots__ = ("address", "kind", "typename", "owners", "name", "device", "waiters", "queued",
-                 "owner_pointers", "note", "owner_evidence", "candidates", "word")
+                 "owner_pointers", "note", "owner_evidence", "candidates", "word", "table_entries")
 
     def __init__(self, address, kind, typename=None, owners=(), name=None):
         self.address = address
@@ -92,6 +92,7 @@ class Lock(object):
         self.owner_evidence = {}  # owner -> how it was inferred (push locks record no owner)
         self.candidates = []      # inferred owners ranked, the first one in the graph
         self.word = None          # a push lock's decoded lock word
+        self.table_entries = []   # owner-table entries of an exclusively owned ERESOURCE
 
 
 class Edge(object):
@@ -291,6 +292,7 @@ def _collect(target, a):
         lk = lock(r.address, "ERESOURCE", "_ERESOURCE")
         if not lk.queued and not lk.owner_pointers:
             lk.owners = list(r.owners)
+        lk.table_entries = list(r.table_waiters)
         if r.fast:
             lk.note = ("a fast resource (ExInitializeFastResource): its owners are not recorded "
                        "in OwnerEntry")
@@ -447,6 +449,11 @@ def _settle_resource_owners(a, tindex):
                 o = o & ~3
             owners.append((o, m))
         lk.owners = owners
+        # an exclusively owned resource's table entries hold only queued shared waiters
+        # (ExpFindFreeEntry); one whose thread is not seen waiting for it is left unexplained
+        for t in lk.table_entries:
+            if t in queued and t not in lk.queued:
+                lk.queued.append(t)
 
 
 

@@ -21,6 +21,8 @@ def thread_dict(f):
             "start": f.start_symbol, "state": f.state, "wait_reason": f.wait_reason,
             "wait_ticks": f.ticks, "wait_seconds": None if f.seconds is None else round(f.seconds, 3),
             "wait_is_slice": f.wait_slice,
+            "wait_seconds_at_least": None if f.seconds is None else round(
+                f.seconds + 0.5 if f.wait_slice and f.seconds > 0.5 else f.seconds, 3),
             "holds": [{"lock": hx(a), "mode": m} for a, m in f.holds],
             "waits_on_objects": [{"object": hx(o), "type": k} for o, k in f.waits_on],
             "driver": f.driver, "stack": [fr.symbol for fr in f.frames or []]}
@@ -127,9 +129,15 @@ class TextRenderer(object):
         if f is None or f.ticks is None:
             return ""
         if f.wait_slice:
-            # ExpWaitForResource re-waits every 4 s and each wait resets KTHREAD.WaitTime
+            # ExpWaitForResource waits 0.5 s, then re-waits every 4 s; each wait resets
+            # KTHREAD.WaitTime.  A slice over 0.5 s is at least the second wait: the whole wait
+            # is at least 0.5 s longer than it
+            if f.seconds is not None and f.seconds > 0.5:
+                return "current wait slice %d ticks (%s), so waiting at least %s " \
+                       "(ExpWaitForResource re-waits every 4 s; the whole wait is not recorded)" % (
+                           f.ticks, format_duration(f.seconds), format_duration(f.seconds + 0.5))
             return "current wait slice %d ticks (%s; ExpWaitForResource re-waits every 4 s, " \
-                   "the whole wait is longer)" % (f.ticks, format_duration(f.seconds))
+                   "the whole wait is not recorded)" % (f.ticks, format_duration(f.seconds))
         return "%d ticks (%s)" % (f.ticks, format_duration(f.seconds))
 
     def stack_text(self, f):
