@@ -170,10 +170,11 @@ class ResourcesMixin(object):
         """Block `thread` on ERESOURCE `r` as its build's kernel does, after it asked for it in
         ExAcquireResourceExclusiveLite / ExAcquireResourceSharedLite and could not have it.
 
-        Shared (ExAcquireResourceSharedLite / ExpFindEntryForThread / ExpFindFreeEntry): the
-        waiter is written into an owner entry BEFORE it blocks — OwnerThread = thread,
-        OwnerCount = 1 (OwnerEntry is ineligible while the resource is owned exclusive or has
-        exclusive waiters) — then NumberOfSharedWaiters + 1.  Exclusive: only
+        Shared (ExAcquireResourceSharedLite / ExpFindEntryForThread / ExpFindFreeEntry): a
+        shared acquirer waits only behind an exclusive owner or waiter (else it is granted: a
+        ValueError here), and is written into an owner entry BEFORE it blocks — OwnerThread =
+        thread, OwnerCount = 1 (OwnerEntry is then ineligible) — then NumberOfSharedWaiters + 1;
+        ExAcquireSharedWaitForExclusive behind an exclusive waiter only counts itself.  Exclusive: only
         NumberOfExclusiveWaiters + 1.  Then ExpWaitForResource: ContentionCount + 1 and a
         KeWaitForSingleObject (WrResource) with a 0.5 s, then 4 s, time-out, re-waiting on every
         time-out; KTHREAD.WaitTime is the start of the current wait only.
@@ -195,10 +196,19 @@ class ResourcesMixin(object):
         count = "NumberOfExclusiveWaiters" if exclusive else "NumberOfSharedWaiters"
         typed = self.layouts.layout("_ERESOURCE").field(field).type != "ptr:void"
         if not exclusive:
-            first_eligible = not (self._res(r, "Flag") & RESOURCE_OWNED_EXCLUSIVE) and \
-                self._res(r, "NumberOfExclusiveWaiters") == 0
-            e = self._find_free_entry(r, first_eligible)
-            self._set_owner(e, thread, 1)
+            owned_exclusive = bool(self._res(r, "Flag") & RESOURCE_OWNED_EXCLUSIVE)
+            exclusive_waiting = self._res(r, "NumberOfExclusiveWaiters") != 0
+            if not owned_exclusive and not exclusive_waiting:
+                raise ValueError("ERESOURCE 0x%x: ExAcquireResourceSharedLite grants a resource that is free "
+                                 "or only shared-owned with no exclusive waiter; a shared wait needs an "
+                                 "exclusive owner or waiter" % r)
+            frames = {spec.split("+")[0].lower() for spec, _ in self.threads[thread].frames}
+            if owned_exclusive or not frames & {"nt!exacquiresharedwaitforexclusive",
+                                                "nt!expacquiresharedwaitforexclusive"}:
+                e = self._find_free_entry(r, first_eligible=False)
+                self._set_owner(e, thread, 1)
+            # else ExAcquireSharedWaitForExclusive behind an exclusive waiter: only the count;
+            # it takes an entry after it wakes (ReactOS ExAcquireSharedWaitForExclusive)
         self.put("_ERESOURCE", r, **{count: self._res(r, count) + 1})
         self.put("_ERESOURCE", r, ContentionCount=self._res(r, "ContentionCount") + 1)
         frame = self._resource_frame(thread)
