@@ -48,9 +48,6 @@ SUPPLEMENT_TYPES = sorted(supplement()["structs"])
 # Where the supplement (pykd_ext/layouts/supplement.json) and the public PDB differ, and why
 # that is known.  Any other difference fails the test below.
 SUPPLEMENT_VS_SYMBOLS = {
-    ("_KUSER_SHARED_DATA", "InterruptTime"):
-        "a 12-byte _KSYSTEM_TIME in the PDB, an 8-byte integer in the supplement: the backend "
-        "leaves it out (LiveLayouts.mismatches); the power-fidelity branch retypes it",
     ("_KUSER_SHARED_DATA", "size"):
         "0x5f0 is the 7 SP1 size; 8.1 and later are larger and the extras have no "
         "build-attributed size for them (they report the end of the last field listed)",
@@ -110,11 +107,9 @@ def test_the_supplement_differs_from_real_symbols_only_where_known(build):
         assert not live.layout(name).has(fname)
         assert (name, fname) in SUPPLEMENT_VS_SYMBOLS
     assert live.layout("_KUSER_SHARED_DATA").offset("TickCountQuad") == 0x320
-    if live.layout("_KUSER_SHARED_DATA").has("InterruptTime"):      # once the supplement agrees
-        assert live.layout("_KUSER_SHARED_DATA").field("InterruptTime").type == "_KSYSTEM_TIME"
-    else:
-        assert ("_KUSER_SHARED_DATA", "InterruptTime", "_KSYSTEM_TIME",
-                "unsigned long long") in live.mismatches
+    # the supplement types InterruptTime as the PDB does: no mismatch, the field kept
+    assert live.layout("_KUSER_SHARED_DATA").field("InterruptTime").type == "_KSYSTEM_TIME"
+    assert not live.mismatches
 
 
 def _isf(build):

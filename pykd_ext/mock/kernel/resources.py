@@ -225,7 +225,8 @@ class ResourcesMixin(object):
                 self.put("_ERESOURCE", r, **{field: obj})
         else:
             entry = self._chain_entry_address(thread, frame)
-            self.put("_KWAIT_CHAIN_ENTRY", entry, Thread=thread)
+            if self.has("_KWAIT_CHAIN_ENTRY", "Thread"):     # the 0x28-byte shape has none
+                self.put("_KWAIT_CHAIN_ENTRY", entry, Thread=thread)
             obj = self.event(notification=False, address=entry + self.off("_KWAIT_CHAIN_ENTRY", "Event"))
             links = entry + self.off("_KWAIT_CHAIN_ENTRY", "ListEntry")
             head = self._res(r, field)
