@@ -184,3 +184,17 @@ def test_win10_names_both_half_millisecond_requesters_and_not_the_stale_one():
     assert [w["process"] for w in d["verdict"]["set_by"]] == ["RtkAudUService", "obs64.exe"]
     assert row(d, "msedge.exe")["state"] == "stale" and d["kernel"]["live"] is False
     assert d["process_request_count"] == 4
+
+
+@pytest.mark.parametrize("build", [WIN10, WIN11])
+def test_a_clock_the_hal_rounded_under_the_request_is_still_set_by_it(build, tmp_path):
+    """ReactOS's HalSetTimeIncrement gives the largest interval the clock can at or below the
+    one asked for: game.exe asks for 1 ms and the clock runs at 0.9766 ms.  game.exe sets it;
+    it is not 'finer than every live request'."""
+    b = ScenarioBuilder(build)
+    b.hal_steps = [4883, 9766, 156250]
+    game = b.process("game.exe", 0x1000)
+    assert b.set_timer_resolution(game, 10000) == 9766
+    d = report(b, tmp_path)
+    assert d["verdict"]["kind"] == "set"
+    assert [s.get("process") for s in d["verdict"]["set_by"]] == ["game.exe"]

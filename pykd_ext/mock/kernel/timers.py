@@ -112,8 +112,11 @@ class TimersMixin(object):
         (0x1000) is set and whose Flags3.TimerResolutionIgnore (0x4000000, where the build has
         it) is clear, taking the smallest RequestedTimerResolution.  Either way it is clamped to
         KeMinimumIncrement and, when it differs from ExpLastRequestedTime, handed to the HAL
-        (ExpUpdateTimerConfiguration), which sets KeTimeIncrement.  The HAL is modelled as
-        granting exactly the interval asked for.  Returns KeTimeIncrement."""
+        (ExpUpdateTimerConfiguration), which sets KeTimeIncrement to the interval it can give:
+        exactly the one asked for, or, with `hal_steps` set on the builder (a sorted list of
+        the intervals the clock hardware offers), the largest one at or below it, as ReactOS's
+        HalSetTimeIncrement does ("Lookup largest value below given Increment ... Return the
+        real increment").  Returns KeTimeIncrement."""
         maximum = self._u32(self.symbols["nt!KeMaximumIncrement"])
         minimum = self._u32(self.symbols["nt!KeMinimumIncrement"])
         last = self._last_requested()
@@ -138,7 +141,8 @@ class TimersMixin(object):
             new = minimum
         if new != last:
             self._exp_last_requested = new
-            self.u32(self.symbols["nt!KeTimeIncrement"], new)
+            steps = [s for s in getattr(self, "hal_steps", None) or () if s <= new]
+            self.u32(self.symbols["nt!KeTimeIncrement"], max(steps) if steps else new)
         return self._u32(self.symbols["nt!KeTimeIncrement"])
 
     # -- NtSetTimerResolution -------------------------------------------------------------------
