@@ -19,9 +19,17 @@ from conftest import MOCKS, ROOT, WIN10, mock, run_cli
 from fake_pykd import FakePykd
 from pykd_ext import cli
 from pykd_ext.commands import COMMANDS
-from pykd_ext.progress import STOP_CTRL_BREAK, STOP_CTRL_C, STOP_NONE, Progress
+from pykd_ext import progress
+from pykd_ext.progress import Progress
+from pykd_ext.target import pykd_backend
 from pykd_ext.target.mock import MockTarget
-from pykd_ext.target.pykd_backend import PykdTarget, default_symbol_path
+from pykd_ext.target.pykd_backend import PykdTarget
+
+# looked up when used, so that this file also runs (and fails) against the code before issue 14
+
+
+def default_symbol_path():
+    return pykd_backend.default_symbol_path()
 
 SCRIPTS = os.path.join(ROOT, "scripts")
 CASE = mock("eresource_deadlock")
@@ -257,7 +265,7 @@ def test_progress_inside_windbg_is_on_and_never_promises_a_break_that_cannot_arr
     assert cli.main(["deadlock", "--no-color"], out=out, err=err) == 0
     assert f.undelivered_breaks == 1 and "interrupted" not in out.getvalue()   # never reached us
     assert "pages read" in err.getvalue()                   # progress on: the stream has writedml
-    assert STOP_NONE in err.getvalue() and "Ctrl+C" not in err.getvalue()
+    assert progress.STOP_NONE in err.getvalue() and "Ctrl+C" not in err.getvalue()
 
 
 def test_on_python_3_8_the_break_arrives_and_progress_says_so(monkeypatch):
@@ -266,8 +274,8 @@ def test_on_python_3_8_the_break_arrives_and_progress_says_so(monkeypatch):
     out, err = DbgOut(), DbgOut()
     assert cli.main(["deadlock", "--no-color"], out=out, err=err) == 0
     assert "interrupted (CTRL+BREAK)" in out.getvalue()
-    assert STOP_CTRL_BREAK in err.getvalue()
-    assert cli.stop_hint(io.StringIO()) == STOP_CTRL_C         # a console: Ctrl+C does work
+    assert progress.STOP_CTRL_BREAK in err.getvalue()
+    assert cli.stop_hint(io.StringIO()) == progress.STOP_CTRL_C         # a console: Ctrl+C does work
 
 
 def test_max_seconds_gives_the_partial_result_with_a_warning(monkeypatch):
