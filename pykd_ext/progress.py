@@ -11,7 +11,11 @@ A deadline (`--max-seconds`) is checked at the same places: when it has passed, 
 tick raises TimeLimit (a KeyboardInterrupt, which the analyses already turn into "the
 results below cover what was read before"), once.  It is the one bound that works where a
 user break cannot arrive: inside WinDbg on Python 3.9 and later the bootstrapper's
-Ctrl+Break never reaches the script (README: Three ways to run it).
+Ctrl+Break never reaches the script (README: Three ways to run it).  Noticing the break
+ourselves is not possible either: DbgEng's interrupt query (IDebugControl::GetInterrupt) is
+called only by the bootstrapper's watcher (pykd-ext sources/windbgext.cpp:72-83), which also
+clears it, and by kdlib's own extension watcher (kdlib source/windbg/windbg.cpp:121); pykd
+exposes no Python function for it (pykd pymod.cpp defines none).
 """
 import time
 

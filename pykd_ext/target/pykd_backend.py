@@ -15,10 +15,16 @@ Everything here was checked against pykd's source (pykd 0.3.4, kdlibcpp):
   member of a supplement type whose symbol type has another shape than the supplement says
   (`_KUSER_SHARED_DATA.InterruptTime` is a 12-byte `_KSYSTEM_TIME` in the PDB) is left out of
   the layout, so code reading it gets FieldNotFound rather than an address taken for a value.
-- stacks: `getStack()` unwinds the implicit thread; `setCurrentThread()` switches it in
-  kernel mode (it is `SetImplicitThreadDataOffset`, debugger state, not target state) and the
-  previous thread is always restored.
-- `bugCheckData()` raises `DbgException` when the target has none: that is "no bug check".
+- stacks: `getStack()` unwinds the implicit thread; `setImplicitThread()` switches it
+  (`SetImplicitThreadDataOffset`, debugger state, not target state) and afterwards it goes
+  back to the debugger's default (`setImplicitThread(0)`), or to the user's own choice.
+- `bugCheckData()` is all zeros on a live kernel and raises `DbgException` on a dump without
+  one: both are "no bug check".
+- members real symbols carry that no layout holds (static and constant members of C++ types:
+  no offset; arrays without a bound: no size) are skipped or sized 0, and said in `skipped`;
+  every other pykd exception reaches the CLI as one line (`PykdTarget.errors`).
+- standalone sessions: a symbol path is set when none is (`_use_symbols`), and a KDNET target
+  this process broke in is resumed when the command ends (`release`).
 - `findSymbol()` never raises: `mod!sym+1a3`, else `mod+3c`, else bare hex.
 
 No function that writes target memory or registers is used anywhere.
