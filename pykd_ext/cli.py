@@ -15,7 +15,8 @@ import sys
 from . import __version__
 from .commands import COMMANDS
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
-from .progress import Progress
+from .progress import STOP_CTRL_BREAK, STOP_CTRL_C, STOP_NONE, Progress
+from .render.out import for_debugger
 from .target.cache import PAGE, CachedTarget, check_unit, unit_for_link
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -46,6 +47,13 @@ def build_parser():
         one.add_argument("--kdnet", metavar="CONNECTION",
                          help='a kernel debugging connection as for kd -k, e.g. "net:port=50000,key=1.2.3.4" '
                               'or "com:port=COM1,baud=115200"; waits until the target connects')
+        src.add_argument("--symbol-path", metavar="PATH",
+                         help="with --dump or --kdnet: the debugger's symbol path (as for .sympath); "
+                              "default: _NT_SYMBOL_PATH, else srv*%%LOCALAPPDATA%%\\pykd_ext\\symbols*"
+                              "https://msdl.microsoft.com/download/symbols")
+        src.add_argument("--leave-broken", action="store_true",
+                         help="with --kdnet: leave the target broken in when the command ends (default: "
+                              "resume it)")
         src.add_argument("--link", metavar="PROFILE",
                          help="with --target: make every backend call wait as over a debugger link: kdnet "
                               "(1 ms, 10 MB/s), serial (115200 baud) or LATENCY_MS,BYTES_PER_S")
@@ -61,6 +69,10 @@ def build_parser():
                           help="progress lines on stderr for scans longer than a second (default: when "
                                "stderr is a terminal, and inside WinDbg)")
         prog.add_argument("--no-progress", dest="progress", action="store_false")
+        sp.add_argument("--max-seconds", metavar="N", type=_seconds,
+                        help="stop the scan after N seconds and print what was found, with a warning "
+                             "(inside WinDbg on Python 3.9+ the one way to bound a scan: Ctrl+Break "
+                             "does not reach the script there)")
         mod.add_arguments(sp)
     return p
 
@@ -70,6 +82,16 @@ def _read_unit(text):
         return check_unit(int(text, 0))
     except ValueError:
         raise argparse.ArgumentTypeError("a power of two from 16 to 4096 bytes, not %r" % text)
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value > 0:
+        raise argparse.ArgumentTypeError("a number of seconds above 0, not %r" % text)
+    return value
 
 
 def read_unit(args):
@@ -87,6 +109,11 @@ def open_target(args, err):
     """The backend the arguments name (not yet cached)."""
     if args.link is not None and not args.target:
         raise UsageError("--link simulates a debugger link in front of a --target FILE; a real link needs none")
+    if args.symbol_path is not None and not (args.dump or args.kdnet is not None):
+        raise UsageError("--symbol-path is for a standalone --dump or --kdnet session; inside WinDbg use "
+                         ".sympath, a --target file needs no symbols")
+    if args.leave_broken and args.kdnet is None:
+        raise UsageError("--leave-broken is for --kdnet: only a kernel connection is broken in")
     if args.target:
         from .target.mock import MockTarget
         backend = MockTarget.load(args.target)
@@ -96,13 +123,14 @@ def open_target(args, err):
             backend = SimulatedLink(backend, latency, bandwidth, sleep=True)
         return backend
     from .target import pykd_backend
+
+    def notify(text):
+        err.write("pykd-ext: %s\n" % text)
+        err.flush()
     if args.dump:
-        return pykd_backend.open_dump(args.dump)
+        return pykd_backend.open_dump(args.dump, notify, args.symbol_path)
     if args.kdnet is not None:
-        def notify(text):
-            err.write("pykd-ext: %s\n" % text)
-            err.flush()
-        return pykd_backend.open_kernel(args.kdnet, notify)
+        return pykd_backend.open_kernel(args.kdnet, notify, args.symbol_path)
     session = pykd_backend.current_session()
     if session is not None:
         return session
@@ -122,8 +150,18 @@ def main(argv=None, out=None, err=None):
     if not args.command:
         parser.print_help(err)
         return EXIT_USAGE
+    wrapped = for_debugger(out)      # inside WinDbg: the output in one debugger call
     try:
-        target = CachedTarget(open_target(args, err), page_size=read_unit(args))
+        return _main(args, wrapped, err)
+    finally:
+        if wrapped is not out:
+            wrapped.close()
+
+
+def _main(args, out, err):
+    try:
+        backend = open_target(args, err)
+        target = CachedTarget(backend, page_size=read_unit(args))
     except PykdExtError as e:
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE
@@ -140,22 +178,43 @@ def main(argv=None, out=None, err=None):
             err.write(text)
             err.flush()
         target.progress = Progress(say, prefix="pykd-ext %s" % args.command)
+        target.progress.stop_hint = stop_hint(err)
+    if args.max_seconds is not None:
+        if target.progress is None:
+            target.progress = Progress(None, prefix="pykd-ext %s" % args.command)
+        target.progress.set_deadline(args.max_seconds)
     try:
         code = run_command(args, target, out)
         if target.progress is not None:
             target.progress.finish()
+            if target.progress.timed_out:
+                err.write("pykd-ext: %s: --max-seconds %g reached: the results are partial (see the "
+                          "warning in the report)\n" % (args.command, args.max_seconds))
         return code
     except UsageError as e:
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE
     except (TypeNotFound, FieldNotFound) as e:
-        err.write("pykd-ext: %s: unusable target %s: %s\n" % (args.command, target.name, e))
+        hint = getattr(backend, "symbol_hint", None)
+        err.write("pykd-ext: %s: unusable target %s: %s%s\n" % (args.command, target.name, e,
+                                                              "; " + hint() if hint else ""))
+        return EXIT_USAGE
+    except PykdExtError as e:
+        err.write("pykd-ext: %s: %s\n" % (args.command, e))
+        return EXIT_USAGE
+    except getattr(backend, "errors", ()) as e:      # pykd's own, from a call not mapped yet
+        err.write("pykd-ext: %s: %s: %s: %s\n" % (args.command, target.name, type(e).__name__,
+                                                   str(e).strip().splitlines()[0] if str(e).strip() else "-"))
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
         err.write("pykd-ext: %s: interrupted\n" % args.command)
         return 130
+    finally:
+        release = getattr(backend, "release", None)
+        if release is not None:
+            release(leave_broken=args.leave_broken, notify=_say(err))
 
 
 def run_command(args, target, out):
@@ -172,9 +231,36 @@ def run_command(args, target, out):
             gc.enable()
 
 
+def _say(err):
+    def notify(text):
+        err.write("pykd-ext: %s\n" % text)
+        err.flush()
+    return notify
+
+
+def in_debugger(stream):
+    """Whether `stream` is the debugger's output window: the bootstrapper's DbgOut has
+    `writedml` and an `isatty()` that says False (pykd-ext sources/dbgout.h:37-47, 60-62)."""
+    return hasattr(stream, "writedml")
+
+
+def stop_hint(err, version=None):
+    """What really stops a long scan here, for the progress lines.  Inside WinDbg the
+    bootstrapper's watcher queues SystemExit("CTRL+BREAK") with Py_AddPendingCall from its
+    own thread (pykd-ext sources/windbgext.cpp:34-88); since CPython 3.9 pending calls belong
+    to an interpreter and that call lands on the main one, never on the script's
+    sub-interpreter (windbgext.cpp:415, 429): a break reaches scripts on 3.8 only."""
+    version = version or sys.version_info[:2]
+    if in_debugger(err):
+        return STOP_CTRL_BREAK if tuple(version) < (3, 9) else STOP_NONE
+    return STOP_CTRL_C
+
+
 def _interactive(err):
     """Progress by default where someone watches: a terminal, or the debugger's output
-    window (pykd's stream there has no isatty)."""
+    window (pykd's stream there has writedml, and isatty() False)."""
+    if in_debugger(err):
+        return True
     isatty = getattr(err, "isatty", None)
     if isatty is None:
         return True

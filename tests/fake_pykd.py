@@ -19,7 +19,15 @@ source (pykd 0.3.4 / kdlibcpp):
   `_KWAIT_BLOCK[4]`, `UInt1B:1`, `<unnamed-tag>`); fields are direct only; no WDK typedef the
   symbols lack.  An unknown type raises `SymbolException` (kdlib's symbol lookup), an unknown
   field `TypeException` (kdlib FieldCollection::lookup: 'field "X not found');
-- `loadDump`/`attachKernel` open a mock target file as if it were a dump or a kernel.
+- `loadDump`/`attachKernel` open a mock target file as if it were a dump or a kernel;
+- sessions as the real ones start (each behaviour cites the pykd/kdlib/bootstrapper line):
+  a standalone session has kernel symbols only with a symbol path (`_NT_SYMBOL_PATH` at the
+  engine's start, or `setSymbolPath` then `module("nt").reload()`); `attachKernel` breaks the
+  target in and nothing resumes it but `detachAllProcesses`; `bugCheckData` on a live kernel
+  is zeros; the implicit thread has a default that `setImplicitThread(0)` goes back to; a user
+  break (`user_break()`) arrives as the bootstrapper delivers it, or never, per Python version;
+  `typeInfo` can carry static and constant members and incomplete arrays (`add_member`) as
+  C++ and real PDB types do, with kdlib's exceptions for them.
 
 Every call is counted in `calls`.  Every pykd function that can write target memory or
 registers, or resume or change the target, is present and records itself in `forbidden`
@@ -30,6 +38,7 @@ import gzip
 import json
 import os
 import re
+import sys
 import types
 
 from pykd_ext.errors import MemoryFault, SymbolNotFound, TargetFileError
@@ -42,7 +51,9 @@ WRITERS = (
     "writeSignWords writeSignDWords writeSignQWords writeFloats writeDoubles writeCStr writeWStr "
     "setReg setIP setSP setFP wrmsr setCPUMode stackAlloc stackFree pushStack popStack "
     "callFunctionByPtr callFunctionByAddr callFunctionRaw setBp go step trace stepout sourceStep "
-    "sourceStepOver breakin killProcess killAllProcesses detachProcess detachAllProcesses").split()
+    "sourceStepOver breakin killProcess killAllProcesses detachProcess").split()
+# detachAllProcesses is allowed on one occasion only: resuming a kernel connection this process
+# broke in (FakePykd.detachAllProcesses records anything else as forbidden)
 
 # debugger commands that edit memory or registers (e*, f, r with '=', .write_cmd_hist is harmless)
 _EDITING = re.compile(r"^\s*(e[abdDfpqQuwz]?\b|f\b|fp\b|r\b.*=|\.?restart|g\b|p\b|t\b|\.reboot|\.crash)")
@@ -212,13 +223,32 @@ class FakeTypeInfo(object):
         self._fake.calls["typeInfo.fields"] += 1
         if self._kind == "enum":
             return [(n, _Const(v)) for n, v in sorted(self._kw["constants"].items(), key=lambda x: x[1])]
-        return [(n, self._fake._from_isf(f["type"])) for n, f in self._direct()]
+        return [(n, self._fake._from_isf(f["type"])) for n, f in self._direct()] + \
+            [(n, ti) for n, (kind, ti, off) in self._extras().items()]
+
+    def _extras(self):
+        """Members the ISF cannot carry (FakePykd.add_member): {name: (kind, typeInfo, offset)}."""
+        return self._fake._extra_members.get(self._name, {}) if self._kind == "struct" else {}
+
+    # kdlib TypeInfoFields::isStaticMember/isConstMember (typeinfo.cpp:1313-1389), in pykd as
+    # isStaticField/isConstField (pymod.cpp:931-937)
+    def isStaticField(self, name):
+        return self._extras().get(name, ("",))[0] == "static"
+
+    def isConstField(self, name):
+        return self._extras().get(name, ("",))[0] == "const"
 
     def hasField(self, name):
         return self._kind in ("struct", "unnamed") and name in self._kw["fields"][1]
 
     def fieldOffset(self, name):
         self._fake.calls["typeInfo.fieldOffset"] += 1
+        extra = self._extras().get(name)
+        if extra is not None:
+            if extra[0] in ("static", "const"):
+                # kdlib udtfield.h:52-58: TypeException(name, "static field has no offset")
+                raise TypeException("%s : static field has no offset" % name)
+            return extra[2]
         t, off = self, 0
         for part in name.split("."):
             try:
@@ -234,8 +264,13 @@ class FakeTypeInfo(object):
 
 
 class FakeModule(object):
-    def __init__(self, m):
+    def __init__(self, m, fake=None):
         self._m = m
+        self._fake = fake
+
+    def reload(self):
+        """module.reload (pykd pymod.cpp:857): IDebugSymbols::Reload (kdlib win/dbgmod.cpp:294)."""
+        self._fake._reload(self._m.name)
 
     def name(self):
         return self._m.name
@@ -259,7 +294,9 @@ class FakePykd(types.ModuleType):
     SymbolException = SymbolException
     TypeException = TypeException
 
-    def __init__(self, target=None, windbg=False, kernels=None):
+    DEFAULT_THREAD = 0xfffff80000b96cc0     # the implicit thread a session starts on
+
+    def __init__(self, target=None, windbg=False, kernels=None, python_version=None):
         types.ModuleType.__init__(self, "pykd")
         self.target = target            # a MockTarget, or None until loadDump/attachKernel
         self.windbg = windbg
@@ -269,7 +306,20 @@ class FakePykd(types.ModuleType):
         self.forbidden = []
         self.commands = []
         self.printed = []
-        self.implicit_thread = 0xfffff80000b96cc0      # what the session starts on
+        self.default_thread = self.DEFAULT_THREAD
+        self.implicit_thread = self.default_thread
+        self.explicit_thread = False    # the user (or a script) chose the implicit thread
+        # symbols: inside WinDbg the user's session has them; a standalone engine reads
+        # _NT_SYMBOL_PATH when it starts (kdlib initialize, win/dbgmgr.cpp) and nothing else
+        # sets a path (kdlib win/sympath.cpp:22-45 only reads and writes it)
+        self.symbol_path = None
+        self.symbols_loaded = None      # None: not a standalone session (WinDbg's own, or a test's)
+        self.broken_in = False          # a kernel target stopped by this engine
+        self.detached = False
+        self.python_version = tuple(python_version or sys.version_info[:2])
+        self.undelivered_breaks = 0     # Ctrl+Breaks that never reached the script
+        self._pending_exit = None
+        self._extra_members = {}        # type -> [(name, kind, ...)]: static/const/incomplete
         for name in WRITERS:
             setattr(self, name, self._writer(name))
 
@@ -283,23 +333,105 @@ class FakePykd(types.ModuleType):
 
     def initialize(self):
         self.calls["initialize"] += 1
+        if self.symbol_path is None:     # DbgEng takes _NT_SYMBOL_PATH when the engine starts
+            self.symbol_path = os.environ.get("_NT_SYMBOL_PATH", "")
 
     def loadDump(self, path):
+        """kdlib loadDump: initialize() if needed, OpenDumpFile, WaitForEvent."""
         self.calls["loadDump"] += 1
+        self.initialize()
         try:
             self.target = MockTarget.load(path)
         except TargetFileError as e:
             raise DbgException("IDebugClient4::OpenDumpFileWide failed: %s" % e)
         self.dump = True
+        self.symbols_loaded = bool(self.symbol_path.strip())
         return 0
 
     def attachKernel(self, connectOptions=""):
+        """kdlib win/dbgeng.cpp:471-498: initialize() if needed, the initial break turned on
+        (setEngBreakOption, 210-235), AttachKernelWide, then WaitForEvent(INFINITE): it returns
+        with the target broken in, and nothing resumes it when the process ends."""
         self.calls["attachKernel"] += 1
+        self.initialize()
         if connectOptions not in self.kernels:
             raise DbgException("IDebugClient::AttachKernel failed HRESULT 0x80004005")
         self.target = MockTarget.load(self.kernels[connectOptions])
         self.dump = False
+        self.broken_in = bool(connectOptions)
+        self.symbols_loaded = bool(self.symbol_path.strip())
         return 0
+
+    def detachAllProcesses(self):
+        """kdlib win/dbgeng.cpp:347-358: IDebugClient::DetachProcesses ("resuming all their
+        threads"); the session has no debuggee after.  Allowed here only to resume a kernel
+        connection this engine broke in: anywhere else it would end the user's session."""
+        self.calls["detachAllProcesses"] += 1
+        if self.windbg or not self.broken_in:
+            self.forbidden.append(("detachAllProcesses", ()))
+            raise AssertionError("detachAllProcesses outside a kernel connection we broke in")
+        self.broken_in = False
+        self.detached = True
+
+    def add_member(self, type_name, name, kind, offset=None, elem="UInt1B"):
+        """Give `type_name` a member real symbols have and the ISF cannot carry: kind "static"
+        or "const" (C++ members with no offset: kdlib udtfield.h:52-58), or "incomplete" (an
+        array without a bound, `UCHAR Data[]` at `offset`: kdlib TypeInfoIncompleteArray,
+        typeinfoimp.h:1034, whose size() raises)."""
+        if kind == "incomplete":
+            e = FakeTypeInfo(self, "base", elem, 1)
+            ti = FakeTypeInfo(self, "array", elem + "[]", None, target=e, base_name=elem, dims="[]")
+        else:
+            ti = FakeTypeInfo(self, "base", "ULong", 4)
+        self._extra_members.setdefault(type_name, {})[name] = (kind, ti, offset)
+
+    # -- symbol path: pykd pymod.cpp:614-618 -> kdlib win/sympath.cpp:22-45 ------------------
+
+    def getSymbolPath(self):
+        self.calls["getSymbolPath"] += 1
+        if self.symbol_path is None:
+            self.symbol_path = os.environ.get("_NT_SYMBOL_PATH", "")
+        return self.symbol_path
+
+    def setSymbolPath(self, path):
+        """SetSymbolPathWide: modules already loaded keep their (missing) symbols until a
+        reload (module.reload, kdlib win/dbgmod.cpp:294)."""
+        self.calls["setSymbolPath"] += 1
+        if self.windbg:
+            self.forbidden.append(("setSymbolPath", (path,)))
+            raise AssertionError("setSymbolPath inside WinDbg changes the user's session")
+        self.symbol_path = path
+
+    def appendSymbolPath(self, path):
+        self.setSymbolPath(";".join(p for p in (self.symbol_path, path) if p))
+
+    def _reload(self, name):
+        self.calls["reload"] += 1
+        if name.lower() == "nt" and (self.symbol_path or "").strip():
+            self.symbols_loaded = True
+
+    def _need_symbols(self, what):
+        if self.symbols_loaded is False and not self.windbg:
+            raise SymbolException("%s: symbols not loaded (empty symbol path)" % what)
+
+    # -- a user break, as the bootstrapper delivers it ------------------------------------------
+
+    def user_break(self):
+        """Ctrl+Break in WinDbg: the bootstrapper's watcher (pykd-ext sources/windbgext.cpp:34-88)
+        sees GetInterrupt, then Py_AddPendingCall(quit) -> SystemExit("CTRL+BREAK").  The
+        call is queued from a thread with PyGILState_Ensure, i.e. for the main interpreter;
+        scripts run in a sub-interpreter (windbgext.cpp:415).  On 3.8 pending calls are
+        process-wide and the exit arrives (at the next pykd call here); from 3.9 they are per
+        interpreter and it never reaches the script."""
+        if self.python_version < (3, 9):
+            self._pending_exit = SystemExit("CTRL+BREAK")
+        else:
+            self.undelivered_breaks += 1
+
+    def _deliver(self):
+        if self._pending_exit is not None:
+            e, self._pending_exit = self._pending_exit, None
+            raise e
 
     def isWindbgExt(self):
         return self.windbg
@@ -346,7 +478,11 @@ class FakePykd(types.ModuleType):
             raise MemoryException("Memory exception at 0x%x" % e.address)
 
     def loadBytes(self, offset, count, phyAddr=False):
+        """The whole range is checked before one read: any invalid byte fails the call as a
+        whole with MemoryException naming the address (kdlib memaccess: isVaRegionValid then
+        ReadVirtual)."""
         self.calls["loadBytes"] += 1
+        self._deliver()
         return list(self._read(offset, count))
 
     def isValid(self, offset):
@@ -385,6 +521,7 @@ class FakePykd(types.ModuleType):
 
     def getOffset(self, name):
         self.calls["getOffset"] += 1
+        self._need_symbols(name)
         try:
             return self.target.symbol(name)
         except SymbolNotFound:
@@ -412,12 +549,12 @@ class FakePykd(types.ModuleType):
         if isinstance(key, str):
             for m in t.modules:
                 if m.name.lower() == key.lower():
-                    return FakeModule(m)
+                    return FakeModule(m, self)
             raise SymbolException("module %s not found" % key)
         m = t.module_at(key)
         if m is None:
             raise DbgException("module at 0x%x not found" % key)
-        return FakeModule(m)
+        return FakeModule(m, self)
 
     # -- types --------------------------------------------------------------------------------
 
@@ -426,6 +563,7 @@ class FakePykd(types.ModuleType):
 
     def typeInfo(self, name):
         self.calls["typeInfo"] += 1
+        self._need_symbols(name)
         name = name.split("!")[-1]
         syms = self._symbols()
         if name in syms.user_types and not _unnamed(name):
@@ -480,19 +618,32 @@ class FakePykd(types.ModuleType):
 
     # -- threads, stacks, bug check -------------------------------------------------------------
 
+    # kernel mode: getCurrentThread/setCurrentThread are getImplicitThreadOffset/
+    # setImplicitThread (kdlib win/dbgeng.cpp:1472-1492) -> SetImplicitThreadDataOffset, where
+    # 0 means "the default implicit thread" (DbgEng's documentation of that method)
+
+    def getImplicitThread(self):
+        self.calls["getImplicitThread"] += 1
+        return self.implicit_thread
+
+    def setImplicitThread(self, offset):
+        self.calls["setImplicitThread"] += 1
+        if offset == 0:
+            self.implicit_thread, self.explicit_thread = self.default_thread, False
+        else:
+            self.implicit_thread, self.explicit_thread = offset, True
+
     def getCurrentThread(self):
         self.calls["getCurrentThread"] += 1
-        return self.implicit_thread
+        return self.getImplicitThread()
 
     def setCurrentThread(self, offset):
         self.calls["setCurrentThread"] += 1
-        self.implicit_thread = offset
-
-    getImplicitThread = getCurrentThread
-    setImplicitThread = setCurrentThread
+        self.setImplicitThread(offset)
 
     def getStack(self, inlineFrames=False):
         self.calls["getStack"] += 1
+        self._deliver()
         t = self.implicit_thread
         try:
             self.target.read(t, 8)
@@ -501,7 +652,11 @@ class FakePykd(types.ModuleType):
         return [_Frame(f) for f in self.target.stack(t)]
 
     def bugCheckData(self):
+        """pykd pydbgeng.cpp:179-197 -> ReadBugCheckData.  A live kernel has no bug check:
+        KiBugCheckData is zeros and so is the answer; a dump without one raises here."""
         self.calls["bugCheckData"] += 1
+        if not self.dump:
+            return (0, 0, 0, 0, 0)
         bc = self.target.bugcheck()
         if bc is None:
             raise DbgException("IDebugControl::ReadBugCheckData failed HRESULT 0x8000FFFF")

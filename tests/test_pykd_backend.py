@@ -31,8 +31,13 @@ USED_TYPES = ["_KTHREAD", "_ETHREAD", "_EPROCESS", "_KPROCESS", "_ERESOURCE", "_
               "_IO_STACK_LOCATION", "_KPRCB", "_KDPC", "_LIST_ENTRY", "_UNICODE_STRING"]
 
 
+SYMBOLS = "srv*C:\\Symbols*https://msdl.microsoft.com/download/symbols"
+
+
 @pytest.fixture
 def fake(monkeypatch):
+    """A standalone pykd whose user has set _NT_SYMBOL_PATH, as the README asks."""
+    monkeypatch.setenv("_NT_SYMBOL_PATH", SYMBOLS)
     f = FakePykd()
     monkeypatch.setitem(sys.modules, "pykd", f)
     return f

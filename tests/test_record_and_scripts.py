@@ -40,6 +40,7 @@ def test_replay_of_a_recording_is_byte_identical(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["eresource_deadlock", "eresource_deadlock_win10", "corrupt_waitblock_unreadable"])
 def test_record_through_pykd_then_replay_without_it(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("_NT_SYMBOL_PATH", "srv*C:\\Symbols*https://msdl.microsoft.com/download/symbols")
     fake = FakePykd()
     monkeypatch.setitem(sys.modules, "pykd", fake)
     rec = str(tmp_path / "case.json.gz")

@@ -15,14 +15,21 @@ Everything here was checked against pykd's source (pykd 0.3.4, kdlibcpp):
   member of a supplement type whose symbol type has another shape than the supplement says
   (`_KUSER_SHARED_DATA.InterruptTime` is a 12-byte `_KSYSTEM_TIME` in the PDB) is left out of
   the layout, so code reading it gets FieldNotFound rather than an address taken for a value.
-- stacks: `getStack()` unwinds the implicit thread; `setCurrentThread()` switches it in
-  kernel mode (it is `SetImplicitThreadDataOffset`, debugger state, not target state) and the
-  previous thread is always restored.
-- `bugCheckData()` raises `DbgException` when the target has none: that is "no bug check".
+- stacks: `getStack()` unwinds the implicit thread; `setImplicitThread()` switches it
+  (`SetImplicitThreadDataOffset`, debugger state, not target state) and afterwards it goes
+  back to the debugger's default (`setImplicitThread(0)`), or to the user's own choice.
+- `bugCheckData()` is all zeros on a live kernel and raises `DbgException` on a dump without
+  one: both are "no bug check".
+- members real symbols carry that no layout holds (static and constant members of C++ types:
+  no offset; arrays without a bound: no size) are skipped or sized 0, and said in `skipped`;
+  every other pykd exception reaches the CLI as one line (`PykdTarget.errors`).
+- standalone sessions: a symbol path is set when none is (`_use_symbols`), and a KDNET target
+  this process broke in is resumed when the command ends (`release`).
 - `findSymbol()` never raises: `mod!sym+1a3`, else `mod+3c`, else bare hex.
 
 No function that writes target memory or registers is used anywhere.
 """
+import os
 import re
 import struct
 
@@ -110,6 +117,7 @@ class LiveLayouts(LayoutSet):
         self.mismatches = []
         self.enum_sources = {}    # enum -> where its constants came from when not the symbols
         self.type_sources = {}    # type -> where its layout came from when not the symbols
+        self.skipped = []         # (type, member, why): static/constant members, undescribable ones
 
     def _type_info(self, name):
         try:
@@ -131,7 +139,8 @@ class LiveLayouts(LayoutSet):
             return "ptr:" + self._type_string(inner)
         if ti.isArray():
             elem = ti.deref()
-            n = ti.size() // elem.size() if elem.size() else 0
+            esize = self._size(elem)
+            n = self._size(ti) // esize if esize else 0         # incomplete: [0]
             inner = self._type_string(elem)
             if elem.isArray():        # C order: ULONGLONG Cycles[4][2] is 4 arrays of 2
                 m = _DIMS.match(inner)
@@ -146,21 +155,55 @@ class LiveLayouts(LayoutSet):
         return ti.name()
 
     def _build(self, name, ti):
+        p = self._pykd
         fields = {}
         work = [("", 0, ti, 0)]
         while work:
             prefix, base, t, depth = work.pop()
             for fname, ft in t.fields():
                 full = prefix + fname
-                off = base + t.fieldOffset(fname)
-                bits = (ft.bitOffset(), ft.bitWidth()) if ft.isBitField() else (None, None)
-                typ = self._type_string(ft)
-                fields.setdefault(full, Field(full, off, ft.size(), typ, bits[0], bits[1]))
+                if self._no_offset(t, fname):
+                    continue
+                try:
+                    off = base + t.fieldOffset(fname)
+                    bits = (ft.bitOffset(), ft.bitWidth()) if ft.isBitField() else (None, None)
+                    typ = self._type_string(ft)
+                    size = self._size(ft)
+                except p.DbgException as e:
+                    # a member real symbols describe in a way no layout can hold: said, not fatal
+                    self.skipped.append((name, full, "%s: %s" % (type(e).__name__, str(e).strip())))
+                    continue
+                fields.setdefault(full, Field(full, off, size, typ, bits[0], bits[1]))
                 if (ft.isUserDefined() and not ft.isPointer() and not ft.isArray()
                         and _unnamed(ft.name()) and depth < MAX_NESTING):
                     work.append((full + ".", off, ft, depth + 1))
         self._drop_other_shapes(name, fields)
-        return TypeLayout(name, ti.size(), fields)
+        return TypeLayout(name, self._size(ti), fields)
+
+    def _no_offset(self, t, fname):
+        """A static or constant member (C++ symbols have them): no offset in the structure;
+        asking raises TypeException "static field has no offset" (kdlib udtfield.h:52-58).
+        pykd tells them by typeInfo.isStaticField/isConstField (pykd pymod.cpp:931-937)."""
+        p = self._pykd
+        for query in ("isStaticField", "isConstField"):
+            ask = getattr(t, query, None)
+            if ask is None:
+                continue
+            try:
+                if ask(fname):
+                    self.skipped.append((t.name(), fname, query[2:].replace("Field", " member")))
+                    return True
+            except p.DbgException:
+                continue             # not answerable: fieldOffset below says what it is
+        return False
+
+    def _size(self, ti):
+        """size() of a type, 0 for an incomplete one (an array without a bound: kdlib's
+        TypeInfoIncompleteArray, typeinfoimp.h:1034, has no size)."""
+        try:
+            return ti.size()
+        except self._pykd.DbgException:
+            return 0
 
     def _drop_other_shapes(self, name, fields):
         """The supplement describes types the PDB extracts lack, with the shape the analyses
@@ -243,6 +286,10 @@ class PykdTarget(Target):
         self.live = not pykd.isDumpAnalyzing()
         self._layouts = None
         self._modules = []       # Modules found so far: most look-ups hit one of these
+        self._restore = None     # the implicit thread to go back to after an unwind (0: default)
+        self.errors = (pykd.DbgException,)     # pykd's exceptions, for the CLI's one-line errors
+        self.symbol_path = None  # a standalone session's symbol path, once checked
+        self.broken_in = False   # a kernel connection this process broke in (attachKernel)
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -313,23 +360,70 @@ class PykdTarget(Target):
         return out
 
     def stack(self, thread):
+        """Switch the implicit thread, unwind, switch back.  In kernel mode setCurrentThread is
+        setImplicitThread, i.e. SetImplicitThreadDataOffset (kdlib win/dbgeng.cpp:1445-1455,
+        1486-1492).  Back means the debugger's default (offset 0: "the implicit thread for the
+        current process is set to the default implicit thread", DbgEng's
+        SetImplicitThreadDataOffset), unless the user had chosen one (`.thread X`): that one is
+        restored.  Writing back what getImplicitThread returned would pin the default as an
+        explicit choice the debugger then keeps."""
         p = self.pykd
-        previous = p.getCurrentThread()
+        restore = self._restore_to()
         try:
-            p.setCurrentThread(thread)
+            p.setImplicitThread(thread)
             frames = p.getStack()
             return [Frame(int(f.ip), int(f.ret), int(f.sp), int(f.fp)) for f in frames]
         except p.DbgException:
             return []
         finally:
-            p.setCurrentThread(previous)
+            p.setImplicitThread(restore)
+
+    def _restore_to(self):
+        """What the implicit thread goes back to after an unwind: 0 (the default) when the
+        session's implicit thread was the default one, else the user's thread.  Found once."""
+        if self._restore is None:
+            p = self.pykd
+            before = int(p.getImplicitThread())
+            p.setImplicitThread(0)
+            default = int(p.getImplicitThread())
+            self._restore = 0 if before == default else before
+            if self._restore:
+                p.setImplicitThread(before)
+        return self._restore
+
+    def release(self, leave_broken=False, notify=None):
+        """End of a command on a kernel connection this process broke in: detach, which
+        resumes the target (pykd detachAllProcesses -> kdlib win/dbgeng.cpp:347-358,
+        IDebugClient::DetachProcesses, "resuming all their threads").  Not go(): pykd's go
+        waits in WaitForEvent(INFINITE) for the next break (kdlib win/dbgeng.cpp:88-120,
+        686-701), so the command would never end.  Nothing happens inside WinDbg or on a dump."""
+        notify = notify or (lambda text: None)
+        if not self.broken_in:
+            return
+        self.broken_in = False
+        if leave_broken:
+            notify("the target stays broken in (--leave-broken): resume it from a debugger (g)")
+            return
+        try:
+            self.pykd.detachAllProcesses()
+        except self.pykd.DbgException as e:
+            notify("could not resume the target (%s): it is still broken in; connect a debugger "
+                   "and type g" % (str(e).strip() or type(e).__name__))
+            return
+        notify("detached: the target runs again")
+
+    def symbol_hint(self):
+        """For a missing kernel type: what to set, where a standalone session chose symbols."""
+        if self.symbol_path is None:
+            return "check the debugger's symbol path (.sympath, .reload)"
+        return "symbol path %s: %s" % (self.symbol_path, SYMBOL_ADVICE)
 
     def bugcheck(self):
         try:
             data = self.pykd.bugCheckData()
         except self.pykd.DbgException:
-            return None                      # a live target, or a dump without bug check data
-        code = int(data[0])
+            return None                      # a dump without bug check data
+        code = int(data[0])                  # a live kernel: zeros (pykd pydbgeng.cpp:179-197)
         if not code:
             return None
         args = [int(a) for a in data[1:5]]
@@ -353,26 +447,86 @@ def _require_kernel(pykd, name):
                                 % name)
 
 
-def open_dump(path):
+# Microsoft's public symbol server, cached locally: what `.symfix` sets
+SYMBOL_SERVER = "https://msdl.microsoft.com/download/symbols"
+
+
+def default_symbol_path():
+    cache = os.path.join(os.environ.get("LOCALAPPDATA") or os.path.expanduser("~"), "pykd_ext", "symbols")
+    return "srv*%s*%s" % (cache, SYMBOL_SERVER)
+
+
+def _use_symbols(pykd, target, symbol_path, notify):
+    """A standalone session gets kernel types only from a symbol path, and pykd sets none
+    itself (getSymbolPath/setSymbolPath: pykd pymod.cpp:614-618, kdlib win/sympath.cpp:22-45;
+    DbgEng starts from _NT_SYMBOL_PATH).  --symbol-path wins; with none set, Microsoft's server
+    with a local cache, said on stderr.  Then nt's symbols are reloaded from it (module.reload:
+    IDebugSymbols::Reload, kdlib win/dbgmod.cpp:294) and the kernel's types checked: without
+    them every command would end "unusable target"; this says what to set instead."""
+    current = (pykd.getSymbolPath() or "").strip()
+    if symbol_path is not None:
+        path = symbol_path
+    elif current:
+        path = None
+    else:
+        path = default_symbol_path()
+        notify("no symbol path set (_NT_SYMBOL_PATH is empty): using %s; --symbol-path or "
+               "_NT_SYMBOL_PATH sets another" % path)
+    if path is not None:
+        pykd.setSymbolPath(path)
+        try:
+            pykd.module("nt").reload()
+        except pykd.DbgException as e:
+            raise TargetUnavailable("%s: cannot reload nt's symbols from %s: %s"
+                                    % (target.name, path, str(e).strip() or type(e).__name__))
+    target.symbol_path = path or current
+    try:
+        pykd.typeInfo("nt!_KTHREAD")
+    except pykd.DbgException:
+        raise TargetUnavailable("%s: no kernel types (nt!_KTHREAD) with the symbol path %s: %s"
+                                % (target.name, target.symbol_path, SYMBOL_ADVICE))
+
+
+SYMBOL_ADVICE = ("set --symbol-path or _NT_SYMBOL_PATH to a path holding ntkrnlmp.pdb, e.g. "
+                 "srv*C:\\Symbols*" + SYMBOL_SERVER)
+
+
+def open_dump(path, notify=None, symbol_path=None):
+    notify = notify or (lambda text: None)
     pykd = import_pykd("--dump")
     try:
         pykd.loadDump(path)
     except pykd.DbgException as e:
         raise TargetUnavailable("%s: cannot load the dump: %s" % (path, str(e).strip() or type(e).__name__))
     _require_kernel(pykd, path)
-    return PykdTarget(pykd, path)
+    target = PykdTarget(pykd, path)
+    _use_symbols(pykd, target, symbol_path, notify)
+    return target
 
 
-def open_kernel(connection, notify):
+def open_kernel(connection, notify, symbol_path=None):
     pykd = import_pykd("--kdnet")
-    notify("waiting for the target to connect (%s); attachKernel blocks until it does, "
-           "Ctrl+C gives up" % (connection or "local kernel"))
+    notify("waiting for the target to connect (%s); attachKernel blocks until it does and "
+           "Ctrl+C cannot interrupt that wait (close the console to give up)"
+           % (connection or "local kernel"))
     try:
         pykd.attachKernel(connection)
     except pykd.DbgException as e:
         raise TargetUnavailable("%s: cannot attach: %s" % (connection, str(e).strip() or type(e).__name__))
-    _require_kernel(pykd, connection)
-    return PykdTarget(pykd, "kernel " + connection if connection else "local kernel")
+    # attachKernel turns the initial break on and waits for it: the target is stopped now
+    # (kdlib win/dbgeng.cpp:471-488, setEngBreakOption 210-235)
+    target = PykdTarget(pykd, "kernel " + connection if connection else "local kernel")
+    target.broken_in = bool(connection)          # the local kernel (kd -kl) is never stopped
+    if target.broken_in:
+        notify("connected: the target is broken in (stopped) while the command reads it; it is "
+               "resumed when the command ends (--leave-broken keeps it stopped)")
+    try:
+        _require_kernel(pykd, connection)
+        _use_symbols(pykd, target, symbol_path, notify)
+    except TargetUnavailable:
+        target.release(False, notify)
+        raise
+    return target
 
 
 def current_session():
