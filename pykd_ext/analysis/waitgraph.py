@@ -164,6 +164,8 @@ class Analysis(object):
         self.interrupted = None
         self.thread_index = {}
         self.pending = {}      # address -> ThreadFacts of every waiting thread looked at
+        self.cpus_of = lambda: []   # () -> [(cpu, CurrentThread, NextThread)], read when asked
+        self._cpus = None
         self.facts = None
         self.name_lock = None
         self._edges = {}       # (thread, lock) -> Edge
@@ -329,11 +331,20 @@ def _collect(target, a):
     mutex_reasons = {"WrFastMutex", "WrGuardedMutex"}
 
     pushes = PushLocks(target, diags)
-    waiting = target.layouts().enum("_KTHREAD_STATE").get("Waiting", 5)
+    state_values = target.layouts().enum("_KTHREAD_STATE")
+    waiting = state_values.get("Waiting", 5)
+    runnable = {state_values[n] for n in ("Running", "Ready", "Standby", "DeferredReady") if n in state_values}
+    a.cpus_of = lambda: _processor_threads(target, diags)
     for i, t in enumerate(threads):
         if not i & 0xff:
             report(target, "threads' waits examined", i)
         if t.state != waiting:
+            # KTHREAD.WaitReason keeps the last wait's reason after the thread is woken (the
+            # wait setup writes it; nothing clears it: ReactOS ke_x.h, KiUnwaitThread), so only
+            # runnable threads whose last wait was for a resource are unwound and looked at
+            if t.state in runnable and reasons.get(t.wait_reason) == "WrResource":
+                _not_waiting(target, t, facts(t), load_stack, rindex, exclusive_owned, diags, a, resource_lock,
+                             chain_threads)
             continue
         blocks = wait_blocks(t, diags)
         objs = waited_objects(blocks)
@@ -425,6 +436,44 @@ def _collect(target, a):
                 f.waits_on = [w for w in f.waits_on if not t.on_stack(w[0])]
     _settle_resource_owners(a, tindex)
     pushes.settle(a, threads, stacks, lock, Edge)
+
+
+def _processor_threads(target, diags):
+    """[(cpu, CurrentThread, NextThread)] from each PRCB (NextThread: the Standby thread chosen
+    to run there next)."""
+    out = []
+    try:
+        procs = target.processors()
+    except (SymbolNotFound, TypeNotFound, FieldNotFound) as e:
+        diags.add("missing-symbol", "processors not listed: %s" % e)
+        return out
+    for p in procs:
+        try:
+            v = Struct(target, "_KPRCB", p.prcb)
+            out.append((p.index, v["CurrentThread"], v.get("NextThread", 0)))
+        except MemoryFault as e:
+            diags.add("unreadable", "CPU %d: processor block 0x%x is unreadable" % (p.index, p.prcb), e.address)
+    return out
+
+
+def _not_waiting(target, t, f, load_stack, rindex, exclusive_owned, diags, a, resource_lock, chain_threads):
+    """A thread that is not Waiting but stands inside an ERESOURCE acquire routine is a waiter
+    all the same: a resource time-out break stops the waiter that timed out running there
+    (ExpWaitForResource's DbgBreakPoint after ExpResourceTimeoutCount re-waits: ReactOS), and a
+    waiter just woken or preempted is Ready or Standby.  On 10+ the resource's waiter chain
+    still names it; elsewhere its edge is found by the stack scan."""
+    if t.address in chain_threads:
+        for r, mode in chain_threads[t.address]:
+            resource_lock(r)
+            a.edges.append(Edge(t.address, r.address, None, mode, "wait-chain"))
+        return
+    frames = load_stack(f).frames or []
+    if not any((fr.function or "").lower() in RESOURCE_ACQUIRERS for fr in frames):
+        return
+    e = _stack_scan(target, t, f, rindex, exclusive_owned, diags)
+    if e is not None:
+        resource_lock(rindex[e.lock])
+        a.edges.append(e)
 
 
 def _settle_resource_owners(a, tindex):
@@ -623,9 +672,11 @@ def _root_reason(a, root, in_cycle):
     if f.state == "Terminated":
         return "terminated while holding the lock"
     if f.state == "Running":
-        return "running (not waiting): it holds the lock and should release it"
+        cpu = [c for c, cur, _ in _cpus(a) if cur == root]
+        where = " on processor %d" % cpu[0] if cpu else ""
+        return "running%s (not waiting): it holds the lock and should release it" % where
     if f.state in ("Ready", "Standby", "DeferredReady"):
-        return "ready to run but not running"
+        return _ready_reason(a, f)
     if f.state == "Waiting":
         if is_sleeping(f):
             how = " for %s" % format_duration(f.seconds) if f.seconds is not None else ""
@@ -636,6 +687,42 @@ def _root_reason(a, root, in_cycle):
                     "or not readable" % acq[-1])
         return wait_summary(f)
     return "in state %s" % f.state
+
+
+def _cpus(a):
+    if a._cpus is None:
+        a._cpus = a.cpus_of()
+    return a._cpus
+
+
+def _ready_reason(a, f):
+    """A lock owner that could run but does not: which processor it waits for, and what runs
+    there (KTHREAD.NextProcessor; a Standby thread is its PRCB's NextThread)."""
+    cpu = None
+    for c, _, nxt in _cpus(a):
+        if nxt == f.address:
+            cpu = c
+    if cpu is None:
+        try:
+            v = f.thread.view
+            cpu = v.get("NextProcessorNumber", None)
+            if cpu is None:
+                cpu = v.get("NextProcessor", None)
+        except MemoryFault:
+            cpu = None
+    what = {"Ready": "ready to run but not running", "Standby": "chosen to run next but not yet running",
+            "DeferredReady": "made ready (deferred) but not yet queued to run"}[f.state]
+    if cpu is None:
+        return "%s (%s)" % (what, f.state)
+    runs = [cur for c, cur, _ in _cpus(a) if c == cpu]
+    if not runs:
+        return "%s on processor %d (%s)" % (what, cpu, f.state)
+    cur = runs[0]
+    other = a.thread_index.get(cur)
+    desc = "thread 0x%x" % cur
+    if other is not None:
+        desc += " (Cid %s%s)" % (other.cid, ", " + other.process.name if other.process else "")
+    return "%s: it waits for processor %d (%s), which runs %s" % (what, cpu, f.state, desc)
 
 
 def is_sleeping(f):

@@ -15,6 +15,9 @@ class DpcMixin(object):
             else:                   # 8.1+: ListHead.Next = NULL, LastEntry = &ListHead
                 dl = data + self.off("_KDPC_DATA", "DpcList")
                 self.put("_KDPC_LIST", dl, LastEntry=dl + self.off("_KDPC_LIST", "ListHead"))
+        if self.has("_KPRCB", "DispatcherReadyListHead"):   # KiInitializeProcessor: 32 empty ready lists
+            for pri in range(32):
+                self.list_init(prcb + self.off("_KPRCB", "DispatcherReadyListHead") + pri * self.size("_LIST_ENTRY"))
         self.processors.append({"index": index, "prcb": "0x%x" % prcb})
         # what a debugger reads to find the processors: KiProcessorBlock[], KeNumberProcessors
         if self._processor_block is None:
@@ -29,6 +32,29 @@ class DpcMixin(object):
         self.put("_KPRCB", self._prcb(cpu), CurrentThread=thread)
         if idle_thread is not None:
             self.put("_KPRCB", self._prcb(cpu), IdleThread=idle_thread)
+
+    def _set_next_processor(self, thread, cpu):
+        name = "NextProcessorNumber" if self.has("_KTHREAD", "NextProcessorNumber") else "NextProcessor"
+        self.put("_KTHREAD", thread, **{name: cpu})
+
+    def ready_thread(self, thread, cpu, priority=8):
+        """KiReadyThread -> KxQueueReadyThread (WRK base/ntos/ke/thredsup.c, amd64 kix.h): the
+        thread becomes Ready on processor `cpu` — State = Ready, NextProcessor = cpu, its
+        WaitListEntry at the tail of that PRCB's DispatcherReadyListHead[Priority], and the
+        priority's bit in ReadySummary."""
+        prcb = self._prcb(cpu)
+        self.put("_KTHREAD", thread, State=self.enum("_KTHREAD_STATE", "Ready"), Priority=priority)
+        self._set_next_processor(thread, cpu)
+        head = prcb + self.off("_KPRCB", "DispatcherReadyListHead") + priority * self.size("_LIST_ENTRY")
+        self.list_insert_tail(head, thread + self.off("_KTHREAD", "WaitListEntry"))
+        self.put("_KPRCB", prcb, ReadySummary=self._u32(prcb + self.off("_KPRCB", "ReadySummary")) | (1 << priority))
+
+    def standby_thread(self, thread, cpu):
+        """KiDeferredReadyThread choosing `thread` to preempt what `cpu` runs (WRK thredsup.c):
+        State = Standby, NextProcessor = cpu, and the PRCB's NextThread = the thread."""
+        self.put("_KTHREAD", thread, State=self.enum("_KTHREAD_STATE", "Standby"))
+        self._set_next_processor(thread, cpu)
+        self.put("_KPRCB", self._prcb(cpu), NextThread=thread)
 
     def _prcb(self, index):
         return int(next(p["prcb"] for p in self.processors if p["index"] == index), 16)

@@ -257,3 +257,12 @@ class ResourcesMixin(object):
         self.waited[thread] = waited_ticks
         slice_100ns = resource_wait_slice(waited_ticks * TICK_100NS)
         self.u32(thread + wt_off, (self.tick - slice_100ns // TICK_100NS) & 0xffffffff)
+
+    def resource_timeout_break(self, thread, cpu):
+        """A resource waiter whose ExpWaitForResource reached its time-out count breaks into the
+        debugger from inside that routine (ReactOS ExpWaitForResource: after
+        ExpResourceTimeoutCount time-outs it dumps the resource and calls DbgBreakPoint): its
+        wait has ended (KTHREAD.WaitReason still WrResource, its waiter registration kept) and
+        it runs on processor `cpu` (State Running, that PRCB's CurrentThread)."""
+        self.put("_KTHREAD", thread, State=self.enum("_KTHREAD_STATE", "Running"))
+        self.set_current(cpu, thread)
