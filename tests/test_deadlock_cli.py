@@ -51,6 +51,11 @@ EXPECTED = {
     "pushlock_recursive_win11": (
         [], [("0xfffff88000e10000", "a push lock (Locked+Waiting): the kernel records no owner",
               ["0xfffffa8000c10050", "0xfffffa8000c10940"])], []),
+    # a process-notify callback unregistering itself: a self-wait read from the stack's shape
+    "selfwait_process_notify": (
+        [(["ntdll!RtlUserThreadStart"], ["0xfffff88000e0109e"], ["stack-pattern"])], [], []),
+    "selfwait_process_notify_win7": (
+        [(["ntdll!RtlUserThreadStart"], ["0xfffff88000e0109e"], ["stack-pattern"])], [], []),
     "self_deadlock_fastmutex": (
         [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
     "hang_no_cycle": (
@@ -89,7 +94,7 @@ def test_json_facts(name):
         for i, e in enumerate(c["edges"]):
             assert (e["thread"], e["waits_for"], e["held_by"]) == (
                 c["threads"][i], c["locks"][i], c["threads"][(i + 1) % n])
-            assert e["mode"] == "exclusive"
+            assert e["mode"] == ("self" if e["evidence"] == "stack-pattern" else "exclusive")
     assert [(c["root"], c["waiters"]) for c in d["chains"]] == [(r, w) for r, _, w in chains]
     for c, (_, reason, _) in zip(d["chains"], chains):
         assert c["reason"].startswith(reason)

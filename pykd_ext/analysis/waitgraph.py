@@ -41,6 +41,7 @@ from ..kernel.resources import all_resources
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.views import Struct
 from ..kernel.waits import is_wait_any, object_type, wait_blocks, waited_objects
+from . import selfwait
 from .pushlocks import PushLocks
 from ..progress import report
 from ..target.layouts import supplement
@@ -331,6 +332,7 @@ def _collect(target, a):
     mutex_reasons = {"WrFastMutex", "WrGuardedMutex"}
 
     pushes = PushLocks(target, diags)
+    stack_waiters = []                   # waiting on an object on their own stack only
     state_values = target.layouts().enum("_KTHREAD_STATE")
     waiting = state_values.get("Waiting", 5)
     runnable = {state_values[n] for n in ("Running", "Ready", "Standby", "DeferredReady") if n in state_values}
@@ -417,6 +419,8 @@ def _collect(target, a):
             a.edges.append(e)
             if a.locks[e.lock].kind == "ERESOURCE":
                 f.wait_slice = True
+        if objs and all(t.on_stack(o.object) for o in objs):
+            stack_waiters.append(t)
         if not found and f.wait_reason == "WrPushLock":
             hit = pushes.waiter(t, load_stack(f), objs)
             if hit is not None:
@@ -436,6 +440,41 @@ def _collect(target, a):
                 f.waits_on = [w for w in f.waits_on if not t.on_stack(w[0])]
     _settle_resource_owners(a, tindex)
     pushes.settle(a, threads, stacks, lock, Edge)
+    _self_waits(a, stack_waiters, facts, load_stack, lock, diags)
+
+
+def _self_waits(a, candidates, facts, load_stack, lock, diags):
+    """Waiting threads with no lock edge whose stacks show a documented self-wait
+    (analysis/selfwait.py): a one-thread deadlock on the callback they are inside of.  Only
+    threads that wait on an object on their own stack are candidates: the rundown waits these
+    patterns end in block on an event in a wait block on the waiter's stack (ReactOS
+    ExfWaitForRundownProtectionRelease), so the common waits on pool or global events are not
+    unwound (each unwind is a debugger round trip on a live target)."""
+    edged = {e.thread for e in a.edges}
+    looked = 0
+    for t in candidates:
+        if t.address in edged:
+            continue
+        f = facts(t)
+        if f.wait_reason not in selfwait.PATTERN_WAIT_REASONS:
+            continue
+        if looked >= selfwait.MAX_PATTERN_THREADS:
+            diags.add("cap", "self-wait patterns: only %d threads' stacks were looked at"
+                      % selfwait.MAX_PATTERN_THREADS)
+            return
+        looked += 1
+        hit = selfwait.match(load_stack(f).frames or [])
+        if hit is None:
+            continue
+        pattern, callback = hit
+        key = callback.ip if callback is not None else t.address
+        lk = lock(key, "callback rundown", None)
+        lk.name = "%s%s" % (pattern["name"], " in %s" % callback.symbol if callback is not None else "")
+        lk.note = "%s (%s)" % (pattern["explain"], pattern["source"])
+        lk.owners = [(t.address, "self")]
+        lk.owner_evidence[t.address] = "stack-pattern"
+        f.waits_on = []
+        a.edges.append(Edge(t.address, key, None, "self", "stack-pattern"))
 
 
 def _processor_threads(target, diags):

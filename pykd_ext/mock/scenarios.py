@@ -190,6 +190,37 @@ def pushlock_recursive(build=WIN10):
     return b
 
 
+def selfwait_process_notify(build=WIN10):
+    """AcmeAv's process-notify routine decides, while handling a process creation, to
+    unregister itself: PsSetCreateProcessNotifyRoutineEx(Remove) waits for the callbacks in
+    flight to finish -- its own call among them -- on the rundown protection that
+    PspCallProcessNotifyRoutines holds for it.  AcmeAv's unload routine, on a worker thread,
+    is in the same unregister call's stack shape but outside any callback, waiting on an event:
+    not a self-wait."""
+    b = ScenarioBuilder(build, comment="a process-notify callback unregistering itself (%s)" % build)
+    system = b.process("System", 4)
+    _background(b, system)
+    b.module("AcmeAv", "AcmeAv.sys", size=0x20000)
+    app = b.process("setup.exe", 0x1d30)
+    rundown = b.rundown_ref()                       # the callback block's RundownProtect
+    b.acquire_rundown(rundown)                       # PspCallProcessNotifyRoutines -> ExReferenceCallBackBlock
+    wait = ["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x3a7", "nt!KiCommitThreadWait+0x14f",
+            "nt!KeWaitForSingleObject+0x233", "nt!ExfWaitForRundownProtectionRelease+0x81"]
+    t = b.thread(app, 0x1d34, "ntdll!RtlUserThreadStart", waited_ticks=19200,
+                 frames=wait + ["nt!PspSetCreateProcessNotifyRoutine+0x12c",
+                                "nt!PsSetCreateProcessNotifyRoutineEx+0x17", "AcmeAv!OnProcessNotify+0x9e",
+                                "nt!PspCallProcessNotifyRoutines+0x213", "nt!PspInsertThread+0x68c",
+                                "nt!NtCreateUserProcess+0xa1a", "nt!KiSystemServiceCopyEnd+0x25"])
+    b.wait_for_rundown(t, rundown)
+    unload = b.thread(system, 0x4e8, "nt!ExpWorkerThread", waited_ticks=15000,
+                      frames=wait + ["nt!PspSetCreateProcessNotifyRoutine+0x12c",
+                                     "nt!PsSetCreateProcessNotifyRoutineEx+0x17", "AcmeAv!DriverUnload+0x31",
+                                     "nt!IopLoadUnloadDriver+0x4f"] + WORKER)
+    ev = b.event(notification=False)
+    b.wait_on(unload, [ev], "Executive")
+    return b
+
+
 def _thread_link(b, thread):
     return thread + b.off("_ETHREAD", "ThreadListEntry")
 
@@ -613,6 +644,8 @@ SHIPPED = {
     "pushlock_shared_waiters_win81": lambda: pushlock_shared_waiters(WIN81),
     "pushlock_recursive": lambda: pushlock_recursive(WIN10),
     "pushlock_recursive_win11": lambda: pushlock_recursive(WIN11),
+    "selfwait_process_notify": lambda: selfwait_process_notify(WIN10),
+    "selfwait_process_notify_win7": lambda: selfwait_process_notify(WIN7),
     "corrupt_thread_list_loop": corrupt_thread_list_loop,
     "corrupt_null_flink": corrupt_null_flink,
     "corrupt_waitblock_unreadable": corrupt_waitblock_unreadable,

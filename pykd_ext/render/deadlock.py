@@ -175,6 +175,9 @@ class TextRenderer(object):
                 len(c.locks), "s" if len(c.locks) > 1 else "")) +
                 (" -- look at " + s("drv", ", ".join(drivers)) if drivers else ""))
             for lk, o, ev in c.inferred:
+                if ev == "stack-pattern":
+                    self.w("  a self-wait read from the stack's shape: %s" % a.locks[lk].note)
+                    continue
                 self.w("  the owner 0x%x of %s is inferred (%s), not recorded by the kernel" % (
                     o, self.lock_label(lk), ev))
             if c.conditional:

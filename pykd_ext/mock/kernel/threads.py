@@ -203,3 +203,47 @@ class ThreadsMixin(object):
         self.put("_FAST_MUTEX", fm, Contention=1)
         self.wait_on(thread, [fm + self.off("_FAST_MUTEX", "Event")], "WrFastMutex")
 
+
+    # -- rundown protection ------------------------------------------------------------------
+
+    def rundown_ref(self, address=None):
+        """ExInitializeRundownProtection: an EX_RUNDOWN_REF of value 0 (in pool or at `address`)."""
+        if address is None:
+            return self.alloc(8, align=8)
+        self.mem.map(address, 8)
+        self.u64(address, 0)
+        return address
+
+    def acquire_rundown(self, ref):
+        """ExAcquireRundownProtection (ReactOS ntoskrnl/ex/rundown.c): the count, above bit 0
+        (EX_RUNDOWN_COUNT_SHIFT 1), goes up by one (EX_RUNDOWN_COUNT_INC 2) while the ref is not
+        being run down (EX_RUNDOWN_ACTIVE, bit 0, clear)."""
+        v = self._u64(ref)
+        if v & 1:
+            raise ValueError("rundown ref 0x%x is being run down: the acquire fails" % ref)
+        self.u64(ref, v + 2)
+
+    def wait_for_rundown(self, thread, ref):
+        """ExfWaitForRundownProtectionRelease (ReactOS ntoskrnl/ex/rundown.c) with references
+        outstanding: an EX_RUNDOWN_WAIT_BLOCK {Count, WakeEvent} on the waiter's stack (in its
+        ExfWaitForRundownProtectionRelease frame), Count = the references (value >> 1), the
+        WakeEvent a SynchronizationEvent, the ref = the block's address | EX_RUNDOWN_ACTIVE,
+        then KeWaitForSingleObject(&WakeEvent, Executive)."""
+        v = self._u64(ref)
+        if not v >> 1:
+            raise ValueError("rundown ref 0x%x has no references: the wait returns at once" % ref)
+        sp = None
+        for spec, fsp in self.threads[thread].frames:
+            if spec.split("+")[0].lower() in ("nt!exfwaitforrundownprotectionrelease",
+                                               "nt!exwaitforrundownprotectionrelease",
+                                               "nt!exwaitforrundownprotectionreleasecacheaware"):
+                sp = fsp
+                break
+        if sp is None:
+            sp = self._u64(thread + self.off("_KTHREAD", "KernelStack")) + 0x100
+        wb = (sp + 0x10 + 0xf) & ~0xf                 # Count at +0, WakeEvent at +8 (0x20 bytes)
+        self.u64(wb, v >> 1)
+        event = self.event(notification=False, address=wb + 8)
+        self.u64(ref, wb | 1)
+        self.wait_on(thread, [event], "Executive")
+        return wb
