@@ -56,6 +56,14 @@ EXPECTED = {
         [(["ntdll!RtlUserThreadStart"], ["0xfffff88000e0109e"], ["stack-pattern"])], [], []),
     "selfwait_process_notify_win7": (
         [(["ntdll!RtlUserThreadStart"], ["0xfffff88000e0109e"], ["stack-pattern"])], [], []),
+    # the owner waits on its driver's event while its driver's completion worker waits for
+    # the lock: a chain, with a suspected cross-object deadlock (tests/test_crossobject.py)
+    "crossobject_event": (
+        [], [("0xfffffa8000c0f080", "waiting (Executive) on NotificationEvent",
+              ["0xfffffa8000c0f920", "0xfffffa8000c101c0"])], []),
+    "crossobject_event_win81": (
+        [], [("0xfffffa8000c0b040", "waiting (Executive) on NotificationEvent",
+              ["0xfffffa8000c0b7c0", "0xfffffa8000c0bf60"])], []),
     "self_deadlock_fastmutex": (
         [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
     "hang_no_cycle": (

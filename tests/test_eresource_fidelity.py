@@ -62,7 +62,7 @@ def test_deadlock_command_names_the_real_owner_as_root(build, tmp_path):
     b.save(p)
     code, out, err = run_cli("deadlock", "--target", p, "--no-color")
     assert code == 0 and err == ""
-    assert "DEADLOCK" not in out and "WAIT CHAIN 1: 2 waiters behind one root blocker" in out
+    assert "DEADLOCK 1" not in out and "WAIT CHAIN 1: 2 waiters behind one root blocker" in out
     assert "root  thread 0x%x" % owner in out
     d = json.loads(run_cli("deadlock", "--target", p, "--format", "json")[1])
     assert d["locks"]["0x%x" % r]["waiters_in_owner_entries"] == ["0x%x" % s]

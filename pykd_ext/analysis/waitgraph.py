@@ -41,7 +41,7 @@ from ..kernel.resources import all_resources
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.views import Struct
 from ..kernel.waits import is_wait_any, object_type, wait_blocks, waited_objects
-from . import selfwait
+from . import crossobject, selfwait
 from .pushlocks import PushLocks
 from ..progress import report
 from ..target.layouts import supplement
@@ -150,6 +150,7 @@ class Chain(object):
     def __init__(self, root, root_kind, reason, paths, root_evidence=None):
         self.root, self.root_kind, self.reason, self.paths = root, root_kind, reason, paths
         self.root_evidence = root_evidence   # how the root was inferred as an owner, if it was
+        self.suspected = None                # a suspected lock + event deadlock (analysis/crossobject.py)
 
 
 class Analysis(object):
@@ -234,6 +235,11 @@ def analyze(target):
                   % a.interrupted)
     _build_graph(a)
     _find_cycles_and_chains(a)
+    try:
+        crossobject.suspect(a, target)
+    except (KeyboardInterrupt, SystemExit) as e:
+        a.interrupted = a.interrupted or str(e) or type(e).__name__
+        diags.add("interrupted", "interrupted (%s): the results below cover what was read before" % a.interrupted)
     return a
 
 

@@ -221,6 +221,36 @@ def selfwait_process_notify(build=WIN10):
     return b
 
 
+def crossobject_event(build=WIN10):
+    """SyncDrv's flush thread holds its volume resource exclusive and waits for the flush
+    completion event in its context block (pool tag 'SyDv'); the completion worker that would
+    set that event first takes the same resource -- and waits for it, with a reader of another
+    driver behind it.  Nothing in memory says who would set the event: the hang can only be
+    suspected, with its reasoning."""
+    b = ScenarioBuilder(build, comment="owner waits on an event behind which its own driver's waiter sits (%s)" % build)
+    system = b.process("System", 4)
+    _background(b, system)
+    b.module("SyncDrv", "SyncDrv.sys", size=0x20000)
+    b.module("OtherFs", "OtherFs.sys", size=0x20000)
+    r = b.eresource(name="SyncDrv!gVolumeResource")
+    done = b.event(notification=True, pool_tag="SyDv")
+    owner = b.thread(system, 0x2f0, "SyncDrv!FlushThread", waited_ticks=76800,
+                     frames=WAIT_TOP + ["SyncDrv!WaitFlushDone+0x2e", "SyncDrv!FlushVolume+0x88",
+                                        "SyncDrv!FlushThread+0x41"] + SYSTEM_START)
+    b.acquire_resource(r, owner)
+    b.wait_on(owner, [done], "Executive")
+    acq = ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceExclusiveLite+0x1a6"]
+    worker = b.thread(system, 0x2f4, "SyncDrv!CompletionWorker", waited_ticks=76000,
+                      frames=WAIT_TOP + acq + ["SyncDrv!CompleteFlush+0x35", "SyncDrv!CompletionWorker+0x22"]
+                      + SYSTEM_START)
+    b.wait_resource(worker, r)
+    reader = b.thread(system, 0x2f8, "OtherFs!ReadThread", waited_ticks=70000,
+                      frames=WAIT_TOP + ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceSharedLite+0x2b1",
+                                         "SyncDrv!QueryVolume+0x19", "OtherFs!ReadThread+0x60"] + SYSTEM_START)
+    b.wait_resource(reader, r, exclusive=False)
+    return b
+
+
 def _thread_link(b, thread):
     return thread + b.off("_ETHREAD", "ThreadListEntry")
 
@@ -646,6 +676,8 @@ SHIPPED = {
     "pushlock_recursive_win11": lambda: pushlock_recursive(WIN11),
     "selfwait_process_notify": lambda: selfwait_process_notify(WIN10),
     "selfwait_process_notify_win7": lambda: selfwait_process_notify(WIN7),
+    "crossobject_event": lambda: crossobject_event(WIN10),
+    "crossobject_event_win81": lambda: crossobject_event(WIN81),
     "corrupt_thread_list_loop": corrupt_thread_list_loop,
     "corrupt_null_flink": corrupt_null_flink,
     "corrupt_waitblock_unreadable": corrupt_waitblock_unreadable,

@@ -45,6 +45,10 @@ def to_dict(a, target_name=None, build=None):
                 waiters.append(hx(p[0].thread))
         chains.append({"root": hx(ch.root), "root_kind": ch.root_kind, "reason": ch.reason,
                        "root_evidence": ch.root_evidence or "recorded",
+                       "suspected_cross_object": None if not ch.suspected else {
+                           "events": [{"event": hx(o), "where": w} for o, w in ch.suspected["events"]],
+                           "same_driver_waiters": [hx(t) for t in ch.suspected["same_driver_waiters"]],
+                           "reason": ch.suspected["reason"]},
                        "driver": a.threads[ch.root].driver if ch.root in a.threads else None,
                        "waiters": waiters, "paths": [[e.as_dict() for e in p] for p in ch.paths]})
     return {
@@ -210,6 +214,8 @@ class TextRenderer(object):
             else:
                 self.w("  root  %s" % self.lock_label(ch.root))
             self.w("        %s" % s("bad", ch.reason))
+            if ch.suspected:
+                self.w("        %s %s" % (s("warn", "SUSPECTED CROSS-OBJECT DEADLOCK:"), ch.suspected["reason"]))
             if ch.root_kind == "thread":
                 self.thread_block(ch.root, "", indent="        ")
             for p in ch.paths:

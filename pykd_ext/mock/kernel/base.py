@@ -24,6 +24,17 @@ class BuilderBase(object):
     def u64(self, a, v):
         self.mem.write(a, struct.pack("<Q", v & 0xffffffffffffffff))
 
+    def alloc_pool(self, size, tag, pool_type=0):
+        """ExAllocatePoolWithTag for a small block (ReactOS ntoskrnl/mm/ARM3/expool.c): the
+        x64 POOL_HEADER in front of the block -- BlockSize (header and block, 16-byte units)
+        at +2, PoolType + 1 at +3, PoolTag at +4 -- and the block's address returned."""
+        units = (0x10 + size + 0xf) // 0x10
+        h = self.alloc(units * 0x10)
+        self.u8(h + 2, units)
+        self.u8(h + 3, pool_type + 1)
+        self.mem.write(h + 4, tag.encode("ascii")[:4].ljust(4, b" "))
+        return h + 0x10
+
     def alloc(self, size, align=16):
         if self._regions is not None:
             i = self._scatter_rnd.randrange(len(self._regions))

@@ -167,8 +167,15 @@ class ThreadsMixin(object):
 
     # -- dispatcher objects ---------------------------------------------------------------------
 
-    def event(self, notification=True, signaled=False, address=None):
-        a = address if address is not None else self.alloc(self.size("_KEVENT"))
+    def event(self, notification=True, signaled=False, address=None, pool_tag=None):
+        """KeInitializeEvent on a KEVENT at `address`, or in a pool block of its own (tagged
+        `pool_tag` when given)."""
+        if address is not None:
+            a = address
+        elif pool_tag is not None:
+            a = self.alloc_pool(self.size("_KEVENT"), pool_tag)
+        else:
+            a = self.alloc(self.size("_KEVENT"))
         typ = "EventNotificationObject" if notification else "EventSynchronizationObject"
         self.put("_KEVENT", a, Header__Type=self.enum("_KOBJECTS", typ), Header__Size=6,
                  Header__SignalState=1 if signaled else 0)
