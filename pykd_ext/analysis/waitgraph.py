@@ -42,6 +42,7 @@ from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.views import Struct
 from ..kernel.waits import is_wait_any, object_type, wait_blocks, waited_objects
 from .pushlocks import PushLocks
+from .spinlocks import SpinLocks
 from ..progress import report
 from ..target.layouts import supplement
 
@@ -169,6 +170,7 @@ class Analysis(object):
         self.facts = None
         self.name_lock = None
         self._edges = {}       # (thread, lock) -> Edge
+        self.spin_locks = []   # SpinLockReport of each spin lock a processor spins on (analysis/spinlocks.py)
 
 
 def reported_locks(a):
@@ -436,6 +438,7 @@ def _collect(target, a):
                 f.waits_on = [w for w in f.waits_on if not t.on_stack(w[0])]
     _settle_resource_owners(a, tindex)
     pushes.settle(a, threads, stacks, lock, Edge)
+    SpinLocks(target, diags).settle(a, threads, stacks, lock, Edge)
 
 
 def _processor_threads(target, diags):
