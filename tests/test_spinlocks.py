@@ -181,3 +181,31 @@ def test_an_idle_processor_is_not_unwound():
     analyze(t)
     # CPU 0 and CPU 3 idle: the two spinners only
     assert t.stats.stack_calls == 2
+
+
+def test_an_unreadable_stack_is_a_warning_and_the_scan_goes_on():
+    """CPU 2's stack pages are gone: CPU 1 still spins on the filter lock (its own queue entry
+    says so); the filter lock's holder entry cannot be read, so its holder is not named -- and
+    is not guessed."""
+    b = spinlock_queued_abba(WIN10)
+    oid = b.thread_started_at("NetFlt!OidWorker")
+    rx = b.thread_started_at("NetFlt!ReceiveWorker")
+    for _, sp in b.threads[oid].frames:
+        b.mem.unmap(sp & ~0xfff)
+    a = analyze(cached(b))
+    filt = b.symbols["NetFlt!gFilterLock"]
+    r = _report(a, filt)
+    assert [(s.cpu.index, s.thread, s.evidence) for s in r.spinners] == [(1, rx, "queue-entry")]
+    assert r.holder is None and r.candidates == []
+    assert "on no processor's stack" in a.locks[filt].note
+    assert any(d.kind == "unreadable" for d in a.diagnostics)
+    assert a.cycles == []
+
+
+def test_an_unreadable_processor_block_is_a_warning_and_the_others_are_read():
+    b = spinlock_queued_abba(WIN10)
+    prcb = b._prcb(3)
+    b.mem.unmap(prcb)
+    a = analyze(cached(b))
+    assert len(a.cycles) == 1
+    assert any("CPU 3" in d.message for d in a.diagnostics)

@@ -103,6 +103,7 @@ class SpinLocks(object):
     def __init__(self, target, diags):
         self.target, self.diags = target, diags
         self.reports = {}            # lock -> SpinLockReport
+        self.queues = {}             # cpu -> its KPRCB.LockQueue entries that name a lock
         self.cpus = []
 
     # -- processors and what they run -------------------------------------------------------
@@ -294,7 +295,7 @@ class SpinLocks(object):
         by_cpu = {s.cpu.index: s for s in spinners}
         for c in cpus:
             try:
-                q = lock_queue(self.target, c.prcb)
+                q = self.queues[c.index] = lock_queue(self.target, c.prcb)
             except MemoryFault as e:
                 self.diags.add("unreadable", "CPU %d: KPRCB.LockQueue is unreadable" % c.index, e.address)
                 continue
@@ -337,10 +338,7 @@ class SpinLocks(object):
                 except MemoryFault as e:
                     self.diags.add("unreadable", "CPU %d: stack at 0x%x is unreadable" % (c.index, e.address),
                                    e.address)
-            try:
-                found += [e for _, _, e in lock_queue(self.target, c.prcb) if e.lock in queued]
-            except (MemoryFault, FieldNotFound, TypeNotFound):
-                pass                 # said once by _numbered
+            found += [e for _, _, e in self.queues.get(c.index, ()) if e.lock in queued]   # read by _numbered
             for e in found:
                 out.setdefault(e.lock, []).append((e, c))
         return out
