@@ -64,6 +64,20 @@ EXPECTED = {
     "crossobject_event_win81": (
         [], [("0xfffffa8000c0b040", "waiting (Executive) on NotificationEvent",
               ["0xfffffa8000c0b7c0", "0xfffffa8000c0bf60"])], []),
+    # in-stack queued spin locks taken ABBA: each queue records its holder (its head entry)
+    "spinlock_queued_abba": (
+        [(["NetFlt!ReceiveWorker", "NetFlt!OidWorker"], ["0xfffff88000e20008", "0xfffff88000e20000"],
+          ["queue-entry", "queue-entry"])], [], []),
+    "spinlock_queued_abba_win7": (
+        [(["NetFlt!ReceiveWorker", "NetFlt!OidWorker"], ["0xfffff88000e20008", "0xfffff88000e20000"],
+          ["queue-entry", "queue-entry"])], [], []),
+    # a plain spin lock: two spinners behind StorFlt's DISPATCH-level reset worker (a candidate)
+    "spinlock_plain_spinners": (
+        [], [("0xfffffa8000c28f00", "running on processor 3 (not waiting)",
+              ["0xfffffa8000c0fa90", "0xfffffa8000c1bf00"])], []),
+    "spinlock_plain_spinners_win11": (
+        [], [("0xfffffa8000c2bf00", "running on processor 3 (not waiting)",
+              ["0xfffffa8000c10bd0", "0xfffffa8000c1df00"])], []),
     "self_deadlock_fastmutex": (
         [(["RecurseDrv!RefreshWorker"], ["0xfffff88000e08000"], ["wait-block"])], [], []),
     "hang_no_cycle": (

@@ -43,6 +43,7 @@ from ..kernel.views import Struct
 from ..kernel.waits import is_wait_any, object_type, wait_blocks, waited_objects
 from . import crossobject, selfwait
 from .pushlocks import PushLocks
+from .spinlocks import SpinLocks
 from ..progress import report
 from ..target.layouts import supplement
 
@@ -171,6 +172,7 @@ class Analysis(object):
         self.facts = None
         self.name_lock = None
         self._edges = {}       # (thread, lock) -> Edge
+        self.spin_locks = []   # SpinLockReport of each spin lock a processor spins on (analysis/spinlocks.py)
 
 
 def reported_locks(a):
@@ -447,6 +449,7 @@ def _collect(target, a):
     _settle_resource_owners(a, tindex)
     pushes.settle(a, threads, stacks, lock, Edge)
     _self_waits(a, stack_waiters, facts, load_stack, lock, diags)
+    SpinLocks(target, diags).settle(a, threads, stacks, lock, Edge)
 
 
 def _self_waits(a, candidates, facts, load_stack, lock, diags):

@@ -10,7 +10,7 @@ memory image, and writes the result as a mock target file.
     b.save("mock_targets/x.json.gz")
 
 Its rooms, one per kernel subsystem, are in pykd_ext/mock/kernel/ (threads and waits,
-resources, I/O, DPCs, timers); this class puts them together and boots the machine.
+resources, push and spin locks, I/O, DPCs, timers); this class puts them together and boots the machine.
 
 The builder plays the kernel: where builds differ in mechanics (how an ERESOURCE waiter
 blocks, how wait blocks link) it does what that build's kernel does, choosing by what the
@@ -29,12 +29,13 @@ from .kernel.memory import (BOOT_POOL_BASE, DRIVER_BASE, HAL_BASE, NT_BASE, NT_S
 from .kernel.memory import (FUNC_SLOT, MAX_PROCESSORS, PAGE, STACK_SIZE, TICK_100NS,  # noqa: F401
                             ModuleInfo, ThreadInfo)
 from .kernel.resources import ResourcesMixin
+from .kernel.spinlocks import SpinLocksMixin
 from .kernel.threads import ThreadsMixin
 from .kernel.timers import TimersMixin
 
 
-class ScenarioBuilder(ThreadsMixin, ResourcesMixin, PushLocksMixin, IoMixin, DpcMixin, TimersMixin,
-                      BuilderBase):
+class ScenarioBuilder(ThreadsMixin, ResourcesMixin, PushLocksMixin, SpinLocksMixin, IoMixin, DpcMixin,
+                      TimersMixin, BuilderBase):
     def __init__(self, build, comment="", compact_stacks=False, scatter=0, seed=0):
         """`compact_stacks`: map only the stack pages a thread's frames use (large generated
         targets: tens of thousands of threads), not the whole kernel stack.

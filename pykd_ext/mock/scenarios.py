@@ -251,6 +251,98 @@ def crossobject_event(build=WIN10):
     return b
 
 
+SPIN_CLOCK_TOP = ["nt!KeBugCheckEx", "nt!KeAccumulateTicks+0x1846d4", "nt!KeClockInterruptNotify+0x8b6",
+                  "hal!HalpTimerClockInterrupt+0x10", "nt!KiCallInterruptServiceRoutine+0xa5",
+                  "nt!KiInterruptSubDispatchNoLockNoEtw+0xfa", "nt!KiInterruptDispatchNoLockNoEtw+0x37"]
+QUEUED_SPIN = ["nt!KxWaitForLockOwnerShip+0x2a", "nt!KeAcquireInStackQueuedSpinLock+0x7c"]
+
+
+def spinlock_queued_abba(build=WIN10):
+    """NetFlt takes its two in-stack queued spin locks in opposite orders: on CPU 1 the
+    receive worker holds the adapter lock (its KLOCK_QUEUE_HANDLE in AdapterIndicate's frame)
+    and spins for the filter lock; on CPU 2 the OID worker holds the filter lock (handle in
+    FilterOid's frame) and spins for the adapter lock.  Each spinner's handle waits
+    (LOCK_QUEUE_WAIT) behind the other's: a deadlock the queues record.  Broken in with the
+    debugger; both processors at DISPATCH_LEVEL."""
+    b = ScenarioBuilder(build, comment="in-stack queued spin locks taken ABBA on two processors (%s)" % build)
+    system = b.process("System", 4)
+    _background(b, system)
+    idle = b.process("Idle", 0, listed=False)
+    b.module("NetFlt", "NetFlt.sys", size=0x40000)
+    adapter = b.spin_lock(name="NetFlt!gAdapterLock")
+    filt = b.spin_lock(name="NetFlt!gFilterLock")
+    rx = b.thread(system, 0x2e4, "NetFlt!ReceiveWorker", state="Running",
+                  frames=["nt!KeYieldProcessorEx+0x17"] + QUEUED_SPIN
+                  + ["NetFlt!FilterSendLocked+0x44", "NetFlt!AdapterIndicate+0x9c", "NetFlt!ReceiveWorker+0x31"]
+                  + SYSTEM_START)
+    oid = b.thread(system, 0x2e8, "NetFlt!OidWorker", state="Running",
+                   frames=QUEUED_SPIN + ["NetFlt!AdapterQuery+0x3b", "NetFlt!FilterOid+0x77", "NetFlt!OidWorker+0x2c"]
+                   + SYSTEM_START)
+    b.processor(1, current_thread=rx, idle_thread=_idle_thread(b, idle))
+    b.processor(2, current_thread=oid, idle_thread=_idle_thread(b, idle))
+    _idle_cpu(b, idle, 3)
+    b.acquire_in_stack_queued_spin_lock(rx, adapter, frame="NetFlt!AdapterIndicate")
+    b.acquire_in_stack_queued_spin_lock(oid, filt, frame="NetFlt!FilterOid")
+    b.acquire_in_stack_queued_spin_lock(rx, filt, irql=2)
+    b.acquire_in_stack_queued_spin_lock(oid, adapter, irql=2)
+    b.set_irql(1, 2)
+    b.set_irql(2, 2)
+    return b
+
+
+def spinlock_plain_spinners(build=WIN10):
+    """StorFlt's request-queue spin lock (a plain KSPIN_LOCK, word 1: no owner recorded).  CPU 3
+    runs StorFlt's reset worker, which took the lock and now polls a controller that does not
+    answer (KeStallExecutionProcessor in a loop) at DISPATCH_LEVEL.  CPU 1's idle thread runs
+    StorFlt's completion DPC, spinning in KxWaitForSpinLockAndAcquire until the DPC watchdog
+    fires (bug check 0x133 arg1 0); CPU 2's submit path spins too (KeYieldProcessorEx on top).
+    Decoys: CPU 4 runs StorFlt's IOCTL path at PASSIVE_LEVEL, CPU 5 ndis's DPC at
+    DISPATCH_LEVEL: neither can be the holder."""
+    b = ScenarioBuilder(build, comment="plain spin lock: two spinners, a DISPATCH-level holder of the same "
+                                       "driver (%s)" % build)
+    system = b.process("System", 4)
+    smss = _background(b, system)
+    idle = b.process("Idle", 0, listed=False)
+    b.module("StorFlt", "StorFlt.sys", size=0x30000)
+    b.module("ndis", "ndis.sys", size=0x100000)
+    lock = b.spin_lock(name="StorFlt!gRequestQueueLock")
+    dpc = b.thread(idle, 0, "nt!KiIdleLoop", state="Running",
+                   frames=SPIN_CLOCK_TOP + ["nt!KxWaitForSpinLockAndAcquire+0x2c",
+                                            "nt!KeAcquireSpinLockAtDpcLevel+0x5c", "StorFlt!CompleteRequests+0x48",
+                                            "StorFlt!CompletionDpc+0x21", "nt!KiExecuteAllDpcs+0x2e7",
+                                            "nt!KiRetireDpcList+0x1f4", "nt!KiIdleLoop+0x9e"])
+    b.processor(1, current_thread=dpc, idle_thread=dpc)
+    submit = b.thread(system, 0x31c, "StorFlt!SubmitWorker", state="Running",
+                      frames=["nt!KeYieldProcessorEx+0x17", "nt!KxWaitForSpinLockAndAcquire+0x2c",
+                              "nt!KeAcquireSpinLockRaiseToDpc+0x8f", "StorFlt!QueueRequest+0x3a",
+                              "StorFlt!SubmitWorker+0x66"] + SYSTEM_START)
+    b.processor(2, current_thread=submit, idle_thread=_idle_thread(b, idle))
+    reset = b.thread(system, 0x320, "StorFlt!ResetWorker", state="Running",
+                     frames=["nt!KeStallExecutionProcessor+0x9d", "StorFlt!WaitControllerReady+0x52",
+                             "StorFlt!ResetController+0x1c0", "StorFlt!ResetWorker+0x4b"] + SYSTEM_START)
+    b.processor(3, current_thread=reset, idle_thread=_idle_thread(b, idle))
+    user = b.thread(smss, 0x1c4, "ntdll!RtlUserThreadStart", state="Running",
+                    frames=["StorFlt!ValidateIoctl+0x10", "StorFlt!DispatchIoctl+0x20", "nt!IofCallDriver+0x55",
+                            "nt!NtDeviceIoControlFile+0x56", "nt!KiSystemServiceCopyEnd+0x25"])
+    b.processor(4, current_thread=user, idle_thread=_idle_thread(b, idle))
+    net = b.thread(idle, 0, "nt!KiIdleLoop", state="Running",
+                   frames=["ndis!ndisInterruptDpc+0x19d", "nt!KiExecuteAllDpcs+0x2e7", "nt!KiRetireDpcList+0x1f4",
+                           "nt!KiIdleLoop+0x9e"])
+    b.processor(5, current_thread=net, idle_thread=net)
+    b.running_dpc(5, "ndis!ndisInterruptDpc")
+    b.hold_spin_lock(lock, reset)
+    b.stack_word(reset, "StorFlt!ResetController", 0x28, lock)     # a local keeps &gRequestQueueLock
+    b.spin_on_spin_lock(dpc, lock)
+    b.spin_on_spin_lock(submit, lock)
+    for cpu in (1, 2, 3, 5):
+        b.set_irql(cpu, 2)
+    b.queue_dpc(1, "StorFlt!CompletionDpc")
+    b.running_dpc(1, "StorFlt!CompletionDpc")
+    b.dpc_watchdog(1, time_count=0x501, time_limit=0x500, watchdog_count=0x1a2, watchdog_period=0x4e20)
+    b.bugcheck(0x133, 0, 0x501, 0x500, 0)
+    return b
+
+
 def _thread_link(b, thread):
     return thread + b.off("_ETHREAD", "ThreadListEntry")
 
@@ -678,6 +770,10 @@ SHIPPED = {
     "selfwait_process_notify_win7": lambda: selfwait_process_notify(WIN7),
     "crossobject_event": lambda: crossobject_event(WIN10),
     "crossobject_event_win81": lambda: crossobject_event(WIN81),
+    "spinlock_queued_abba": lambda: spinlock_queued_abba(WIN10),
+    "spinlock_queued_abba_win7": lambda: spinlock_queued_abba(WIN7),
+    "spinlock_plain_spinners": lambda: spinlock_plain_spinners(WIN10),
+    "spinlock_plain_spinners_win11": lambda: spinlock_plain_spinners(WIN11),
     "corrupt_thread_list_loop": corrupt_thread_list_loop,
     "corrupt_null_flink": corrupt_null_flink,
     "corrupt_waitblock_unreadable": corrupt_waitblock_unreadable,

@@ -64,6 +64,8 @@ def to_dict(a, target_name=None, build=None):
                           "waiters_in_owner_entries": [hx(t) for t in l.queued],
                           "note": l.note,
                           "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(reported_locks(a).items())},
+        "spin_locks": [r.as_dict((a.locks[r.address].name or "") if r.address in a.locks else "")
+                       for r in a.spin_locks],
         "warnings": [d.as_dict() for d in a.diagnostics],
         "complete": a.interrupted is None,
     }
@@ -228,6 +230,8 @@ class TextRenderer(object):
                     if f is not None and f.driver:
                         self.w("          driver    %s" % s("drv", f.driver))
             self.w()
+        if a.spin_locks:
+            self.spin_section()
         if a.graph.number_of_nodes():
             self.threads_table()
         if a.diagnostics:
@@ -235,6 +239,35 @@ class TextRenderer(object):
             for d in a.diagnostics:
                 self.w("  - %s" % d.message)
 
+
+    def spin_section(self):
+        """Each spin lock a processor spins on: the spinners, and the holder as the queue records
+        it, or the candidates (never called owners) where the lock records none."""
+        s = self.s
+        self.w(s("head", "SPIN LOCKS"))
+        for r in self.a.spin_locks:
+            if r.address is None:
+                for sp in r.spinners:
+                    self.w("  CPU %d spins in %s (%s): no held spin lock was found in its acquire frames" % (
+                        sp.cpu.index, sp.function, self.thread_label(sp.thread)))
+                continue
+            num = " (KPRCB.LockQueue[%d])" % r.number if r.number is not None else ""
+            self.w("  %s%s" % (self.lock_label(r.address), num))
+            for sp in r.spinners:
+                self.w("    spinning  CPU %d  %s  in %s %s" % (sp.cpu.index, self.thread_label(sp.thread), sp.function,
+                                                            s("dim", "[%s]" % sp.evidence)))
+            if r.holder is not None:
+                cpu, th, ev = r.holder
+                where = "CPU %d  " % cpu if cpu is not None else ""
+                self.w("    held by   %s%s %s" % (where, self.thread_label(th), s("dim", "[recorded: %s]" % ev)))
+            for cpu, th, ev in r.candidates:
+                self.w("    candidate CPU %d  %s %s" % (cpu, self.thread_label(th), s("warn", "[inferred: %s]" % ev)))
+            if r.holder is None and r.candidates:
+                self.w("    (a plain spin lock records no owner: a candidate runs %s code at DISPATCH_LEVEL or "
+                       "above; it is not known to hold the lock)" % r.module)
+            if r.module:
+                self.w("    driver    %s" % s("drv", r.module))
+        self.w()
 
     def threads_table(self):
         """Every thread in the graph at a glance: what it holds, what it waits for, how long."""
