@@ -109,3 +109,10 @@ def test_shipped_push_lock_targets_through_the_cli(name):
     elif name == "pushlock_recursive":
         assert d["cycles"][0]["inferred_owners"][0]["evidence"] == "lock-entry"
         assert "is inferred (lock-entry), not recorded by the kernel" in out
+
+
+def test_dot_draws_an_inferred_owner_dashed_with_its_evidence():
+    code, out, err = run_cli("deadlock", "--target", mock("pushlock_recursive"), "--format", "dot")
+    assert code == 0
+    held = [l for l in out.splitlines() if "held" in l]
+    assert held and all('label="held (inferred: lock-entry)"' in l and "style=dashed" in l for l in held)

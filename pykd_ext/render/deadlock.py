@@ -316,7 +316,17 @@ def render_dot(a, out):
         color = ' color=red' if n in in_cycle else ""
         out.write('  "0x%x" [shape=%s label="%s"%s];\n' % (n, shape, label, color))
     for u, v, d in sorted(a.graph.edges(data=True)):
-        label = ("waits %s [%s]" % (d.get("mode"), d.get("evidence"))) if "evidence" in d else "held %s" % d.get("mode")
-        color = ' color=red' if u in in_cycle and v in in_cycle else ""
+        style = ""
+        if "evidence" in d:
+            label = "waits %s [%s]" % (d.get("mode"), d.get("evidence"))
+        else:
+            lk = a.locks.get(u)
+            inferred = lk.owner_evidence.get(v) if lk is not None else None
+            mode = d.get("mode")
+            label = "held" + ("" if mode in ("held", None) else " %s" % mode)
+            if inferred:                         # an owner the kernel did not record
+                label += " (inferred: %s)" % inferred
+                style = " style=dashed"
+        color = (' color=red' if u in in_cycle and v in in_cycle else "") + style
         out.write('  "0x%x" -> "0x%x" [label="%s"%s];\n' % (u, v, label, color))
     out.write("}\n")
