@@ -41,7 +41,7 @@ from ..kernel.resources import all_resources
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.views import Struct
 from ..kernel.waits import is_wait_any, object_type, wait_blocks, waited_objects
-from . import crossobject, selfwait
+from . import crossobject, selfwait, verifier
 from .pushlocks import PushLocks
 from .spinlocks import SpinLocks
 from ..progress import report
@@ -169,6 +169,7 @@ class Analysis(object):
         self.pending = {}      # address -> ThreadFacts of every waiting thread looked at
         self.cpus_of = lambda: []   # () -> [(cpu, CurrentThread, NextThread)], read when asked
         self._cpus = None
+        self.verifier = None   # analysis/verifier.py: Driver Verifier's deadlock data, if any
         self.facts = None
         self.name_lock = None
         self._edges = {}       # (thread, lock) -> Edge
@@ -239,6 +240,7 @@ def analyze(target):
     _find_cycles_and_chains(a)
     try:
         crossobject.suspect(a, target)
+        a.verifier = verifier.read(target, diags)
     except (KeyboardInterrupt, SystemExit) as e:
         a.interrupted = a.interrupted or str(e) or type(e).__name__
         diags.add("interrupted", "interrupted (%s): the results below cover what was read before" % a.interrupted)

@@ -66,9 +66,19 @@ def to_dict(a, target_name=None, build=None):
                           "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(reported_locks(a).items())},
         "spin_locks": [r.as_dict((a.locks[r.address].name or "") if r.address in a.locks else "")
                        for r in a.spin_locks],
+        "verifier": _verifier_dict(a),
         "warnings": [d.as_dict() for d in a.diagnostics],
         "complete": a.interrupted is None,
     }
+
+
+def _verifier_dict(a):
+    v = getattr(a, "verifier", None)
+    if v is None:
+        return None
+    return {"available": v.available, "reason": v.reason, "instigator": hx(v.instigator) if v.instigator else None,
+            "participants": [{"thread": hx(p.thread), "lock": hx(p.lock), "lock_type": p.lock_type,
+                              "node": hx(p.node), "stack": list(p.symbols)} for p in v.participants]}
 
 
 def render_json(a, out, target_name=None, build=None):
@@ -234,6 +244,9 @@ class TextRenderer(object):
             self.spin_section()
         if a.graph.number_of_nodes():
             self.threads_table()
+        v = getattr(a, "verifier", None)
+        if v is not None and v.participants:
+            self.verifier_section(v)
         if a.diagnostics:
             self.w(s("warn", "WARNINGS (%d): results may be partial" % len(a.diagnostics)))
             for d in a.diagnostics:
@@ -267,6 +280,19 @@ class TextRenderer(object):
                        "above; it is not known to hold the lock)" % r.module)
             if r.module:
                 self.w("    driver    %s" % s("drv", r.module))
+        self.w()
+
+    def verifier_section(self, v):
+        """The lock-order inversion Driver Verifier recorded (what !deadlock shows)."""
+        s = self.s
+        self.w(s("bad", "DRIVER VERIFIER DEADLOCK DATABASE: %d participant%s" % (
+            len(v.participants), "s" if len(v.participants) > 1 else "")))
+        if v.instigator:
+            self.w("  instigator: the acquisition of 0x%x closed the cycle" % v.instigator)
+        for p in v.participants:
+            stack = " < ".join(p.symbols[:4])
+            self.w("  thread %s acquired %s %s%s" % (s("addr", "0x%x" % p.thread), p.lock_type or "lock",
+                                                   s("addr", "0x%x" % p.lock), (" at " + stack) if stack else ""))
         self.w()
 
     def threads_table(self):
