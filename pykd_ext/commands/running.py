@@ -1,0 +1,79 @@
+"""running: what every processor runs now -- like `!running -ti`: its current thread (process,
+Cid) or idle loop, whether it is in a DPC or an ISR and which routine, the IRQL it entered the
+debugger at where the build records it, the thread chosen to run next (Standby), whether it is
+spinning on a spin lock, and the top of its stack.
+
+Examples:
+  pykd-ext running --target mock_targets/dpc_133_athwbx.json.gz
+  pykd-ext running --target mock_targets/spinlock_queued_abba.json.gz --format json
+  !py -m pykd_ext running
+"""
+from ..analysis.dpc import analyze_dpcs, routine_name
+from ..analysis.spinlocks import PLAIN, QUEUED, SKIP
+from ..errors import FieldNotFound, MemoryFault, TypeNotFound
+from ..kernel.spinlocks import saved_irql
+from ..kernel.views import Struct
+from ..render.running import render_text
+from .common import add_format, emit
+
+NAME = "running"
+HELP = "what every processor runs: thread or idle, DPC or ISR, IRQL, next thread, spinning, stack"
+TOP = 6
+
+
+def _next_thread(target, prcb):
+    try:
+        return Struct(target, "_KPRCB", prcb).get("NextThread", 0)
+    except MemoryFault:
+        return None
+
+
+def _spinning(frames):
+    """The spin-lock acquire a processor's code sits in, under only yield and scheduler frames."""
+    for f in frames:
+        fn = (f.function or "").lower()
+        if fn in SKIP:
+            continue
+        return f.function if fn in PLAIN or fn in QUEUED else None
+    return None
+
+
+def add_arguments(p):
+    add_format(p)
+
+
+def run(args, target, out):
+    r = analyze_dpcs(target)
+    cpus = []
+    for act in r.cpus:
+        c = act.cpu
+        s = act.segment
+        try:
+            irql = saved_irql(target, c.prcb)
+        except MemoryFault:
+            irql = None
+        idle = c.idle
+        kind = s.kind if s is not None and s.kind else None
+        what = (kind + (" (in the idle loop)" if idle else "")) if kind else ("idle" if idle else "thread")
+        running_frames = s.frames if s is not None and s.frames else act.frames
+        frames = [f.symbol for f in (s.frames if s is not None and s.frames else act.frames)]
+        cpus.append({
+            "cpu": c.index, "prcb": "0x%x" % c.prcb, "readable": c.readable,
+            "current_thread": "0x%x" % c.current_thread if c.current_thread else None,
+            "cid": act.thread_cid, "process": act.thread_process,
+            "next_thread": (lambda n: "0x%x" % n if n else None)(_next_thread(target, c.prcb)),
+            "idle": idle, "irql": irql, "activity": what,
+            "routine": routine_name(s.routine) if s is not None and s.kind else None,
+            "driver": s.driver.module.image if s is not None and s.driver is not None else None,
+            "spinning_in": _spinning(running_frames) if not (idle and not kind) else None,
+            "bugchecked_here": act.bugchecked,
+            "stack": [f.symbol for f in act.frames][:64], "running_frames": frames[:TOP],
+        })
+    doc = {"target": target.name, "build": target.layouts().build,
+           "bugcheck": None if r.bugcheck is None else {"code": "0x%x" % r.bugcheck.code,
+                                                        "args": ["0x%x" % x for x in r.bugcheck.args]},
+           "cpus": cpus, "warnings": [d.as_dict() for d in r.diagnostics], "complete": r.interrupted is None}
+    return emit(args, out, doc, render_text,
+                lambda: {int(c["current_thread"], 16): "!thread %s" % c["current_thread"]
+                         for c in cpus if c["current_thread"]},
+                "running -- %s (%s)" % (target.name, doc["build"]))

@@ -1,0 +1,35 @@
+"""The `running` report as text: a table of processors, then each busy one's running frames."""
+from tabulate import tabulate
+
+
+def render_text(doc, out, style, title):
+    w = lambda text="": out.write(text + "\n")
+    w(style("head", title))
+    if doc["bugcheck"]:
+        w("bug check %s (%s)" % (doc["bugcheck"]["code"], ", ".join(doc["bugcheck"]["args"])))
+    rows = []
+    for c in doc["cpus"]:
+        what = c["activity"] if not c["routine"] else "%s %s" % (c["activity"].split(" (")[0], c["routine"]) + \
+            (" (in the idle loop)" if "idle loop" in c["activity"] else "")
+        if c["spinning_in"]:
+            what += ", spinning in %s" % c["spinning_in"]
+        if c["bugchecked_here"]:
+            what += " (bug check raised here)"
+        thread = c["current_thread"] or "-"
+        if c["current_thread"] and not c["idle"]:
+            thread += " %s %s" % (c["process"] or "?", c["cid"] or "")
+        rows.append([c["cpu"], c["prcb"], thread, c["next_thread"] or "-",
+                     "-" if c["irql"] is None else c["irql"], what, c["driver"] or ""])
+    for line in tabulate(rows, headers=["cpu", "prcb", "current thread", "next (standby)", "irql", "running",
+                                        "driver"], tablefmt="simple", disable_numparse=True).splitlines():
+        w("  " + line)
+    w()
+    for c in doc["cpus"]:
+        if (c["idle"] and c["activity"] == "idle") or not c["running_frames"]:
+            continue
+        w("CPU %d: %s" % (c["cpu"], " < ".join(c["running_frames"])))
+    if doc["warnings"]:
+        w()
+        w(style("warn", "WARNINGS (%d): results may be partial" % len(doc["warnings"])))
+        for d in doc["warnings"]:
+            w("  - %s" % d["message"])
