@@ -16,6 +16,7 @@ from . import __version__
 from .commands import COMMANDS
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
 from .progress import Progress
+from .render.out import safe_stream
 from .target.cache import PAGE, CachedTarget, check_unit, unit_for_link
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -111,8 +112,8 @@ def open_target(args, err):
 
 
 def main(argv=None, out=None, err=None):
-    out = out or sys.stdout
-    err = err or sys.stderr
+    out = safe_stream(out or sys.stdout)       # an unencodable name is escaped, never a traceback
+    err = safe_stream(err or sys.stderr)
     parser = build_parser()
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -149,13 +150,21 @@ def main(argv=None, out=None, err=None):
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE
     except (TypeNotFound, FieldNotFound) as e:
-        err.write("pykd-ext: %s: unusable target %s: %s\n" % (args.command, target.name, e))
+        err.write("pykd-ext: %s: unusable target %s: %s\n" % (args.command, _given(args, target), e))
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
         err.write("pykd-ext: %s: interrupted\n" % args.command)
         return 130
+
+
+def _given(args, target):
+    """The target as the command line gave it: a recording is named by its file, not by the
+    target it was recorded from (that name is in its output's title)."""
+    if getattr(args, "target", None):
+        return args.target if target.name == args.target else "%s (recorded from %s)" % (args.target, target.name)
+    return target.name
 
 
 def run_command(args, target, out):
