@@ -145,6 +145,10 @@ def main(argv=None, out=None, err=None):
         code = run_command(args, target, out)
         if target.progress is not None:
             target.progress.finish()
+        if target.budget_exhausted:
+            err.write("pykd-ext: %s: warning: stopped reading after %d reads (the read budget): this target's "
+                      "structures loop or are far larger than a kernel's; the results are partial\n"
+                      % (args.command, target.read_budget))
         return code
     except UsageError as e:
         err.write("pykd-ext: %s\n" % e)

@@ -13,6 +13,10 @@ from ..progress import report
 from .diag import Diagnostics
 
 DEFAULT_CAP = 200000
+# Blink mismatches reported one by one per walk; the rest are counted in one warning (a list
+# rewritten under us, or a corrupt one, would otherwise give a warning per entry, and
+# merging warnings compares each with those already held).
+MAX_MISMATCHES_SHOWN = 8
 
 
 class Walk(object):
@@ -49,6 +53,7 @@ def walk_list(target, head, link_offset, what, cap=DEFAULT_CAP, check_blink=True
     seen = {head}
     prev = head
     node = flink
+    mismatches = 0
     while node != head:
         if node == 0:
             w.cut("null-link", "NULL Flink in entry at 0x%x after %d entries" % (prev, len(w.items)), prev)
@@ -67,13 +72,18 @@ def walk_list(target, head, link_offset, what, cap=DEFAULT_CAP, check_blink=True
             break
         if check_blink and nblink != prev:
             w.complete = False
-            w.diagnostics.add("blink-mismatch", "%s: entry 0x%x has Blink 0x%x, expected 0x%x"
-                              % (what, node, nblink, prev), node)
+            mismatches += 1
+            if mismatches <= MAX_MISMATCHES_SHOWN:
+                w.diagnostics.add("blink-mismatch", "%s: entry 0x%x has Blink 0x%x, expected 0x%x"
+                                  % (what, node, nblink, prev), node)
         seen.add(node)
         w.items.append(node - link_offset)
         if not len(w.items) & 0x3ff:
             report(target, what, len(w.items))
         prev, node = node, nflink
+    if mismatches > MAX_MISMATCHES_SHOWN:
+        w.diagnostics.add("blink-mismatch", "%s: %d more entries have a Blink that does not point back"
+                          % (what, mismatches - MAX_MISMATCHES_SHOWN))
     return w
 
 

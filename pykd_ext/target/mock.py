@@ -43,7 +43,7 @@ MAX_DEPTH = 32                 # JSON nesting: the format needs 6 (layouts.struc
 MAX_PROCESSORS = 4096          # Windows' own limit is 2,048 logical processors
 ADDRESS_LIMIT = 1 << 64
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)     # unrolled: linear and fast on base64
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
