@@ -7,6 +7,7 @@ contains an address in its extension is found by probing back, at pool alignment
 DEVICE_OBJECT (Type IO_TYPE_DEVICE) whose extension range holds the address.
 """
 from ..errors import MemoryFault
+from ..render.out import printable
 from .views import Struct
 
 IO_TYPE_DEVICE = 3
@@ -15,11 +16,14 @@ PROBE_BACK = 0x1000
 
 
 def read_unicode_string(target, address, maxchars=512):
+    """The UNICODE_STRING at `address`, at most `maxchars` characters, made printable once here
+    (render/out.py printable): a lone surrogate or a control character in a name from memory
+    is shown escaped, so no renderer or console can choke on it."""
     us = Struct(target, "_UNICODE_STRING", address)
-    n = min(us["Length"], 2 * maxchars)
+    n = min(us["Length"], 2 * maxchars) & ~1          # whole UTF-16 code units only
     if n == 0 or us["Buffer"] == 0:
         return ""
-    return target.read(us["Buffer"], n).decode("utf-16-le", "replace")
+    return printable(target.read(us["Buffer"], n).decode("utf-16-le", "surrogatepass"))
 
 
 def read_driver(target, driver_object):
