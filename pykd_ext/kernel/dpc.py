@@ -98,9 +98,11 @@ def _queue(target, cpu, data, kind, diags):
         head = data.address_of("DpcListHead")
         w = walk_list(target, head, link_off, what, MAX_DPCS)
         broken = [x.address - link_off for x in w.diagnostics if x.kind == "unreadable" and x.address]
-        entries = [(a, None) for a in w.items] + [(a, None) for a in broken if a not in w.items]
+        found = set(w.items)
+        entries = [(a, None) for a in w.items] + [(a, None) for a in broken if a not in found]
         if not w.complete:       # the walk goes on from the other end, through Blinks
-            entries += [(a, "Blink") for a in walk_list_back(target, head, link_off, {a for a, _ in entries})]
+            entries += [(a, "Blink") for a in walk_list_back(target, head, link_off, {a for a, _ in entries},
+                                                             MAX_DPCS)]
     else:                                           # singly linked (8.1 and later)
         head = data.sub("DpcList")
         last = head["LastEntry"]

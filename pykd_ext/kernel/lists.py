@@ -113,15 +113,17 @@ def walk_single_list(target, first, link_offset, what, cap=DEFAULT_CAP):
 
 def walk_list_back(target, head, link_offset, known, cap=DEFAULT_CAP):
     """Records of a doubly linked list reached backwards through Blink from `head`, up to the
-    first one in `known` (what a forward walk found before it broke), in list order."""
-    out, node = [], head
+    first one in `known` (what a forward walk found before it broke), in list order; at most
+    `cap` records, one read each (a set, not the list, remembers them: linear however long)."""
+    out, seen, node = [], set(), head
     for _ in range(cap):
         try:
             node = struct.unpack("<Q", target.read(node + 8, 8))[0]
         except MemoryFault:
             break
         rec = node - link_offset
-        if node == head or not node or rec in known or rec in out:
+        if node == head or not node or rec in known or rec in seen:
             break
+        seen.add(rec)
         out.append(rec)
     return list(reversed(out))

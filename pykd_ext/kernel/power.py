@@ -32,6 +32,7 @@ from .views import Struct
 MAX_POWER_IRPS = 4096
 MAX_THREAD_IRPS = 256
 MAX_DEVNODES = 8192
+MAX_THREAD_IRP_WARNINGS = 256    # warnings kept from all threads' IRP lists (merge_capped)
 YEAR_100NS = 365 * 24 * 3600 * 10 ** 7
 
 
@@ -142,8 +143,37 @@ def thread_irps(target, thread, diags):
         diags.add("missing-type", "thread IRP lists not read: %s" % e)
         return []
     w = walk_list(target, head, link, "IRP list of thread 0x%x" % thread, MAX_THREAD_IRPS)
-    diags.extend(d for d in w.diagnostics if d not in diags)
+    merge_capped(diags, w.diagnostics, "thread IRP lists", MAX_THREAD_IRP_WARNINGS)
     return list(w.items)
+
+
+def merge_capped(diags, new, source, cap):
+    """Add the warnings `new` to `diags`, at most `cap` of them from `source` over all calls
+    with the same `diags` (one analysis), then one line counting the rest.  Merging compares
+    each warning with those held, so thousands of them (a process list of copies, each thread
+    with a broken IRP list) made it quadratic: powerirps took 16 s on such a target."""
+    state = getattr(diags, "__dict__", None)
+    if state is None:                           # a plain list: nothing to keep the count in
+        diags.extend(d for d in new if d not in diags)
+        return
+    counts = state.setdefault("_merged", {})
+    n = counts.get(source, 0)
+    for d in new:
+        if n < cap:
+            if d not in diags:
+                diags.append(d)
+                n += 1
+        else:
+            n += 1
+    counts[source] = n
+    if n > cap:
+        more = state.setdefault("_merged_more", {})
+        line = more.get(source)
+        text = "%d more warnings from %s not listed (the first %d are)" % (n - cap, source, cap)
+        if line is None:
+            more[source] = diags.add("cap", text)
+        else:
+            line.message = text
 
 
 def device_tree(target, diags):
