@@ -127,3 +127,32 @@ def walk_list_back(target, head, link_offset, known, cap=DEFAULT_CAP):
         seen.add(rec)
         out.append(rec)
     return list(reversed(out))
+
+
+def merge_capped(diags, new, source, cap):
+    """Add the warnings `new` to `diags`, at most `cap` of them from `source` over all calls
+    with the same `diags` (one analysis), then one line counting the rest.  Merging compares
+    each warning with those held, so thousands of them (a process list of copies, each thread
+    with a broken IRP list) made it quadratic: powerirps took 16 s on such a target."""
+    state = getattr(diags, "__dict__", None)
+    if state is None:                           # a plain list: nothing to keep the count in
+        diags.extend(d for d in new if d not in diags)
+        return
+    counts = state.setdefault("_merged", {})
+    n = counts.get(source, 0)
+    for d in new:
+        if n < cap:
+            if d not in diags:
+                diags.append(d)
+                n += 1
+        else:
+            n += 1
+    counts[source] = n
+    if n > cap:
+        more = state.setdefault("_merged_more", {})
+        line = more.get(source)
+        text = "%d more warnings from %s not listed (the first %d are)" % (n - cap, source, cap)
+        if line is None:
+            more[source] = diags.add("cap", text)
+        else:
+            line.message = text

@@ -26,12 +26,13 @@ import struct
 from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
 from ..target.layouts import supplement
 from .io import power_state_name
-from .lists import walk_list
+from .lists import merge_capped, walk_list
 from .views import Struct
 
 MAX_POWER_IRPS = 4096
 MAX_THREAD_IRPS = 256
 MAX_DEVNODES = 8192
+MAX_UNREADABLE_SHOWN = 16       # unreadable power IRP records listed one by one, the rest counted
 MAX_THREAD_IRP_WARNINGS = 256    # warnings kept from all threads' IRP lists (merge_capped)
 YEAR_100NS = 365 * 24 * 3600 * 10 ** 7
 
@@ -62,7 +63,7 @@ def pop_irp_list(target, diags):
     lay = lays.layout("_POP_IRP_DATA")
     w = walk_list(target, head, lay.offset("Link"), "power IRP list (nt!PopIrpList)", MAX_POWER_IRPS)
     diags.extend(d for d in w.diagnostics if d not in diags)
-    out = []
+    out, unreadable = [], 0
     for a in w.items:
         p = PopIrp(a)
         try:
@@ -76,9 +77,13 @@ def pop_irp_list(target, diags):
                 state = int.from_bytes(v.raw("PowerState")[:4], "little")
                 p.power = power_state_name(lays, v["PowerStateType"], state)
         except MemoryFault as e:
-            diags.add("unreadable", "power IRP record 0x%x is unreadable (0x%x)" % (a, e.address), e.address)
+            unreadable += 1
+            if unreadable <= MAX_UNREADABLE_SHOWN:
+                diags.add("unreadable", "power IRP record 0x%x is unreadable (0x%x)" % (a, e.address), e.address)
             continue
         out.append(p)
+    if unreadable > MAX_UNREADABLE_SHOWN:
+        diags.add("unreadable", "%d more power IRP records are unreadable" % (unreadable - MAX_UNREADABLE_SHOWN))
     return out
 
 
@@ -145,35 +150,6 @@ def thread_irps(target, thread, diags):
     w = walk_list(target, head, link, "IRP list of thread 0x%x" % thread, MAX_THREAD_IRPS)
     merge_capped(diags, w.diagnostics, "thread IRP lists", MAX_THREAD_IRP_WARNINGS)
     return list(w.items)
-
-
-def merge_capped(diags, new, source, cap):
-    """Add the warnings `new` to `diags`, at most `cap` of them from `source` over all calls
-    with the same `diags` (one analysis), then one line counting the rest.  Merging compares
-    each warning with those held, so thousands of them (a process list of copies, each thread
-    with a broken IRP list) made it quadratic: powerirps took 16 s on such a target."""
-    state = getattr(diags, "__dict__", None)
-    if state is None:                           # a plain list: nothing to keep the count in
-        diags.extend(d for d in new if d not in diags)
-        return
-    counts = state.setdefault("_merged", {})
-    n = counts.get(source, 0)
-    for d in new:
-        if n < cap:
-            if d not in diags:
-                diags.append(d)
-                n += 1
-        else:
-            n += 1
-    counts[source] = n
-    if n > cap:
-        more = state.setdefault("_merged_more", {})
-        line = more.get(source)
-        text = "%d more warnings from %s not listed (the first %d are)" % (n - cap, source, cap)
-        if line is None:
-            more[source] = diags.add("cap", text)
-        else:
-            line.message = text
 
 
 def device_tree(target, diags):
