@@ -427,6 +427,7 @@ class Report(object):
         self.exits = {}
         self.max_seconds = 0.0
         self.peak_kb = 0
+        self.peak_memory_part_kb = 0
 
     def merge(self, o):
         for k in ("runs", "targets", "files"):
@@ -437,6 +438,7 @@ class Report(object):
             self.exits[k] = self.exits.get(k, 0) + v
         self.max_seconds = max(self.max_seconds, o.max_seconds)
         self.peak_kb = max(self.peak_kb, o.peak_kb)
+        self.peak_memory_part_kb = max(self.peak_memory_part_kb, o.peak_memory_part_kb)
 
     @property
     def failures(self):
@@ -643,6 +645,7 @@ def work(job):
     runs = [only] if only is not None else range(k, opts.runs, jobs)
     for i in runs:
         memory_run(i, opts.seed, base_list, opts, rep)
+    rep.peak_memory_part_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as tmp:
         for i in ([] if only is not None else range(k, opts.files, jobs)):
             file_run(i, opts.seed, base_list, opts, rep, tmp)
@@ -682,9 +685,11 @@ def main(argv=None):
             print("== %s ==\n%s" % (kind, text))
     print("fuzz seed %d: %d mutated targets, %d malformed files, %d command runs in %.0f s; "
           "%d tracebacks, %d hangs (> %.0f s), %d slow runs (> %.0f s), %d bad rejections; "
-          "slowest run %.2f s; peak memory %.0f MB (largest worker); %d malformed-looking files accepted; exits %s"
+          "slowest run %.2f s; peak memory (largest worker's RSS) %.0f MB after the memory part, %.0f MB at the end "
+          "(the file part reads a gzip bomb up to the 256 MB limit); %d malformed-looking files accepted; exits %s"
           % (a.seed, rep.targets, rep.files, rep.runs, time.time() - t0, len(rep.tracebacks), len(rep.hangs),
-             a.limit, len(rep.slow), a.slow, len(rep.bad_rejects), rep.max_seconds, rep.peak_kb / 1024.0,
+             a.limit, len(rep.slow), a.slow, len(rep.bad_rejects), rep.max_seconds,
+             rep.peak_memory_part_kb / 1024.0, rep.peak_kb / 1024.0,
              len(rep.accepted), dict(sorted(rep.exits.items(), key=str))))
     return 1 if rep.failures else 0
 

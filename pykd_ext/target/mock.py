@@ -38,7 +38,8 @@ FORMAT = "pykd_ext-mock-target"
 VERSION = 1
 
 # Bounds on what a target file may be (checked before anything is parsed):
-MAX_FILE_BYTES = 256 << 20     # on disk and after gunzip: a recording of a large hang is tens of MB
+MAX_FILE_BYTES = 256 << 20     # on disk and after gunzip (the loader's peak: about this, plus the parse);
+                               # a recording of a large hang is tens of MB
 MAX_DEPTH = 32                 # JSON nesting: the format needs 6 (layouts.structs.X.fields.F.offset)
 MAX_PROCESSORS = 4096          # Windows' own limit is 2,048 logical processors
 ADDRESS_LIMIT = 1 << 64
@@ -141,7 +142,7 @@ def _gunzip(raw, path):
             if raw.strip(b"\0"):
                 raise TargetFileError("%s: gzip data is followed by %d bytes of something else" % (path, len(raw)))
             break
-    return b"".join(out)
+    return out[0] if len(out) == 1 else b"".join(out)     # one member (always, from save_document): no copy
 
 
 def check_depth(raw):
