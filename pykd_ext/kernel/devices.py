@@ -13,6 +13,7 @@ from .views import Struct
 IO_TYPE_DEVICE = 3
 IO_TYPE_DRIVER = 4
 PROBE_BACK = 0x1000
+_DEVICE_TYPE = IO_TYPE_DEVICE.to_bytes(2, "little")
 
 
 def read_unicode_string(target, address, maxchars=512):
@@ -60,12 +61,18 @@ def device_containing(target, address):
             continue
     else:
         return None
-    for cand in range(end, start - 1, -16):
-        off = cand - start
-        if int.from_bytes(raw[off + type_off:off + type_off + 2], "little") != IO_TYPE_DEVICE:
-            continue
-        d = Struct(target, lay, cand, raw=raw[off:off + lay.size])
-        ext = d["DeviceExtension"]
-        if ext == cand + lay.size and ext <= address < cand + d["Size"]:
-            return cand, address - ext, driver_name(target, d["DriverObject"])
+    # candidates from the nearest down, found with rfind (C speed) rather than decoding all
+    # 256 of them: the scan runs once per lock a thread holds, tens of thousands on a target
+    # whose lock list is corrupt
+    top = end - start + type_off                          # where the nearest candidate's Type lies
+    p = raw.rfind(_DEVICE_TYPE, type_off, top + 2)
+    while p >= type_off:
+        if (top - p) % 16 == 0:
+            off = p - type_off
+            cand = start + off
+            d = Struct(target, lay, cand, raw=raw[off:off + lay.size])
+            ext = d["DeviceExtension"]
+            if ext == cand + lay.size and ext <= address < cand + d["Size"]:
+                return cand, address - ext, driver_name(target, d["DriverObject"])
+        p = raw.rfind(_DEVICE_TYPE, type_off, p + 1)
     return None
