@@ -122,19 +122,25 @@ def read_limited(path):
     return raw
 
 
+GUNZIP_STEP = 16 << 20         # bytes decompressed per step: the limit is checked as they come
+
+
 def _gunzip(raw, path):
-    out, total = [], 0
+    """The gunzipped bytes (every member), refused past MAX_FILE_BYTES while decompressing:
+    memory stays at about the limit, whatever the file expands to."""
+    out = bytearray()
     while raw:
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            chunk = d.decompress(raw, MAX_FILE_BYTES + 1 - total)
-        except zlib.error as e:
-            raise TargetFileError("%s: gzip data is truncated or corrupt (%s)" % (path, e))
-        total += len(chunk)
-        out.append(chunk)
-        if total > MAX_FILE_BYTES:
-            raise TargetFileError("%s: more than %d bytes once decompressed, more than a target file may have"
-                                  % (path, MAX_FILE_BYTES))
+        data = raw
+        while data and not d.eof:
+            try:
+                out += d.decompress(data, GUNZIP_STEP)
+            except zlib.error as e:
+                raise TargetFileError("%s: gzip data is truncated or corrupt (%s)" % (path, e))
+            if len(out) > MAX_FILE_BYTES:
+                raise TargetFileError("%s: more than %d bytes once decompressed, more than a target file may have"
+                                      % (path, MAX_FILE_BYTES))
+            data = d.unconsumed_tail
         if not d.eof:
             raise TargetFileError("%s: gzip data is truncated or corrupt (the stream ends early)" % path)
         raw = d.unused_data
@@ -142,7 +148,7 @@ def _gunzip(raw, path):
             if raw.strip(b"\0"):
                 raise TargetFileError("%s: gzip data is followed by %d bytes of something else" % (path, len(raw)))
             break
-    return out[0] if len(out) == 1 else b"".join(out)     # one member (always, from save_document): no copy
+    return out
 
 
 def check_depth(raw):
