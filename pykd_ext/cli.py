@@ -16,7 +16,7 @@ from . import __version__
 from .commands import COMMANDS
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
 from .progress import STOP_CTRL_BREAK, STOP_CTRL_C, STOP_NONE, Progress
-from .render.out import for_debugger
+from .render.out import for_debugger, safe_stream
 from .target.cache import PAGE, CachedTarget, check_unit, unit_for_link
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -139,8 +139,8 @@ def open_target(args, err):
 
 
 def main(argv=None, out=None, err=None):
-    out = out or sys.stdout
-    err = err or sys.stderr
+    out = safe_stream(out or sys.stdout)       # an unencodable name is escaped, never a traceback
+    err = safe_stream(err or sys.stderr)
     parser = build_parser()
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -190,13 +190,17 @@ def _main(args, out, err):
             if target.progress.timed_out:
                 err.write("pykd-ext: %s: --max-seconds %g reached: the results are partial (see the "
                           "warning in the report)\n" % (args.command, args.max_seconds))
+        if target.budget_exhausted:
+            err.write("pykd-ext: %s: warning: stopped reading after %d reads (the read budget): this target's "
+                      "structures loop or are far larger than a kernel's; the results are partial\n"
+                      % (args.command, target.read_budget))
         return code
     except UsageError as e:
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE
     except (TypeNotFound, FieldNotFound) as e:
         hint = getattr(backend, "symbol_hint", None)
-        err.write("pykd-ext: %s: unusable target %s: %s%s\n" % (args.command, target.name, e,
+        err.write("pykd-ext: %s: unusable target %s: %s%s\n" % (args.command, _given(args, target), e,
                                                               "; " + hint() if hint else ""))
         return EXIT_USAGE
     except PykdExtError as e:
@@ -215,6 +219,14 @@ def _main(args, out, err):
         release = getattr(backend, "release", None)
         if release is not None:
             release(leave_broken=args.leave_broken, notify=_say(err))
+
+
+def _given(args, target):
+    """The target as the command line gave it: a recording is named by its file, not by the
+    target it was recorded from (that name is in its output's title)."""
+    if getattr(args, "target", None):
+        return args.target if target.name == args.target else "%s (recorded from %s)" % (args.target, target.name)
+    return target.name
 
 
 def run_command(args, target, out):

@@ -129,3 +129,33 @@ def test_walk_back_through_blink_recovers_the_tail():
     w = walk(b, head)
     assert w.items == entries[:2] and not w.complete
     assert walk_list_back(t, head, 0x10, set(w.items)) == entries[2:]
+
+
+def test_blink_mismatches_are_listed_up_to_eight_then_counted():
+    """Issue 18: a warning per entry made merging warnings quadratic on a corrupt list."""
+    b, head, entries = make_list(40)
+    for rec in entries:
+        b.u64(rec + 0x18, UNMAPPED)                    # every Blink wrong
+    w = walk(b, head)
+    assert w.items == entries and not w.complete
+    assert len(w.diagnostics) == 9
+    assert w.diagnostics[-1].message == "test list: 32 more entries have a Blink that does not point back"
+
+
+def test_the_backward_walk_is_capped_and_remembers_records_in_a_set():
+    b, head, entries = make_list(300)
+    assert walk_list_back(cached(b), head, 0x10, set(), cap=50) == entries[-50:]
+    b.u64(entries[100] + 0x18, entries[250] + 0x10)    # a Blink loop far from the head
+    assert walk_list_back(cached(b), head, 0x10, set()) == entries[100:]     # 100 leads back to 250: stop
+
+
+def test_merge_capped_keeps_the_first_warnings_of_a_source_and_counts_the_rest():
+    from pykd_ext.kernel.diag import Diagnostics
+    from pykd_ext.kernel.lists import merge_capped
+    diags = Diagnostics()
+    for i in range(10):
+        new = Diagnostics()
+        new.add("loop", "walk %d loops" % i)
+        merge_capped(diags, new, "test walks", 4)
+    assert [d.message for d in diags] == ["walk 0 loops", "walk 1 loops", "walk 2 loops", "walk 3 loops",
+                                          "6 more warnings from test walks not listed (the first 4 are)"]

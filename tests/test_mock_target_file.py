@@ -102,3 +102,115 @@ def test_missing_file_is_one_line(tmp_path):
     with pytest.raises(TargetFileError) as e:
         MockTarget.load(str(tmp_path / "nope.json.gz"))
     assert "cannot read" in str(e.value)
+
+
+# -- validation at the door (issue 18) ---------------------------------------------------------------
+
+def _inline_layouts():
+    from pykd_ext.target.layouts import load_shipped
+    return json.loads(json.dumps(load_shipped(WIN10).to_json()))
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda L: L["structs"]["_LIST_ENTRY"].__setitem__("fields", True), "layouts.structs._LIST_ENTRY.fields"),
+    (lambda L: L["structs"]["_LIST_ENTRY"].__setitem__("fields", None), "layouts.structs._LIST_ENTRY.fields"),
+    (lambda L: L["structs"]["_LIST_ENTRY"].__setitem__("fields", []), "layouts.structs._LIST_ENTRY.fields"),
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].__setitem__("offset", 8.0),
+     "layouts.structs._LIST_ENTRY.fields.Blink.offset"),
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].__setitem__("offset", "8"),
+     "layouts.structs._LIST_ENTRY.fields.Blink.offset"),
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].__setitem__("offset", -8),
+     "layouts.structs._LIST_ENTRY.fields.Blink.offset"),
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].__setitem__("offset", 2 ** 70),
+     "layouts.structs._LIST_ENTRY.fields.Blink.offset"),
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].__setitem__("offset", 12),
+     "layouts.structs._LIST_ENTRY.fields.Blink"),                       # past the structure's end
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].pop("type"),
+     "layouts.structs._LIST_ENTRY.fields.Blink"),
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].update(bit_position=60, bit_length=8),
+     "layouts.structs._LIST_ENTRY.fields.Blink"),                       # bits outside the field
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].update(bit_length=True),
+     "layouts.structs._LIST_ENTRY.fields.Blink.bit_length"),
+    (lambda L: L["structs"]["_LIST_ENTRY"]["fields"]["Blink"].update(type=7),
+     "layouts.structs._LIST_ENTRY.fields.Blink.type"),
+    (lambda L: L["structs"]["_LIST_ENTRY"].__setitem__("size", 2 ** 40), "layouts.structs._LIST_ENTRY.size"),
+    (lambda L: L.__setitem__("pointer_size", 0), "layouts.pointer_size"),
+    (lambda L: L.__setitem__("pointer_size", -1), "layouts.pointer_size"),
+    (lambda L: L.__setitem__("pointer_size", "8"), "layouts.pointer_size"),
+    (lambda L: L.__setitem__("build", 10), "layouts.build"),
+    (lambda L: L.__setitem__("build", ["x"]), "layouts.build"),
+    (lambda L: L["base_types"]["int"].__setitem__("size", "4"), 'layouts.base_types.int.size'),
+    (lambda L: L["enums"]["_KTHREAD_STATE"]["constants"].__setitem__("Ready", 1.5),
+     "layouts.enums._KTHREAD_STATE.constants.Ready"),
+    (lambda L: L.__setitem__("aliases", {"_KGUARDED_MUTEX": "_NOPE"}), "layouts.aliases._KGUARDED_MUTEX"),
+])
+def test_every_part_of_inline_layouts_is_checked(tmp_path, change, where):
+    L = _inline_layouts()
+    change(L)
+    d = doc(layouts=L)
+    del d["build"]
+    msg = load_error(tmp_path, d)
+    assert (": %s" % where) in msg, msg
+
+
+@pytest.mark.parametrize("over, where", [
+    ({"build": "supplement"}, "build"), ({"build": 3}, "build"), ({"build": ["x"]}, "build"),
+    ({"build": "../layouts/supplement"}, "build"), ({"version": True}, "version"),
+    ({"symbols": {"nt!Foo": "0x" + "f" * 17}}, "symbols"), ({"memory": [{"address": "0xffffffffffffffff", "data": "AAAA"}]}, "memory[0]"),
+    ({"processors": [{"index": True, "prcb": "0x1"}]}, "processors[0].index"),
+    ({"processors": [{"index": 0, "prcb": "0x1"}, {"index": 0, "prcb": "0x2"}]}, "processors[1].index"),
+    ({"modules": [{"name": 5, "base": "0x0", "size": "0x1"}]}, "modules[0].name"),
+    ({"describe": {"0x10": ["x"]}}, "describe"), ({"origin": 5}, "origin"),
+])
+def test_every_other_part_is_checked(tmp_path, over, where):
+    msg = load_error(tmp_path, doc(**over))
+    assert (": %s" % where) in msg, msg
+
+
+def test_shipped_layout_sets_pass_the_checks():
+    from pykd_ext.target.layouts import check_layouts, load_shipped, shipped_builds
+    for b in shipped_builds():
+        check_layouts(load_shipped(b).to_json())
+
+
+def test_deep_nesting_is_refused_without_recursion(tmp_path):
+    d = doc()
+    deep = 0
+    for _ in range(100):
+        deep = [deep]
+    d["comment"] = deep
+    assert "nested deeper than 32" in load_error(tmp_path, d)
+    p = tmp_path / "t.json.gz"
+    p.write_bytes(gzip.compress(b"[" * 200000))
+    with pytest.raises(TargetFileError) as e:
+        MockTarget.load(str(p))
+    assert "nested deeper" in str(e.value)
+
+
+def test_only_regular_files_and_only_so_big(tmp_path, monkeypatch):
+    import os
+    from pykd_ext.target import mock as mock_mod
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    for path, what in (("/dev/zero", "a device"), (fifo, "a FIFO"), (str(tmp_path), "a directory")):
+        with pytest.raises(TargetFileError) as e:
+            MockTarget.load(path)
+        assert str(e.value).startswith(path + ": cannot read: " + what)
+    monkeypatch.setattr(mock_mod, "MAX_FILE_BYTES", 1000)
+    p = tmp_path / "bomb.json.gz"
+    p.write_bytes(gzip.compress(b" " * 5000))                   # small on disk, too big unpacked
+    with pytest.raises(TargetFileError) as e:
+        MockTarget.load(str(p))
+    assert "once decompressed" in str(e.value)
+
+
+def test_an_unusable_recording_is_named_by_the_file_given(tmp_path):
+    from conftest import run_cli
+    L = _inline_layouts()
+    del L["structs"]["_IRP"]
+    d = doc(layouts=L, origin="C:\\dumps\\MEMORY.DMP")
+    del d["build"]
+    path = write(tmp_path, d)
+    code, out, err = run_cli("irp", "0x1000", "--target", path)
+    assert code == 2 and err.count("\n") == 1
+    assert ("unusable target %s (recorded from C:\\dumps\\MEMORY.DMP)" % path) in err

@@ -16,10 +16,12 @@ Facts used (layouts; probed, never by build number):
 """
 from ..errors import FieldNotFound, MemoryFault, TypeNotFound
 from .diag import Diagnostics
-from .lists import walk_list, walk_list_back, walk_single_list
+from .lists import merge_capped, walk_list, walk_list_back, walk_single_list
 from .views import Struct
 
 MAX_DPCS = 4096
+MAX_UNREADABLE_SHOWN = 16      # unreadable DPCs of a queue listed one by one, the rest counted
+MAX_QUEUE_WARNINGS = 256       # warnings kept from all queues of all processors (lists.merge_capped)
 IMPORTANCE = {0: "Low", 1: "Medium", 2: "High", 3: "MediumHigh"}
 QUEUES = ("normal", "threaded")
 WATCHDOG_FIELDS = {            # what we call it -> the names builds give it, first found wins
@@ -80,7 +82,9 @@ def decode_dpc(target, address, queue, diags):
         d.routine, d.context = v["DeferredRoutine"], v["DeferredContext"]
         d.readable = True
     except MemoryFault as e:
-        diags.add("unreadable", "DPC 0x%x (%s queue) is unreadable (0x%x)" % (address, queue, e.address), e.address)
+        if diags is not None:
+            diags.add("unreadable", "DPC 0x%x (%s queue) is unreadable (0x%x)" % (address, queue, e.address),
+                      e.address)
     return d
 
 
@@ -98,9 +102,11 @@ def _queue(target, cpu, data, kind, diags):
         head = data.address_of("DpcListHead")
         w = walk_list(target, head, link_off, what, MAX_DPCS)
         broken = [x.address - link_off for x in w.diagnostics if x.kind == "unreadable" and x.address]
-        entries = [(a, None) for a in w.items] + [(a, None) for a in broken if a not in w.items]
+        found = set(w.items)
+        entries = [(a, None) for a in w.items] + [(a, None) for a in broken if a not in found]
         if not w.complete:       # the walk goes on from the other end, through Blinks
-            entries += [(a, "Blink") for a in walk_list_back(target, head, link_off, {a for a, _ in entries})]
+            entries += [(a, "Blink") for a in walk_list_back(target, head, link_off, {a for a, _ in entries},
+                                                             MAX_DPCS)]
     else:                                           # singly linked (8.1 and later)
         head = data.sub("DpcList")
         last = head["LastEntry"]
@@ -115,11 +121,15 @@ def _queue(target, cpu, data, kind, diags):
             entries.append((last - link_off, "LastEntry"))
     local.extend(w.diagnostics)
     q.complete = w.complete
+    unreadable = 0
     for a, via in entries:
-        d = decode_dpc(target, a, kind, local)
+        d = decode_dpc(target, a, kind, local if unreadable < MAX_UNREADABLE_SHOWN else None)
+        unreadable += not d.readable
         d.via = via
         q.dpcs.append(d)
-    diags.extend(x for x in local if x not in diags)
+    if unreadable > MAX_UNREADABLE_SHOWN:
+        local.add("unreadable", "%s: %d more DPCs are unreadable" % (what, unreadable - MAX_UNREADABLE_SHOWN))
+    merge_capped(diags, local, "DPC queues", MAX_QUEUE_WARNINGS)
     return q
 
 

@@ -13,6 +13,10 @@ from ..progress import report
 from .diag import Diagnostics
 
 DEFAULT_CAP = 200000
+# Blink mismatches reported one by one per walk; the rest are counted in one warning (a list
+# rewritten under us, or a corrupt one, would otherwise give a warning per entry, and
+# merging warnings compares each with those already held).
+MAX_MISMATCHES_SHOWN = 8
 
 
 class Walk(object):
@@ -49,6 +53,7 @@ def walk_list(target, head, link_offset, what, cap=DEFAULT_CAP, check_blink=True
     seen = {head}
     prev = head
     node = flink
+    mismatches = 0
     while node != head:
         if node == 0:
             w.cut("null-link", "NULL Flink in entry at 0x%x after %d entries" % (prev, len(w.items)), prev)
@@ -67,13 +72,18 @@ def walk_list(target, head, link_offset, what, cap=DEFAULT_CAP, check_blink=True
             break
         if check_blink and nblink != prev:
             w.complete = False
-            w.diagnostics.add("blink-mismatch", "%s: entry 0x%x has Blink 0x%x, expected 0x%x"
-                              % (what, node, nblink, prev), node)
+            mismatches += 1
+            if mismatches <= MAX_MISMATCHES_SHOWN:
+                w.diagnostics.add("blink-mismatch", "%s: entry 0x%x has Blink 0x%x, expected 0x%x"
+                                  % (what, node, nblink, prev), node)
         seen.add(node)
         w.items.append(node - link_offset)
         if not len(w.items) & 0x3ff:
             report(target, what, len(w.items))
         prev, node = node, nflink
+    if mismatches > MAX_MISMATCHES_SHOWN:
+        w.diagnostics.add("blink-mismatch", "%s: %d more entries have a Blink that does not point back"
+                          % (what, mismatches - MAX_MISMATCHES_SHOWN))
     return w
 
 
@@ -103,15 +113,46 @@ def walk_single_list(target, first, link_offset, what, cap=DEFAULT_CAP):
 
 def walk_list_back(target, head, link_offset, known, cap=DEFAULT_CAP):
     """Records of a doubly linked list reached backwards through Blink from `head`, up to the
-    first one in `known` (what a forward walk found before it broke), in list order."""
-    out, node = [], head
+    first one in `known` (what a forward walk found before it broke), in list order; at most
+    `cap` records, one read each (a set, not the list, remembers them: linear however long)."""
+    out, seen, node = [], set(), head
     for _ in range(cap):
         try:
             node = struct.unpack("<Q", target.read(node + 8, 8))[0]
         except MemoryFault:
             break
         rec = node - link_offset
-        if node == head or not node or rec in known or rec in out:
+        if node == head or not node or rec in known or rec in seen:
             break
+        seen.add(rec)
         out.append(rec)
     return list(reversed(out))
+
+
+def merge_capped(diags, new, source, cap):
+    """Add the warnings `new` to `diags`, at most `cap` of them from `source` over all calls
+    with the same `diags` (one analysis), then one line counting the rest.  Merging compares
+    each warning with those held, so thousands of them (a process list of copies, each thread
+    with a broken IRP list) made it quadratic: powerirps took 16 s on such a target."""
+    state = getattr(diags, "__dict__", None)
+    if state is None:                           # a plain list: nothing to keep the count in
+        diags.extend(d for d in new if d not in diags)
+        return
+    counts = state.setdefault("_merged", {})
+    n = counts.get(source, 0)
+    for d in new:
+        if n < cap:
+            if d not in diags:
+                diags.append(d)
+                n += 1
+        else:
+            n += 1
+    counts[source] = n
+    if n > cap:
+        more = state.setdefault("_merged_more", {})
+        line = more.get(source)
+        text = "%d more warnings from %s not listed (the first %d are)" % (n - cap, source, cap)
+        if line is None:
+            more[source] = diags.add("cap", text)
+        else:
+            line.message = text

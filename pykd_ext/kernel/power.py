@@ -26,12 +26,14 @@ import struct
 from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
 from ..target.layouts import supplement
 from .io import power_state_name
-from .lists import walk_list
+from .lists import merge_capped, walk_list
 from .views import Struct
 
 MAX_POWER_IRPS = 4096
 MAX_THREAD_IRPS = 256
 MAX_DEVNODES = 8192
+MAX_UNREADABLE_SHOWN = 16       # unreadable power IRP records listed one by one, the rest counted
+MAX_THREAD_IRP_WARNINGS = 256    # warnings kept from all threads' IRP lists (merge_capped)
 YEAR_100NS = 365 * 24 * 3600 * 10 ** 7
 
 
@@ -61,7 +63,7 @@ def pop_irp_list(target, diags):
     lay = lays.layout("_POP_IRP_DATA")
     w = walk_list(target, head, lay.offset("Link"), "power IRP list (nt!PopIrpList)", MAX_POWER_IRPS)
     diags.extend(d for d in w.diagnostics if d not in diags)
-    out = []
+    out, unreadable = [], 0
     for a in w.items:
         p = PopIrp(a)
         try:
@@ -75,9 +77,13 @@ def pop_irp_list(target, diags):
                 state = int.from_bytes(v.raw("PowerState")[:4], "little")
                 p.power = power_state_name(lays, v["PowerStateType"], state)
         except MemoryFault as e:
-            diags.add("unreadable", "power IRP record 0x%x is unreadable (0x%x)" % (a, e.address), e.address)
+            unreadable += 1
+            if unreadable <= MAX_UNREADABLE_SHOWN:
+                diags.add("unreadable", "power IRP record 0x%x is unreadable (0x%x)" % (a, e.address), e.address)
             continue
         out.append(p)
+    if unreadable > MAX_UNREADABLE_SHOWN:
+        diags.add("unreadable", "%d more power IRP records are unreadable" % (unreadable - MAX_UNREADABLE_SHOWN))
     return out
 
 
@@ -142,7 +148,7 @@ def thread_irps(target, thread, diags):
         diags.add("missing-type", "thread IRP lists not read: %s" % e)
         return []
     w = walk_list(target, head, link, "IRP list of thread 0x%x" % thread, MAX_THREAD_IRPS)
-    diags.extend(d for d in w.diagnostics if d not in diags)
+    merge_capped(diags, w.diagnostics, "thread IRP lists", MAX_THREAD_IRP_WARNINGS)
     return list(w.items)
 
 

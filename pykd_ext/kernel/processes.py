@@ -6,6 +6,7 @@
 """
 from ..errors import FieldNotFound, MemoryFault, SymbolNotFound
 from ..progress import report
+from ..render.out import printable
 from .diag import Diagnostics
 from .lists import walk_list
 from .views import Struct
@@ -48,11 +49,17 @@ class Thread(object):
         return "Thread(0x%x %s)" % (self.address, self.cid)
 
 
+# Warnings kept from all thread-list walks together: a corrupt process list (thousands of
+# copies of one process) gives a warning per process, and every consumer merges warnings
+# by comparing each with those it holds; past this many, one line counts the rest.
+MAX_THREAD_WARNINGS = 256
+
+
 def decode_process(target, addr):
     p = Struct(target, "_EPROCESS", addr)
     try:
         pid = p["UniqueProcessId"]
-        name = p.raw("ImageFileName").split(b"\0", 1)[0].decode("latin-1") or "?"
+        name = printable(p.raw("ImageFileName")[:64].split(b"\0", 1)[0].decode("latin-1")) or "?"
         return Process(addr, pid, name)
     except MemoryFault:
         return Process(addr, None, "?", readable=False)
@@ -122,12 +129,24 @@ def all_threads(target):
     diags.extend(pw.diagnostics)
     procs = pw.items
     ths = []
+    kept, dropped = {(d.kind, d.message) for d in diags}, 0
     for p in procs:
         if not p.readable:
             diags.add("unreadable", "process 0x%x is unreadable: its threads are not listed" % p.address, p.address)
             continue
         tw = threads(target, p)
-        diags.extend(d for d in tw.diagnostics if d not in diags)
+        for d in tw.diagnostics:
+            key = (d.kind, d.message)
+            if key in kept:
+                continue
+            if len(kept) < MAX_THREAD_WARNINGS:
+                kept.add(key)
+                diags.append(d)
+            else:
+                dropped += 1
         ths.extend(tw.items)
         report(target, "threads decoded", len(ths))
+    if dropped:
+        diags.add("cap", "%d more warnings from thread lists not listed (the first %d are)"
+                  % (dropped, MAX_THREAD_WARNINGS))
     return procs, ths, diags

@@ -22,9 +22,15 @@ class FrameInfo(object):
         return self.module is not None and self.module.name.lower() in KERNEL_MODULES
 
 
+# Frames symbolised per stack, innermost first.  A 24 KB x64 kernel stack holds a few hundred
+# frames at the very most and every analysis looks at the innermost ones; WinDbg's own `k`
+# stops at 256 (.kframes).  A corrupt or forged stack costs a describe() per frame.
+MAX_FRAMES = 256
+
+
 def frames(target, thread_address):
     out = []
-    for f in target.stack(thread_address):
+    for f in target.stack(thread_address)[:MAX_FRAMES]:
         out.append(FrameInfo(f.ip, f.sp, target.describe(f.ip), target.module_at(f.ip)))
     return out
 

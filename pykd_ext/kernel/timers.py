@@ -34,6 +34,9 @@ from .processes import decode_process
 from .views import Struct
 
 MAX_REQUESTS = 65536
+# Unreadable entries reported one by one; the rest counted in one line (each warning added is
+# compared with those held: 65,536 of them would take minutes).
+MAX_UNREADABLE_SHOWN = 16
 
 
 LIVE, IGNORED, STALE, UNKNOWN = "live", "ignored", "stale", "unknown"
@@ -83,7 +86,7 @@ def requests(target, diags):
     w = walk_list(target, head, lay.offset("TimerResolutionLink"),
                   "timer resolution list (nt!ExpTimerResolutionListHead)", MAX_REQUESTS)
     diags.extend(d for d in w.diagnostics if d not in diags)
-    out = []
+    out, unreadable = [], 0
     for p in w.items:
         r = Request(p)
         proc = decode_process(target, p)
@@ -97,8 +100,13 @@ def requests(target, diags):
                 r.ignored = bool(v["TimerResolutionIgnore"])
             r.readable = proc.readable
         except MemoryFault as e:
-            diags.add("unreadable", "process 0x%x on the timer resolution list is unreadable" % p, e.address)
+            unreadable += 1
+            if unreadable <= MAX_UNREADABLE_SHOWN:
+                diags.add("unreadable", "process 0x%x on the timer resolution list is unreadable" % p, e.address)
         out.append(r)
+    if unreadable > MAX_UNREADABLE_SHOWN:
+        diags.add("unreadable", "%d more processes on the timer resolution list are unreadable"
+                  % (unreadable - MAX_UNREADABLE_SHOWN))
     return out, w.complete
 
 

@@ -14,6 +14,8 @@ import os
 import re
 import sys
 
+from .out import unwrap
+
 PLAIN, ANSI, DML = "plain", "ansi", "dml"
 KINDS = ("bad", "warn", "head", "addr", "drv", "dim")
 
@@ -57,7 +59,7 @@ def output_mode(stream, no_color_flag):
     if hasattr(stream, "writedml"):
         return DML
     isatty = getattr(stream, "isatty", None)
-    if isatty and isatty() and stream is sys.stdout:
+    if isatty and isatty() and unwrap(stream) is sys.stdout:
         return ANSI
     return PLAIN
 

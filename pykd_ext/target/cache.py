@@ -33,6 +33,12 @@ READ_AHEAD = 16            # pages, at most, in one read of a run
 STREAMS = 8                # runs followed at once
 SLOW_SAMPLE = 8            # page reads timed before judging the link
 SLOW_PAGE_S = 0.05         # a page read slower than this, typically: bytes cost more than round trips
+# Reads one command may make of the cache before every further read faults (MemoryFault):
+# a pathological target (lists of copies of records, loops through other objects) then ends
+# in partial results and a warning, not minutes of work.  The 20,000-lock benchmark target
+# needs 93,000 reads for powerirps, its heaviest command; 100,000 locks about five times that;
+# a read costs about 10 us of analysis, so the budget is about 10 s of work.
+READ_BUDGET = 1000000
 
 
 def unit_for_link(latency_s, bytes_per_s):
@@ -77,7 +83,7 @@ class CachedTarget(Target):
     notice = None
     clock = staticmethod(time.perf_counter)
 
-    def __init__(self, backend, page_size=PAGE, read_ahead=READ_AHEAD):
+    def __init__(self, backend, page_size=PAGE, read_ahead=READ_AHEAD, read_budget=READ_BUDGET):
         """`page_size`: the read unit.  Under a page (a link whose bandwidth costs more than its
         round trips: unit_for_link) the views read field by field and nothing is read ahead,
         so only the bytes asked for, rounded to units, cross the link, each once."""
@@ -104,6 +110,9 @@ class CachedTarget(Target):
         self._page_times = []  # seconds per page of the first page reads (a live target only)
         self.live = getattr(backend, "live", False)
         self.stats = Stats()
+        self.read_budget = read_budget
+        self.reads = 0                 # reads asked of the cache, against read_budget
+        self.budget_exhausted = False  # True once a read was refused for the budget
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -196,6 +205,11 @@ class CachedTarget(Target):
         del self._runs[STREAMS:]
 
     def read(self, address, size):
+        self.reads += 1
+        if self.reads > self.read_budget:
+            self.budget_exhausted = True
+            raise MemoryFault(address, size, "memory at 0x%x not read: the read budget (%d reads) is spent"
+                              % (address, self.read_budget))
         if size <= 0:
             return b""
         if address < 0 or address + size > (1 << 64):

@@ -24,31 +24,145 @@ import binascii
 import bisect
 import gzip
 import json
+import os
+import re
+import stat
 import zlib
 
 from ..errors import MemoryFault, SymbolNotFound, TargetFileError, TypeNotFound
+from ..render.out import printable
 from .base import BugCheck, Frame, Module, Processor, Target
-from .layouts import LayoutSet, load_shipped
+from .layouts import check_layouts, load_shipped, show
 
 FORMAT = "pykd_ext-mock-target"
 VERSION = 1
 
+# Bounds on what a target file may be (checked before anything is parsed):
+MAX_FILE_BYTES = 256 << 20     # on disk and after gunzip (the loader's peak: about this, plus the parse);
+                               # a recording of a large hang is tens of MB
+MAX_DEPTH = 32                 # JSON nesting: the format needs 6 (layouts.structs.X.fields.F.offset)
+MAX_PROCESSORS = 4096          # Windows' own limit is 2,048 logical processors
+ADDRESS_LIMIT = 1 << 64
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)     # unrolled: linear and fast on base64
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
 
 def _hex(v, where):
-    if isinstance(v, str) and v.lower().startswith("0x"):
+    if isinstance(v, str) and v[:2].lower() == "0x" and len(v) <= 18:
         try:
-            return int(v, 16)
+            n = int(v, 16)
         except ValueError:
             pass
-    raise ValueError('%s: expected a hex string like "0xfffff80000000000", got %s'
-                     % (where, json.dumps(v)[:40]))
+        else:
+            if 0 <= n < ADDRESS_LIMIT:
+                return n
+    raise ValueError('%s: expected a 64-bit hex string like "0xfffff80000000000", got %s' % (where, show(v)))
 
 
 def _obj(v, where, kind=dict):
     if not isinstance(v, kind):
-        raise ValueError("%s: expected %s, got %s" % (where, "an object" if kind is dict else "a list",
-                                                     type(v).__name__))
+        raise ValueError("%s: expected %s, got %s" % (where, "an object" if kind is dict else "a list", show(v)))
     return v
+
+
+def _text(v, where):
+    if not isinstance(v, str):
+        raise ValueError("%s: expected a string, got %s" % (where, show(v)))
+    return printable(v)
+
+
+def _key(k):
+    """A key in a JSON path: as it is when plain, else quoted (ensure_ascii: one printable line)."""
+    return k if re.match(r"^[A-Za-z0-9_]+$", k) else json.dumps(k)
+
+
+class _Closing(object):
+    """Closes a descriptor that is not a regular file (no file object is made for it)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+        return False
+
+
+def read_limited(path):
+    """The bytes of the file at `path`, gunzipped when it is gzip: only a regular file (a FIFO
+    with no writer would block forever, /dev/zero never ends), at most MAX_FILE_BYTES on disk
+    and after decompression.  TargetFileError names `path` and what is wrong."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise TargetFileError("%s: cannot read: %s" % (path, e.strerror or e))
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        raise TargetFileError("%s: cannot read: %s" % (path, e.strerror or e))
+    with os.fdopen(fd, "rb", closefd=True) if stat.S_ISREG(st.st_mode) else _Closing(fd) as f:
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) \
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+            raise TargetFileError("%s: cannot read: %s, not a mock target file" % (path, kind))
+        if st.st_size > MAX_FILE_BYTES:
+            raise TargetFileError("%s: %d bytes, more than a target file may have (%d)" % (path, st.st_size, MAX_FILE_BYTES))
+        try:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise TargetFileError("%s: cannot read: %s" % (path, e.strerror or e))
+    if len(raw) > MAX_FILE_BYTES:
+        raise TargetFileError("%s: more than %d bytes, more than a target file may have" % (path, MAX_FILE_BYTES))
+    if raw[:2] == b"\x1f\x8b":
+        raw = _gunzip(raw, path)
+    return raw
+
+
+GUNZIP_STEP = 16 << 20         # bytes decompressed per step: the limit is checked as they come
+
+
+def _gunzip(raw, path):
+    """The gunzipped bytes (every member), refused past MAX_FILE_BYTES while decompressing:
+    memory stays at about the limit, whatever the file expands to."""
+    out = bytearray()
+    while raw:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = raw
+        while data and not d.eof:
+            try:
+                out += d.decompress(data, GUNZIP_STEP)
+            except zlib.error as e:
+                raise TargetFileError("%s: gzip data is truncated or corrupt (%s)" % (path, e))
+            if len(out) > MAX_FILE_BYTES:
+                raise TargetFileError("%s: more than %d bytes once decompressed, more than a target file may have"
+                                      % (path, MAX_FILE_BYTES))
+            data = d.unconsumed_tail
+        if not d.eof:
+            raise TargetFileError("%s: gzip data is truncated or corrupt (the stream ends early)" % path)
+        raw = d.unused_data
+        if raw and raw[:2] != b"\x1f\x8b":
+            if raw.strip(b"\0"):
+                raise TargetFileError("%s: gzip data is followed by %d bytes of something else" % (path, len(raw)))
+            break
+    return out
+
+
+def check_depth(raw):
+    """The deepest nesting of arrays and objects in JSON text `raw` (strings skipped), or
+    MAX_DEPTH + 1 as soon as it is deeper: json.loads recurses once per level."""
+    depth = 0
+    for b in _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        if b in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return depth
+        else:
+            depth -= 1
+    return 0
 
 
 def save_document(doc, path):
@@ -70,43 +184,38 @@ class MockTarget(Target):
         document's base64 "memory" ranges."""
         self.doc = doc
         self._parse(doc, memory)
-        self.name = doc.get("origin") or name
+        self.name = self._origin or name
+        self.path = name              # the file given (error lines name it, not the origin)
 
     # -- loading --------------------------------------------------------------------------------
 
     @classmethod
     def load(cls, path):
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except OSError as e:
-            raise TargetFileError("%s: cannot read: %s" % (path, e.strerror or e))
-        try:
-            if raw[:2] == b"\x1f\x8b":
-                raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise TargetFileError("%s: gzip data is truncated or corrupt (%s)" % (path, e))
+        """The target in the file at `path`, checked completely; TargetFileError (one line naming
+        `path`, as given, and the JSON path of the bad place) when anything is wrong."""
+        raw = read_limited(path)
+        if check_depth(raw) > MAX_DEPTH:
+            raise TargetFileError("%s: JSON nested deeper than %d levels: not a mock target" % (path, MAX_DEPTH))
         try:
             doc = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise TargetFileError("%s: not valid JSON (%s): truncated or not a mock target" % (path, e))
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise TargetFileError("%s: not valid JSON (%s): truncated or not a mock target"
+                                  % (path, str(e).splitlines()[0][:120] if str(e) else type(e).__name__))
         try:
             return cls(doc, name=path)
         except ValueError as e:
             raise TargetFileError("%s: %s" % (path, e))
 
     def _parse(self, doc, memory=None):
+        """Check every part of the document; ValueError("<JSON path>: what is wrong")."""
         _obj(doc, "top level")
         if doc.get("format") != FORMAT:
-            raise ValueError('format: expected "%s", got %s' % (FORMAT, json.dumps(doc.get("format"))))
-        if doc.get("version") != VERSION:
+            raise ValueError('format: expected "%s", got %s' % (FORMAT, show(doc.get("format"))))
+        if type(doc.get("version")) is not int or doc.get("version") != VERSION:
             raise ValueError("version: this pykd_ext reads version %d, the file has %s"
-                             % (VERSION, json.dumps(doc.get("version"))))
+                             % (VERSION, show(doc.get("version"))))
         if "layouts" in doc:
-            try:
-                self._layouts = LayoutSet.from_json(_obj(doc["layouts"], "layouts"))
-            except (KeyError, TypeError) as e:
-                raise ValueError("layouts: malformed (%s)" % e)
+            self._layouts = check_layouts(doc["layouts"], "layouts")
         elif "build" in doc:
             try:
                 self._layouts = load_shipped(doc["build"])
@@ -114,24 +223,32 @@ class MockTarget(Target):
                 raise ValueError("build: no %s" % e.name)
         else:
             raise ValueError('neither "build" nor "layouts" is given')
+        for k in ("comment", "origin"):
+            if doc.get(k) is not None:
+                _text(doc[k], k)
+        self._origin = printable(doc["origin"]) if doc.get("origin") else None
 
         self.modules = []
         for i, m in enumerate(_obj(doc.get("modules", []), "modules", list)):
             w = "modules[%d]" % i
             _obj(m, w)
-            if not isinstance(m.get("name"), str):
-                raise ValueError("%s.name: expected a string" % w)
+            name = _text(m.get("name"), w + ".name")
+            if not name or "!" in name:
+                raise ValueError("%s.name: expected a module name, got %s" % (w, show(m.get("name"))))
+            image = _text(m.get("image", name), w + ".image")
             base, size = _hex(m.get("base"), w + ".base"), _hex(m.get("size"), w + ".size")
-            self.modules.append(Module(m["name"], m.get("image", m["name"]), base, base + size))
+            if base + size > ADDRESS_LIMIT:
+                raise ValueError("%s.size: the module ends past the 64-bit address space" % w)
+            self.modules.append(Module(name, image, base, base + size))
         self.modules.sort(key=lambda m: m.base)
         self._mod_starts = [m.base for m in self.modules]
 
         self.symbols = {}
         for k, v in _obj(doc.get("symbols", {}), "symbols").items():
-            if "!" not in k:
-                raise ValueError("symbols: %s: expected module!name" % json.dumps(k))
-            self.symbols[k.lower()] = _hex(v, "symbols[%s]" % json.dumps(k))
-        self._by_addr = sorted((self.symbols[n.lower()], n) for n in doc.get("symbols", {}))
+            if "!" not in k or not k.split("!", 1)[0] or not k.split("!", 1)[1]:
+                raise ValueError("symbols[%s]: expected module!name" % _key(k))
+            self.symbols[k.lower()] = _hex(v, "symbols[%s]" % _key(k))
+        self._by_addr = sorted((self.symbols[n.lower()], printable(n)) for n in doc.get("symbols", {}))
         self._sym_addrs = [a for a, _ in self._by_addr]
 
         ranges = [(a, a + len(d), d) for a, d in memory or ()]
@@ -139,45 +256,52 @@ class MockTarget(Target):
             w = "memory[%d]" % i
             _obj(r, w)
             start = _hex(r.get("address"), w + ".address")
+            if not isinstance(r.get("data", ""), str):
+                raise ValueError("%s.data: expected a base64 string, got %s" % (w, show(r.get("data"))))
             try:
                 data = base64.b64decode(r.get("data", ""), validate=True)
-            except (binascii.Error, TypeError, ValueError):
+            except (binascii.Error, ValueError):
                 raise ValueError("%s.data: not base64" % w)
+            if start + len(data) > ADDRESS_LIMIT:
+                raise ValueError("%s: the range ends past the 64-bit address space" % w)
             ranges.append((start, start + len(data), data))
-        ranges.sort()
-        for a, b in zip(ranges, ranges[1:]):
-            if b[0] < a[1]:
-                raise ValueError("memory: ranges at 0x%x and 0x%x overlap" % (a[0], b[0]))
+        ranges.sort(key=lambda r: (r[0], r[1]))
+        for x, y in zip(ranges, ranges[1:]):
+            if y[0] < x[1]:
+                raise ValueError("memory: ranges at 0x%x and 0x%x overlap" % (x[0], y[0]))
         self._ranges = ranges
         self._starts = [r[0] for r in ranges]
 
         self._stacks = {}
         for k, frames in _obj(doc.get("stacks", {}), "stacks").items():
-            t = _hex(k, "stacks key %s" % json.dumps(k))
+            t = _hex(k, "stacks key %s" % _key(k))
             out = []
-            for j, f in enumerate(_obj(frames, "stacks[%s]" % k, list)):
-                w = "stacks[%s][%d]" % (k, j)
+            for j, f in enumerate(_obj(frames, "stacks[%s]" % _key(k), list)):
+                w = "stacks[%s][%d]" % (_key(k), j)
                 _obj(f, w)
                 out.append(Frame(_hex(f.get("ip"), w + ".ip"), _hex(f.get("ret", "0x0"), w + ".ret"),
                                  _hex(f.get("sp", "0x0"), w + ".sp"), _hex(f.get("fp", "0x0"), w + ".fp")))
             self._stacks[t] = out
 
         self._processors = []
-        for i, p in enumerate(_obj(doc.get("processors", []), "processors", list)):
+        seen = set()
+        procs = _obj(doc.get("processors", []), "processors", list)
+        if len(procs) > MAX_PROCESSORS:
+            raise ValueError("processors: %d, more than %d" % (len(procs), MAX_PROCESSORS))
+        for i, p in enumerate(procs):
             w = "processors[%d]" % i
             _obj(p, w)
-            if not isinstance(p.get("index"), int):
-                raise ValueError("%s.index: expected an integer" % w)
-            self._processors.append(Processor(p["index"], _hex(p.get("prcb"), w + ".prcb")))
+            index = p.get("index")
+            if type(index) is not int or not 0 <= index < MAX_PROCESSORS:
+                raise ValueError("%s.index: expected an integer from 0 to %d, got %s" % (w, MAX_PROCESSORS - 1, show(index)))
+            if index in seen:
+                raise ValueError("%s.index: processor %d is given twice" % (w, index))
+            seen.add(index)
+            self._processors.append(Processor(index, _hex(p.get("prcb"), w + ".prcb")))
 
-        origin = doc.get("origin")
-        if origin is not None and not isinstance(origin, str):
-            raise ValueError("origin: expected a string")
         self._described = {}
         for k, v in _obj(doc.get("describe", {}), "describe").items():
-            if not isinstance(v, str):
-                raise ValueError("describe[%s]: expected a string" % json.dumps(k))
-            self._described[_hex(k, "describe key %s" % json.dumps(k))] = v
+            self._described[_hex(k, "describe key %s" % _key(k))] = _text(v, "describe[%s]" % _key(k))
 
         bc = doc.get("bugcheck")
         self._bugcheck = None
