@@ -35,9 +35,30 @@ def frames(target, thread_address):
     return out
 
 
+#: Microsoft's driver frameworks and port/class libraries: they call their client drivers'
+#: callbacks (KMDF's Wdf01000 and its loader, NDIS miniport/filter callbacks, Storport/ATAport/
+#: SCSIport miniports, the Filter Manager's minifilters, PortCls and Kernel Streaming
+#: minidrivers, UCX client drivers, the disk class library, HID and USB generic parents).  A
+#: framework frame innermost on a stack is usually waiting or working on its client's behalf:
+#: the client driver on the same stack is the driver to look at.
+FRAMEWORK_MODULES = frozenset([
+    "wdf01000", "wdfldr", "ndis", "storport", "ataport", "scsiport", "fltmgr", "portcls", "ks",
+    "ucx01000", "classpnp", "hidclass"])
+
+
+def is_framework(frame):
+    return frame.module is not None and frame.module.name.lower() in FRAMEWORK_MODULES
+
+
 def first_driver_frame(frame_list):
-    """The first frame (innermost first) in a module that is not the kernel, or None."""
+    """The driver to look at on a stack (innermost first): the first frame in a module that is
+    neither the kernel nor a framework, else the first framework frame, else None."""
+    fallback = None
     for f in frame_list:
-        if f.module is not None and not f.is_kernel:
+        if f.module is None or f.is_kernel:
+            continue
+        if not is_framework(f):
             return f
-    return None
+        if fallback is None:
+            fallback = f
+    return fallback
