@@ -43,7 +43,17 @@ def add_arguments(p):
 
 
 def run(args, target, out):
-    r = analyze_dpcs(target)
+    doc = running_doc(target)
+    cpus = doc["cpus"]
+    return emit(args, out, doc, render_text,
+                lambda: {int(c["current_thread"], 16): "!thread %s" % c["current_thread"]
+                         for c in cpus if c["current_thread"]},
+                "running -- %s (%s)" % (target.name, doc["build"]))
+
+
+def running_doc(target, r=None):
+    """The running report as a document (`r`: an analyze_dpcs report already made)."""
+    r = r if r is not None else analyze_dpcs(target)
     cpus = []
     for act in r.cpus:
         c = act.cpu
@@ -73,7 +83,4 @@ def run(args, target, out):
            "bugcheck": None if r.bugcheck is None else {"code": "0x%x" % r.bugcheck.code,
                                                         "args": ["0x%x" % x for x in r.bugcheck.args]},
            "cpus": cpus, "warnings": [d.as_dict() for d in r.diagnostics], "complete": r.interrupted is None}
-    return emit(args, out, doc, render_text,
-                lambda: {int(c["current_thread"], 16): "!thread %s" % c["current_thread"]
-                         for c in cpus if c["current_thread"]},
-                "running -- %s (%s)" % (target.name, doc["build"]))
+    return doc

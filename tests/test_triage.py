@@ -1,0 +1,46 @@
+"""triage (issue 16, point 1): the bug check routed to what applies, a verdict first (what, the
+driver, the evidence, how complete), a signature for grouping dumps, JSON with the same."""
+import json
+import os
+
+import pytest
+
+from conftest import MOCKS, mock, run_cli
+
+
+def doc(name):
+    code, out, err = run_cli("triage", "--target", mock(name), "--format", "json")
+    assert code == 0 and err == ""
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("name, route, driver, signature", [
+    ("power_9f4_zteusbnet", ["powerirps"], "ZTEusbnet.sys", "0x9F_4_ZTEusbnet.sys"),
+    ("power_9f3_filter", ["powerirps"], "AcmeFlt.sys", "0x9F_3_AcmeFlt.sys"),
+    ("dpc_133_athwbx", ["dpcs", "running", "deadlock"], "athwbx.sys", "0x133_0_athwbx.sys!ndisInterruptDpc"),
+    ("eresource_deadlock", ["deadlock", "powerirps"], "TestDriver.sys", "NO_BUGCHECK_TestDriver.sys!FileMoveThread"),
+    ("hang_no_cycle", ["deadlock", "powerirps"], "SlowFlt.sys", "NO_BUGCHECK_SlowFlt.sys!WaitForService"),
+    ("pushlock_recursive", ["deadlock", "powerirps"], "FsFilter.sys", "NO_BUGCHECK_FsFilter.sys!LookupStream"),
+    ("spinlock_queued_abba", ["deadlock", "powerirps"], "NetFlt.sys", "NO_BUGCHECK_NetFlt.sys!FilterSendLocked"),
+])
+def test_routes_verdicts_and_signatures(name, route, driver, signature):
+    d = doc(name)
+    assert list(d)[:4] == ["target", "build", "verdict", "signature"]
+    assert d["route"] == route and sorted(d["sections"]) == sorted(route)
+    assert d["verdict"]["driver"] == driver and d["signature"] == signature
+    assert d["complete"] is True and d["verdict"]["reading"] == "complete"
+
+
+def test_the_verdict_comes_first_in_text():
+    code, out, err = run_cli("triage", "--target", mock("eresource_deadlock"), "--no-color")
+    lines = out.splitlines()
+    assert lines[1] == "no bug check: read as a hang"
+    assert lines[2] == "VERDICT: deadlock: 2 threads, 2 locks (ERESOURCE)"
+    assert "== deadlock ==" in out and "== powerirps ==" in out
+    assert out.index("VERDICT") < out.index("== deadlock ==")
+
+
+@pytest.mark.parametrize("name", sorted(f[:-8] for f in os.listdir(MOCKS) if f.startswith("corrupt_")))
+def test_corrupted_targets_read_as_partial(name):
+    d = doc(name)
+    assert d["complete"] is False and d["verdict"]["why_partial"]
