@@ -166,3 +166,20 @@ def test_a_device_at_the_address_a_published_session_gives():
     assert (dev, ext) == (0xfffffa800c089050, 0xfffffa800c0891a0)
     stack = device_stack(cached(b), dev)
     assert [(d.address, d.name, d.extension) for d in stack.devices] == [(dev, "NDMP14", ext)]
+
+
+def test_table_cells_are_never_read_as_numbers(tmp_path):
+    """tabulate parses cells that look like numbers unless told not to (0.10: a device named
+    000000e5 printed as 0): names and Cids are shown exactly as read."""
+    from pykd_ext.render.io import render_devstack_text
+    from pykd_ext.render.style import Style
+    import io as _io
+    b = ScenarioBuilder(WIN10)
+    b.module("pci", "pci.sys")
+    drv = b.driver_object("\\Driver\\pci")
+    dev, _ = b.device_object(drv, 0x40, name="000000e5")
+    st = device_stack(cached(b), dev)
+    out = _io.StringIO()
+    render_devstack_text(st, out, Style("plain"), "devstack")
+    row = [l for l in out.getvalue().splitlines() if "0x%x" % dev in l][0]
+    assert "000000e5" in row.split()

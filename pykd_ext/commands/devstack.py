@@ -1,7 +1,7 @@
 """devstack: the device stack of a device object, top to bottom, with its device node.
 
 Examples:
-  pykd-ext devstack fffffa80`0c089050 --target case.json.gz
+  pykd-ext devstack 'fffffa80`0c089050' --target case.json.gz   (quote a backtick in a shell)
   !py -m pykd_ext devstack fffffa800c089050
 """
 from ..errors import UsageError

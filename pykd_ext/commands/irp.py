@@ -3,7 +3,7 @@ driver per location, completion routine, pending and cancel flags, the thread it
 and where it is pending now.
 
 Examples:
-  pykd-ext irp fffffa80`08f5cc10 --target case.json.gz
+  pykd-ext irp 'fffffa80`08f5cc10' --target case.json.gz   (quote a backtick in a shell)
   !py -m pykd_ext irp fffffa8008f5cc10
 """
 from ..errors import MemoryFault, UsageError

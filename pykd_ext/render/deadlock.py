@@ -314,7 +314,7 @@ class TextRenderer(object):
                          ", ".join(w.replace("exclusive", "excl") for w in waits), f.driver or ""])
         self.w(self.s("head", "THREADS"))
         table = tabulate(rows, headers=["thread", "Cid", "process", "state", "waited", "holds",
-                                        "waits for", "driver"], tablefmt="simple")
+                                        "waits for", "driver"], tablefmt="simple", disable_numparse=True)
         for line in table.splitlines():
             self.w("  " + line)
         self.w()

@@ -123,7 +123,7 @@ def render_text(d, out, style, header):
     w(s("head", "PROCESSORS (%d)%s" % (len(rows), "  * bug checked here" if any(x["bugchecked_here"] for x in d["cpus"])
                                        else "")))
     for line in tabulate(rows, headers=["CPU", "thread", "Cid process", "running now", "queued n/t",
-                                        "DPC time/limit", "watchdog/period"], tablefmt="simple").splitlines():
+                                        "DPC time/limit", "watchdog/period"], tablefmt="simple", disable_numparse=True).splitlines():
         w("  " + line)
     qrows = []
     for x in d["cpus"]:
@@ -137,7 +137,7 @@ def render_text(d, out, style, header):
     w(s("head", "QUEUED DPCs (%d)" % len(qrows)))
     if qrows:
         for line in tabulate(qrows, headers=["CPU", "type", "KDPC", "routine", "module", "importance", ""],
-                             tablefmt="simple").splitlines():
+                             tablefmt="simple", disable_numparse=True).splitlines():
             w("  " + line)
     for x in d["cpus"]:
         if x["bugchecked_here"] and x["stack"]:

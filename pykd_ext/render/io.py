@@ -51,8 +51,8 @@ def render_devstack_text(st, out, style, header):
         rows.append([">" if i == st.index else "", "0x%x" % d.address, driver_label(d.driver),
                      "0x%x" % d.extension if d.extension else "-", d.name or "",
                      d.driver.image if d.driver else ""])
-    for line in tabulate(rows, headers=["", "device", "driver", "extension", "name", "module"],
-                         tablefmt="simple").splitlines():
+    for line in tabulate(rows, headers=["asked", "device", "driver", "extension", "name", "module"],
+                         tablefmt="simple", disable_numparse=True).splitlines():
         w("  " + line + "\n")
     n = st.devnode
     if n is not None:
@@ -139,8 +139,8 @@ def render_irp_text(d, out, style, header):
                      loc["completion_symbol"] or "-", flags.strip()])
     if unused:
         w("  locations %s unused\n" % _ranges(unused))
-    for line in tabulate(rows, headers=["", "#", "major / minor", "device", "driver", "name",
-                                        "completion", "control"], tablefmt="simple").splitlines():
+    for line in tabulate(rows, headers=["cur", "#", "major / minor", "device", "driver", "name",
+                                        "completion", "control"], tablefmt="simple", disable_numparse=True).splitlines():
         w("  " + line + "\n")
     p = d["pending_at"]
     if p is not None:

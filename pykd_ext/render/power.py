@@ -183,8 +183,8 @@ def render_text(d, out, style, header):
                      ", ".join(p["found_in"])])
     w(s("head", "PENDING POWER/PnP IRPs (%d)" % len(rows)))
     if rows:
-        for line in tabulate(rows, headers=["IRP", "request", "pending at", "device", "held", "",
-                                            "found in"], tablefmt="simple").splitlines():
+        for line in tabulate(rows, headers=["IRP", "request", "pending at", "device", "held", "note",
+                                            "found in"], tablefmt="simple", disable_numparse=True).splitlines():
             w("  " + line)
     if d["allocated_not_at_a_driver"]:
         w("  %d more power IRP%s allocated but not yet sent to any driver (CurrentLocation = StackCount + 1)" % (
@@ -208,8 +208,8 @@ def render_text(d, out, style, header):
         if p["device_stack"]:
             rows = [[">" if x["pending_here"] else "", x["device"], x["driver"], x["name"], x["module"] or ""]
                     for x in p["device_stack"]]
-            for line in tabulate(rows, headers=["", "device", "driver", "name", "module"],
-                                 tablefmt="simple").splitlines():
+            for line in tabulate(rows, headers=["at", "device", "driver", "name", "module"],
+                                 tablefmt="simple", disable_numparse=True).splitlines():
                 w("    " + line)
         n = p["devnode"]
         if n is not None:

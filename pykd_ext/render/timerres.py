@@ -150,8 +150,8 @@ def render_text(d, out, style, header):
                   "sets the clock" if r["sets_clock"] else ""] for r in rows]   # no marks in cells
         w()
         w(s("head", "TIMER RESOLUTION REQUESTS (%d), %d live, live finest first" % (len(rows), live)))
-        for line in tabulate(table, headers=["process", "PID", "EPROCESS", "state", "asks now", "smallest ever", ""],
-                             tablefmt="simple").splitlines():
+        for line in tabulate(table, headers=["process", "PID", "EPROCESS", "state", "asks now", "smallest ever", "clock"],
+                             tablefmt="simple", disable_numparse=True).splitlines():
             w("  " + line.rstrip())
     w(_kernel_line(d["kernel"]))
     w()
