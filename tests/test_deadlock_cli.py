@@ -248,3 +248,29 @@ def test_shipped_targets_are_what_the_builder_makes(name, tmp_path):
     with open(p, "rb") as a, open(mock(name), "rb") as b:
         assert gzip.decompress(a.read()) == gzip.decompress(b.read()), \
             "regenerate with: python -m pykd_ext.mock.scenarios mock_targets/"
+
+
+def test_dot_keeps_backslashes_and_says_title_roots_and_emptiness():
+    code, out, _ = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--format", "dot")
+    assert code == 0
+    assert "\\\\Driver\\\\TestDriver device" in out               # escaped: renders as \Driver\TestDriver
+    assert 'labelloc=t; label="deadlock -- ' in out and "1 cycle, 0 chains" in out
+    code, out, _ = run_cli("deadlock", "--target", mock("hang_no_cycle"), "--format", "dot")
+    assert 'xlabel="root blocker"' in out
+    code, out, _ = run_cli("deadlock", "--target", mock("dpc_133_cumulative"), "--format", "dot")
+    assert 'label="no thread waits on a lock"' in out
+    code, out, _ = run_cli("deadlock", "--target", mock("corrupt_null_flink"), "--format", "dot")
+    assert "PARTIAL: 1 warning" in out
+
+
+def test_an_interrupted_run_says_so_first(monkeypatch):
+    import pykd_ext.analysis.waitgraph as wg
+    real = wg.all_resources
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt()
+    monkeypatch.setattr(wg, "all_resources", stop)
+    code, out, err = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--no-color")
+    lines = [l for l in out.splitlines() if l.strip()]
+    assert lines[2].startswith("INTERRUPTED (KeyboardInterrupt): partial results")
+    assert "No deadlock cycle" not in out and "Nothing found before the interruption." in out

@@ -24,7 +24,7 @@ def run(args, target, out):
     if args.format == "json":
         render_json(a, out, target.name, build)
     elif args.format == "dot":
-        render_dot(a, out)
+        render_dot(a, out, "deadlock -- %s (%s)" % (target.name, build))
     else:
         style, stream = text_output(out, args.no_color, lambda: links(a))
         render_text(a, stream, style, "deadlock -- %s (%s)" % (target.name, build))

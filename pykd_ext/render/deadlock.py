@@ -182,8 +182,14 @@ class TextRenderer(object):
         self.w("scanned %d processes, %d threads, %d ERESOURCEs" % (
             a.counts["processes"], a.counts["threads"], a.counts["resources"]))
         self.w()
+        if a.interrupted:
+            # said first: what follows is what was read before the stop, not the whole machine
+            self.w(s("warn", "INTERRUPTED (%s): partial results -- the findings below cover only what was "
+                     "read before it" % a.interrupted))
+            self.w()
         if not a.cycles and not a.chains:
-            self.w("No deadlock cycle and no thread waiting on an owned lock was found.")
+            self.w("Nothing found before the interruption." if a.interrupted else
+                   "No deadlock cycle and no thread waiting on an owned lock was found.")
         for i, c in enumerate(a.cycles, 1):
             drivers = _drivers(a, c.threads)
             self.w(s("bad", "%sDEADLOCK %d: %d thread%s, %d lock%s" % (
@@ -324,23 +330,42 @@ def render_text(a, out, style, header):
     TextRenderer(a, out, style).render(header)
 
 
-def render_dot(a, out):
+def _dot(text):
+    """A DOT string literal's body: backslashes and quotes escaped (a driver name such as
+    \\Driver\\TestDriver would otherwise lose its backslashes), line breaks as \\n."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_dot(a, out, title=None):
     in_cycle = set()
     for c in a.cycles:
         in_cycle.update(c.threads)
         in_cycle.update(c.locks)
+    roots = {ch.root for ch in a.chains}
     out.write("digraph waitfor {\n  rankdir=LR;\n")
+    caption = title or "wait-for graph"
+    caption += "\n%d cycle%s, %d chain%s" % (len(a.cycles), "" if len(a.cycles) == 1 else "s",
+                                           len(a.chains), "" if len(a.chains) == 1 else "s")
+    if a.interrupted or a.diagnostics:
+        caption += "\nPARTIAL: %s" % ("interrupted (%s)" % a.interrupted if a.interrupted
+                                      else "%d warning%s" % (len(a.diagnostics), "" if len(a.diagnostics) == 1 else "s"))
+    out.write('  labelloc=t; label="%s";\n' % _dot(caption))
+    if not a.graph.number_of_nodes():
+        out.write('  empty [shape=plaintext label="%s"];\n' % _dot(
+            "no thread waits on a lock" + (" (before the interruption)" if a.interrupted else "")))
     for n, d in sorted(a.graph.nodes(data=True)):
         if d.get("kind") == "thread":
             f = a.threads.get(n)
-            label = "thread 0x%x\\n%s" % (n, f.start_symbol if f else "?")
+            label = "thread 0x%x\n%s" % (n, f.start_symbol if f else "?")
             shape = "ellipse"
         else:
             lk = a.locks.get(n)
-            label = "%s 0x%x%s" % (lk.kind if lk else "lock", n, ("\\n" + lk.name) if lk and lk.name else "")
+            label = "%s 0x%x%s" % (lk.kind if lk else "lock", n, ("\n" + lk.name) if lk and lk.name else "")
             shape = "box"
         color = ' color=red' if n in in_cycle else ""
-        out.write('  "0x%x" [shape=%s label="%s"%s];\n' % (n, shape, label, color))
+        if n in roots and n not in in_cycle:
+            color += ' color=orange penwidth=2 xlabel="root blocker"'
+        out.write('  "0x%x" [shape=%s label="%s"%s];\n' % (n, shape, _dot(label), color))
     for u, v, d in sorted(a.graph.edges(data=True)):
         style = ""
         if "evidence" in d:
@@ -354,5 +379,5 @@ def render_dot(a, out):
                 label += " (inferred: %s)" % inferred
                 style = " style=dashed"
         color = (' color=red' if u in in_cycle and v in in_cycle else "") + style
-        out.write('  "0x%x" -> "0x%x" [label="%s"%s];\n' % (u, v, label, color))
+        out.write('  "0x%x" -> "0x%x" [label="%s"%s];\n' % (u, v, _dot(label), color))
     out.write("}\n")
