@@ -168,6 +168,14 @@ def _main(args, out, err):
     except (KeyboardInterrupt, SystemExit) as e:
         err.write("pykd-ext: %s: interrupted while opening the target (%s)\n" % (args.command, str(e) or "Ctrl+C"))
         return 130
+    recorded = getattr(backend, "recorded_commands", None)
+    if recorded is not None and args.command != "record" and args.command not in recorded:
+        # a recording holds only what its commands read: another command would get confident
+        # empty answers from memory that was never read
+        err.write("pykd-ext: %s: %s is a recording that holds no data for %s (it recorded: %s); record it with "
+                  "`pykd-ext record ... %s`\n" % (args.command, args.target, args.command,
+                                                   ", ".join(recorded) or "nothing", args.command))
+        return EXIT_USAGE
     if args.read_unit is None and args.link is None:       # no unit chosen: say if pages prove slow
         def hint(text):
             err.write("pykd-ext: %s\n" % text)

@@ -159,3 +159,25 @@ def test_record_of_commands_with_arguments_replays_byte_identical(tmp_path):
             assert run_cli(*argv, "--target", rec) == run_cli(*argv, "--target", mock("power_9f4_zteusbnet"))
     doc = json.loads(gzip.decompress(open(rec, "rb").read()))
     assert doc["bugcheck"]["code"] == "0x9f"          # the bug check is always kept
+
+
+def test_a_replay_of_a_command_not_recorded_is_refused(tmp_path):
+    rec = str(tmp_path / "case.json.gz")
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock")
+    assert code == 0
+    code, out, err = run_cli("timerres", "--target", rec)
+    assert code == 2 and out == ""
+    assert err.startswith("pykd-ext: timerres: %s is a recording that holds no data for timerres "
+                          "(it recorded: deadlock)" % rec)
+    assert run_cli("deadlock", "--target", rec)[0] == 0
+
+
+def test_record_checks_its_output_before_reading(tmp_path):
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o",
+                             str(tmp_path / "nowhere" / "x.json.gz"), "deadlock")
+    assert code == 2 and "no folder" in err and out == ""
+    copy = tmp_path / "t.json.gz"
+    copy.write_bytes(open(mock("eresource_deadlock"), "rb").read())
+    code, out, err = run_cli("record", "--target", str(copy), "-o", str(copy), "deadlock")
+    assert code == 2 and "is the target being recorded" in err
+    assert copy.read_bytes() == open(mock("eresource_deadlock"), "rb").read()

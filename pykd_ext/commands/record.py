@@ -17,6 +17,7 @@ ranges, the structure layouts used, processor blocks and the bug check code and 
 It holds no user-mode memory, no file contents and no memory the commands did not read.
 """
 import io
+import os
 
 from ..errors import FieldNotFound, TypeNotFound, UsageError
 from ..target.mock import save_document
@@ -34,9 +35,27 @@ def add_arguments(p):
                         '("irp fffffa8008f5cc10"); default: every command that needs no argument')
 
 
+def _check_output(args):
+    """The output is checked before anything is read (a long live capture must not be lost to
+    a typo at the end), and never overwrites the target it records."""
+    path = os.path.abspath(args.output)
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise UsageError("record: cannot write %s: no folder %s" % (args.output, folder))
+    if not os.access(folder, os.W_OK):
+        raise UsageError("record: cannot write %s: the folder %s is not writable" % (args.output, folder))
+    if os.path.isdir(path):
+        raise UsageError("record: cannot write %s: it is a folder" % args.output)
+    for given in (getattr(args, "target", None), getattr(args, "dump", None)):
+        if given and os.path.exists(given) and os.path.exists(path) and os.path.samefile(given, path):
+            raise UsageError("record: %s is the target being recorded: give another -o" % args.output)
+
+
 def run(args, target, out):
     from . import COMMANDS
     from ..cli import UsageErrorExit, build_parser
+
+    _check_output(args)
 
     parser = build_parser()
     if args.commands:
@@ -68,7 +87,8 @@ def run(args, target, out):
             break
     comment = "recorded by pykd_ext record from %s: %s" % (target.name, ", ".join(n for n, _ in results))
     try:
-        save_document(rec.document(comment), args.output)
+        done = [n.split()[0] for n, what in results if what == "recorded"]
+        save_document(rec.document(comment, sorted(set(done))), args.output)
     except OSError as e:
         raise UsageError("record: cannot write %s: %s" % (args.output, e.strerror or e))
     s = rec.summary()

@@ -227,6 +227,11 @@ class MockTarget(Target):
             if doc.get(k) is not None:
                 _text(doc[k], k)
         self._origin = printable(doc["origin"]) if doc.get("origin") else None
+        rc = doc.get("recorded_commands")
+        self.recorded_commands = None
+        if rc is not None:
+            _obj(rc, "recorded_commands", list)
+            self.recorded_commands = [_text(c, "recorded_commands[%d]" % i) for i, c in enumerate(rc)]
 
         self.modules = []
         for i, m in enumerate(_obj(doc.get("modules", []), "modules", list)):

@@ -113,12 +113,13 @@ class RecordingTarget(Target):
                 out.append((addr, bytearray(data)))
         return [(a, bytes(b)) for a, b in out]
 
-    def document(self, comment=""):
+    def document(self, comment="", commands=None):
         if not self._bugcheck_asked:
             self.bugcheck()        # five numbers that say what the target is: always kept
         mem = self.ranges()
         doc = {
             "format": FORMAT, "version": VERSION, "origin": self.name, "comment": comment,
+            "recorded_commands": list(commands) if commands is not None else None,
             "layouts": self.layouts().to_json(),
             "modules": [{"name": m.name, "image": m.image, "base": "0x%x" % m.base,
                          "size": "0x%x" % (m.end - m.base)} for _, m in sorted(self._modules.items())],
