@@ -2,13 +2,11 @@
 frames, displacement included, as !uniqstack / mex's `us` group them), with filters on module,
 function, state, wait reason, process and wait time.  For the second look at a hang, when
 1,200 threads in `!process 0 7` are too many to read."""
-from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
 from ..kernel.diag import Diagnostics
 from ..kernel.processes import all_threads
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
-from ..kernel.views import Struct
 from ..progress import report
-from ..target.layouts import supplement
+from .waitgraph import current_tick
 
 MAX_FRAMES = 64
 
@@ -77,17 +75,6 @@ class Result(object):
         self.interrupted = None
 
 
-def _tick(target, diags):
-    try:
-        shared = int(supplement()["addresses"]["KI_USER_SHARED_DATA"], 16)
-        tick = Struct(target, "_KUSER_SHARED_DATA", shared)["TickCountQuad"]
-        inc = int.from_bytes(target.read(target.symbol("nt!KeMaximumIncrement"), 4), "little")
-        return tick, inc
-    except (MemoryFault, SymbolNotFound, TypeNotFound, FieldNotFound) as e:
-        diags.add("unreadable", "wait times unknown: cannot read the tick count (%s)" % e)
-        return None, None
-
-
 def unique_stacks(target, filters, sort="count"):
     res = Result()
     diags = res.diagnostics
@@ -108,7 +95,7 @@ def _collect(target, filters, res):
     diags.extend(d)
     states = target.layouts().enum_names("_KTHREAD_STATE")
     reasons = target.layouts().enum_names("_KWAIT_REASON")
-    tick, inc = _tick(target, diags)
+    tick, inc = current_tick(target, diags)
     groups = {}
     for i, t in enumerate(threads):
         if not i & 0xff:

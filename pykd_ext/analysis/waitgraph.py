@@ -182,7 +182,8 @@ def reported_locks(a):
     return {k: l for k, l in a.locks.items() if l.waiters or k in held}
 
 
-def _current_tick(target, diags):
+def current_tick(target, diags):
+    """(tick count now, tick length in 100 ns) from KUSER_SHARED_DATA and KeMaximumIncrement."""
     sup = supplement()
     try:
         shared = int(sup["addresses"]["KI_USER_SHARED_DATA"], 16)
@@ -265,7 +266,7 @@ def _collect(target, a):
         if r.exclusive:
             for o, _ in r.owners:
                 exclusive_owned.setdefault(o, set()).add(r.address)
-    tick, inc = _current_tick(target, diags)
+    tick, inc = current_tick(target, diags)
     states = target.layouts().enum_names("_KTHREAD_STATE")
     reasons = target.layouts().enum_names("_KWAIT_REASON")
 
