@@ -265,7 +265,6 @@ def test_dot_keeps_backslashes_and_says_title_roots_and_emptiness():
 
 def test_an_interrupted_run_says_so_first(monkeypatch):
     import pykd_ext.analysis.waitgraph as wg
-    real = wg.all_resources
 
     def stop(*a, **k):
         raise KeyboardInterrupt()

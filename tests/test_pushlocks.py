@@ -11,7 +11,7 @@ from pykd_ext.kernel.pushlocks import read_word, wait_chain
 from pykd_ext.mock.builder import ScenarioBuilder
 from pykd_ext.mock.scenarios import pushlock_recursive, pushlock_shared_waiters
 
-from conftest import BUILDS, WIN10, WIN11, WIN7, WIN81, cached, mock, run_cli
+from conftest import BUILDS, WIN10, WIN81, cached, mock, run_cli
 
 LOCK_ENTRY_BUILDS = (WIN81, WIN10)          # KTHREAD.LockEntries: inline on 8.1, a pointer on 10
 

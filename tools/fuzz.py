@@ -465,7 +465,7 @@ def memory_run(i, seed, base_list, opts, rep):
     rep.targets += 1
     try:
         backend = mock_mod.MockTarget(dict(doc, memory=[]), name="fuzz %s" % name, memory=[(a, bytes(b)) for a, b in mem])
-    except ValueError as e:
+    except ValueError:
         rep.exits["rejected"] = rep.exits.get("rejected", 0) + 1       # a mutation the loader refuses
         return
     for cmd in COMMANDS:

@@ -8,7 +8,6 @@ a thread's stack, a device extension, or the pool allocation holding it with its
 (the x64 POOL_HEADER in front of every small pool block: BlockSize in 16-byte units at +2,
 PoolType + 1 at +3, PoolTag at +4 -- ReactOS ntoskrnl/mm/ARM3/expool.c ExAllocatePoolWithTag).
 """
-import struct
 
 from ..errors import MemoryFault
 

@@ -10,7 +10,7 @@ Examples:
 """
 from ..analysis.dpc import analyze_dpcs, routine_name
 from ..analysis.spinlocks import PLAIN, QUEUED, SKIP
-from ..errors import FieldNotFound, MemoryFault, TypeNotFound
+from ..errors import MemoryFault
 from ..kernel.spinlocks import saved_irql
 from ..kernel.views import Struct
 from ..render.running import render_text

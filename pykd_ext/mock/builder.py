@@ -28,6 +28,9 @@ from .kernel.memory import (BOOT_POOL_BASE, DRIVER_BASE, HAL_BASE, NT_BASE, NT_S
 # names users' scripts may import from here (the builder was one module before it had rooms)
 from .kernel.memory import (FUNC_SLOT, MAX_PROCESSORS, PAGE, STACK_SIZE, TICK_100NS,  # noqa: F401
                             ModuleInfo, ThreadInfo)
+
+__all__ = ["ScenarioBuilder", "Memory", "FUNC_SLOT", "MAX_PROCESSORS", "PAGE", "STACK_SIZE", "TICK_100NS",
+           "ModuleInfo", "ThreadInfo"]
 from .kernel.resources import ResourcesMixin
 from .kernel.spinlocks import SpinLocksMixin
 from .kernel.threads import ThreadsMixin
