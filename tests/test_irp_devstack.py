@@ -183,3 +183,23 @@ def test_table_cells_are_never_read_as_numbers(tmp_path):
     render_devstack_text(st, out, Style("plain"), "devstack")
     row = [l for l in out.getvalue().splitlines() if "0x%x" % dev in l][0]
     assert "000000e5" in row.split()
+
+
+def test_addresses_as_windbg_users_type_them():
+    """irp and devstack take WinDbg expressions: `fffffa80`...`, module!symbol, poi(), + and -."""
+    from pykd_ext.target.mock import MockTarget
+    from pykd_ext.target.layouts import load_shipped
+    t = MockTarget.load(mock("power_9f4_zteusbnet"))
+    pdo_off = load_shipped(WIN7).layout("_DEVICE_NODE").offset("PhysicalDeviceObject")
+    root = int.from_bytes(t.read(t.symbol("nt!IopRootDeviceNode"), 8), "little")
+    pdo = int.from_bytes(t.read(root + pdo_off, 8), "little")
+    code, out, err = run_cli("devstack", "poi(poi(nt!IopRootDeviceNode)+0x%x)" % pdo_off,
+                             "--target", mock("power_9f4_zteusbnet"), "--format", "json")
+    assert code == 0 and json.loads(out)["devices"][0]["device"] == "0x%x" % pdo
+    code, out, err = run_cli("devstack", "poi(IopRootDeviceNode)+0x%x-0x%x" % (pdo_off, pdo_off),
+                             "--target", mock("power_9f4_zteusbnet"))
+    assert code == 2 and "is not a device object" in err          # a DEVICE_NODE, said in one line
+    code, out, err = run_cli("irp", "nt!NoSuchThing", "--target", mock("power_9f4_zteusbnet"))
+    assert code == 2 and err.strip() == "pykd-ext: irp: no symbol nt!NoSuchThing in this target"
+    code, out, err = run_cli("irp", "poi(", "--target", mock("power_9f4_zteusbnet"))
+    assert code == 2 and "the expression ends too soon" in err

@@ -4,6 +4,7 @@ import argparse
 import json
 import re
 
+from ..errors import MemoryFault, SymbolNotFound, UsageError
 from ..render.style import text_output
 
 _ADDRESS = re.compile(r"^(0x)?([0-9a-f]+)$")
@@ -31,3 +32,111 @@ def emit(args, out, doc, render_text, links, title):
     style, stream = text_output(out, args.no_color, links)
     render_text(doc, stream, style, title)
     return 0
+
+
+# -- addresses as WinDbg users type them ---------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*(?:(?P<num>(?:0x)?[0-9a-f`]+)(?![\w!])|(?P<sym>[a-z_][\w]*![\w@?$]+|[a-z_][\w]*)"
+                    r"|(?P<op>[-+()]))", re.I)
+
+
+class Expression(object):
+    """An address expression as WinDbg takes one: hex numbers (`fffffa80`0c089050`, 0x...),
+    `module!symbol` (a bare name is nt's), `poi(expr)` (the pointer at expr), `+` and `-`.
+    Checked for form when parsed; evaluated against the target by `evaluate`."""
+
+    def __init__(self, text):
+        self.text = text
+        self.tokens = []
+        pos = 0
+        while pos < len(text.strip()):
+            m = _TOKEN.match(text.strip(), pos)
+            if not m or m.end() == pos:
+                raise argparse.ArgumentTypeError("not an address or expression: %r (hex, module!symbol, "
+                                                 "poi(...), + and -; e.g. 'fffffa80`0c089050', "
+                                                 "poi(nt!PopIrpList)+0x10)" % text)
+            kind = m.lastgroup
+            self.tokens.append((kind, m.group(kind)))
+            pos = m.end()
+        if not self.tokens:
+            raise argparse.ArgumentTypeError("not an address: %r" % text)
+        _Parser(self.tokens, None).check()
+
+    def __repr__(self):
+        return self.text
+
+
+class _Parser(object):
+    def __init__(self, tokens, target):
+        self.tokens, self.i, self.target = tokens, 0, target
+
+    def _peek(self):
+        return self.tokens[self.i] if self.i < len(self.tokens) else (None, None)
+
+    def check(self):
+        self.expr()
+        if self.i != len(self.tokens):
+            raise argparse.ArgumentTypeError("unexpected %r in the expression" % (self._peek()[1],))
+
+    def expr(self):
+        v = self.term()
+        while self._peek() in (("op", "+"), ("op", "-")):
+            op = self.tokens[self.i][1]
+            self.i += 1
+            w = self.term()
+            if v is not None and w is not None:
+                v = (v + w if op == "+" else v - w) & 0xFFFFFFFFFFFFFFFF
+        return v
+
+    def term(self):
+        kind, val = self._peek()
+        if kind is None:
+            raise argparse.ArgumentTypeError("the expression ends too soon")
+        self.i += 1
+        if kind == "num":
+            return int(val.replace("`", "").lower().replace("0x", "", 1), 16)
+        if kind == "sym" and val.lower() == "poi" and self._peek() == ("op", "("):
+            self.i += 1
+            inner = self.expr()
+            if self._peek() != ("op", ")"):
+                raise argparse.ArgumentTypeError("poi( without its )")
+            self.i += 1
+            return None if self.target is None else self._poi(inner)
+        if kind == "sym":
+            if self.target is None:
+                return None
+            name = val if "!" in val else "nt!" + val
+            try:
+                return self.target.symbol(name)
+            except SymbolNotFound:
+                raise UsageError("no symbol %s in this target" % name)
+        if val == "(":
+            v = self.expr()
+            if self._peek() != ("op", ")"):
+                raise argparse.ArgumentTypeError("( without its )")
+            self.i += 1
+            return v
+        raise argparse.ArgumentTypeError("unexpected %r in the expression" % val)
+
+    def _poi(self, address):
+        try:
+            raw = self.target.read(address, self.target.pointer_size)
+        except MemoryFault as e:
+            raise UsageError("poi(0x%x): the pointer there is unreadable (0x%x)" % (address, e.address))
+        return int.from_bytes(raw, "little")
+
+
+def expression(text):
+    """argparse type: an address or expression (see Expression)."""
+    return Expression(text)
+
+
+def evaluate(expr, target, command):
+    """The address an Expression (or a plain int) stands for in `target`; UsageError, naming
+    `command`, for a symbol the target lacks or an unreadable poi()."""
+    if isinstance(expr, int):
+        return expr
+    try:
+        return _Parser(expr.tokens, target).expr()
+    except UsageError as e:
+        raise UsageError("%s: %s" % (command, e))

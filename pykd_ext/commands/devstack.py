@@ -8,7 +8,7 @@ from ..errors import UsageError
 from ..kernel.io import device_stack
 from ..render.io import device_links, devstack_dict, render_devstack_text, render_json
 from ..render.style import text_output
-from .common import address
+from .common import evaluate, expression
 
 NAME = "devstack"
 NEEDS_ARGUMENTS = True
@@ -16,11 +16,13 @@ HELP = "the device stack of a device object (device, driver, extension, name) an
 
 
 def add_arguments(p):
-    p.add_argument("device", type=address, help="a DEVICE_OBJECT address")
+    p.add_argument("device", type=expression,
+                   help="a DEVICE_OBJECT address or expression: hex, module!symbol, poi(...), + and -")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def run(args, target, out):
+    args.device = evaluate(args.device, target, "devstack")
     st = device_stack(target, args.device)
     if not st.devices[0].readable and len(st.devices) == 1:
         raise UsageError("devstack: %s" % (st.diagnostics[0].message if st.diagnostics

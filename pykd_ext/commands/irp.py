@@ -11,7 +11,7 @@ from ..kernel.io import decode_device, decode_irp
 from ..kernel.processes import decode_process, decode_thread
 from ..render.io import device_links, irp_dict, render_irp_text, render_json
 from ..render.style import text_output
-from .common import address
+from .common import evaluate, expression
 
 NAME = "irp"
 NEEDS_ARGUMENTS = True
@@ -19,7 +19,8 @@ HELP = "an IRP's stack locations, the driver it is pending at and its thread"
 
 
 def add_arguments(p):
-    p.add_argument("irp", type=address, help="an IRP address")
+    p.add_argument("irp", type=expression,
+                   help="an IRP address or expression: hex, module!symbol, poi(...), + and -")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -35,6 +36,7 @@ def thread_summary(target, thread):
 
 
 def run(args, target, out):
+    args.irp = evaluate(args.irp, target, "irp")
     irp = decode_irp(target, args.irp)
     if not irp.readable:
         raise UsageError("irp: %s" % irp.diagnostics[0].message)
