@@ -106,8 +106,11 @@ def test_devstack_text_on_the_seed_target():
     code, out, err = run_cli("devstack", hex(fdo), "--target", mock("power_9f4_zteusbnet"))
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[3].split()[:5] == [">", hex(fdo), "\\Driver\\ZTEusbnet", hex(fdo + 0x150), "NDMP14"]
-    assert lines[4].split()[:4] == [hex(pdo), "\\Driver\\usbccgp", hex(pdo + 0x150), "000000a8"]
+    d = json.loads(run_cli("devstack", hex(fdo), "--target", mock("power_9f4_zteusbnet"), "--format", "json")[1])
+    drv = [x["driver_object"] for x in d["devices"]]
+    # the driver object's address is printed (inside WinDbg it links to !drvobj)
+    assert lines[3].split()[:6] == [">", hex(fdo), "\\Driver\\ZTEusbnet", drv[0], hex(fdo + 0x150), "NDMP14"]
+    assert lines[4].split()[:5] == [hex(pdo), "\\Driver\\usbccgp", drv[1], hex(pdo + 0x150), "000000a8"]
     assert "instance path  " + ZTE_INSTANCE in out
 
 

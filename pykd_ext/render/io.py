@@ -49,9 +49,12 @@ def render_devstack_text(st, out, style, header):
     rows = []
     for i, d in enumerate(st.devices):
         rows.append([">" if i == st.index else "", "0x%x" % d.address, driver_label(d.driver),
+                     "0x%x" % d.driver.address if d.driver else "-",
                      "0x%x" % d.extension if d.extension else "-", d.name or "",
                      d.driver.image if d.driver else ""])
-    for line in tabulate(rows, headers=["asked", "device", "driver", "extension", "name", "module"],
+    # the driver object's address is printed so that, inside WinDbg, it links to !drvobj
+    for line in tabulate(rows, headers=["asked", "device", "driver", "driver object", "extension", "name",
+                                        "module"],
                          tablefmt="simple", disable_numparse=True).splitlines():
         w("  " + line + "\n")
     n = st.devnode
