@@ -44,3 +44,31 @@ def test_the_verdict_comes_first_in_text():
 def test_corrupted_targets_read_as_partial(name):
     d = doc(name)
     assert d["complete"] is False and d["verdict"]["why_partial"]
+
+
+SHIPPED = sorted(f[:-8] for f in os.listdir(MOCKS) if f.endswith(".json.gz"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_verdict_agrees_with_the_specialised_command(name):
+    d = doc(name)
+    bc = d["bugcheck"]
+    driver = d["verdict"]["driver"]
+    if bc and bc["code"] == "0x9f":
+        p = json.loads(run_cli("powerirps", "--target", mock(name), "--format", "json")[1])
+        assert driver == (p["culprit"]["module"] if p["culprit"] else None)
+    elif bc and bc["code"] in ("0x133", "0x101"):
+        p = json.loads(run_cli("dpcs", "--target", mock(name), "--format", "json")[1])
+        assert driver == (p["culprit"]["module"] if p["culprit"] else None)
+    else:
+        dl = json.loads(run_cli("deadlock", "--target", mock(name), "--format", "json")[1])
+        if dl["cycles"]:
+            assert driver in dl["cycles"][0]["drivers"]
+        elif dl["chains"]:
+            drivers = {c["driver"] for c in dl["chains"]} | {dl["threads"][w]["driver"]
+                                                           for c in dl["chains"] for w in c["waiters"]
+                                                           if w in dl["threads"]}
+            assert driver in drivers
+        else:
+            p = json.loads(run_cli("powerirps", "--target", mock(name), "--format", "json")[1])
+            assert driver == (p["culprit"]["module"] if p["culprit"] else None)

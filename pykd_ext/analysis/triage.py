@@ -97,6 +97,13 @@ def _deadlock_verdict(v, a):
         f = a.threads.get(ch.root)
         v.what = "%d thread%s wait%s behind one root blocker: %s" % (n, "s" if n > 1 else "", "" if n > 1 else "s",
                                                                      ch.reason)
+        if f is None:
+            # the root is a lock with no owner to name (a push lock without lock entries): its
+            # waiters' driver is the one to look at
+            waiters = [a.threads.get(p[0].thread) for p in ch.paths if p]
+            drivers = [w.driver for w in waiters if w is not None and w.driver]
+            f = next((w for w in waiters if w is not None and w.driver == max(set(drivers), key=drivers.count)),
+                     None) if drivers else None
         v.driver = f.driver if f is not None else None
         v.function = _blamed_function(f)
         v.evidence = sorted({e.evidence for p in ch.paths for e in p})
