@@ -32,6 +32,7 @@ EXPECTED = {
     "corrupt_dpc_lists": ([], [], []),
     "power_9f3_filter": ([], [], []),
     "power_clean": ([], [], []),
+    "power_9f3_starved": ([], [], []),
     "corrupt_power_lists": ([], [], []),
     # the power worker and AcmeAudio's stream thread queue behind OemHelper's sleeping poll thread
     "power_9f3_mutex_chain": (

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from conftest import BUILDS, WIN7, WIN10, run_cli
+from conftest import BUILDS, WIN7, WIN10, mock, run_cli
 from pykd_ext.analysis.power import analyze_power
 from pykd_ext.kernel.io import decode_irp
 from pykd_ext.mock import scenarios
@@ -267,3 +267,17 @@ def test_synchronous_irps_are_on_the_thread_list_power_irps_are_not(build):
     assert x.current_loc.control == 0xe0 and x.current_loc.completion            # IoSetCompletionRoutine
     y = decode_irp(CachedTarget(b.target()), first)
     assert y.thread == t and y.current_loc.device == top and y.status == 0xC00000BB
+
+
+def test_a_starved_power_worker_blames_what_runs_on_its_processor():
+    """0x9F/3 (issue 16, point 5): the IRP worker was preempted inside AcmeNic's dispatch and is
+    Ready on processor 1, which BusyDrv's thread occupies: AcmeNic is the victim, BusyDrv is
+    blamed -- not 'AcmeNic has neither completed it nor passed it down'."""
+    d = json.loads(run_cli("powerirps", "--target", mock("power_9f3_starved"), "--format", "json")[1])
+    c = d["culprit"]
+    assert c["module"] == "BusyDrv.sys"
+    assert "ready to run but not running: it waits for processor 1 (Ready)" in c["reason"]
+    assert "neither completed it nor passed it down" not in c["reason"]
+    assert c["blocked_thread"] == d["pending_irps"][0]["threads"][0]["thread"]
+    t = json.loads(run_cli("triage", "--target", mock("power_9f3_starved"), "--format", "json")[1])
+    assert t["signature"] == "0x9F_3_BusyDrv.sys"

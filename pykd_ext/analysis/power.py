@@ -265,16 +265,28 @@ def _role(a, thread, role):
     return ThreadRole(thread, role, f, path_of(a, thread))
 
 
+RUNNABLE = ("Ready", "Standby", "DeferredReady")
+
+
 def _worker_threads(target, a):
-    """Waiting threads that may be running a driver's power or PnP dispatch: the power
-    manager's IRP workers, and every thread in the wait-for graph (their stacks are read
-    already)."""
+    """Threads that may be running a driver's power or PnP dispatch: the power manager's IRP
+    workers, waiting or runnable (a worker preempted in the middle of a dispatch routine is
+    Ready or Standby, not Waiting), and every thread in the wait-for graph (their stacks are
+    read already)."""
     out = []
+    seen = set()
     for addr, f in sorted(a.pending.items()):
         start = (target.describe(f.thread.start_address) if f.thread.start_address else "").lower()
         worker = start.split("+")[0] in WORKER_STARTS
         if addr in a.threads or worker:
             out.append((not worker, addr))
+            seen.add(addr)
+    states = target.layouts().enum_names("_KTHREAD_STATE")
+    for addr, t in sorted(a.thread_index.items()):
+        if addr in seen or states.get(t.state) not in RUNNABLE or not t.start_address:
+            continue
+        if target.describe(t.start_address).lower().split("+")[0] in WORKER_STARTS:
+            out.append((False, addr))
     return sorted(out)
 
 
@@ -308,7 +320,9 @@ def _threads_of(a, p, holder, workers):
     if mod and p.normal is None:
         power, others = workers.get(mod, ((), ()))
         for t in power:
-            add(t, "the power manager's IRP worker waiting inside %s, the driver holding this IRP" % mod)
+            f = _facts(a, t)
+            how = "waiting" if f is None or f.state == "Waiting" else "%s (preempted)" % f.state.lower()
+            add(t, "the power manager's IRP worker %s inside %s, the driver holding this IRP" % (how, mod))
         for t in others[:MAX_OTHER_THREADS]:
             add(t, "a thread waiting inside %s, the driver holding this IRP" % mod)
         p.more_threads = max(0, len(others) - MAX_OTHER_THREADS)
@@ -399,11 +413,36 @@ def _blame(target, r):
 
 
 def _blocked(p):
-    """The thread blocked on the IRP's behalf: a waiting thread found working on it."""
+    """The thread blocked on the IRP's behalf: a waiting thread found working on it, else one
+    that could run but does not (Ready/Standby: starved of its processor)."""
     for role in p.threads:
         if role.facts is not None and role.facts.state == "Waiting":
             return role
+    for role in p.threads:
+        if role.facts is not None and role.facts.state in RUNNABLE:
+            return role
     return None
+
+
+def _starved_by(a, f):
+    """(reason text, the driver running on the processor the runnable thread waits for)."""
+    from .waitgraph import _cpus, _ready_reason
+    text = _ready_reason(a, f)
+    cpu = None
+    for c, _, nxt in _cpus(a):
+        if nxt == f.address:
+            cpu = c
+    if cpu is None:
+        cpu = f.thread.view.get("NextProcessorNumber", None)
+        if cpu is None:
+            cpu = f.thread.view.get("NextProcessor", None)
+    runs = [cur for c, cur, _ in _cpus(a) if c == cpu]
+    other = a.thread_index.get(runs[0]) if runs else None
+    driver = None
+    if other is not None and a.facts is not None:
+        of = a.facts(other)
+        driver = of.driver if of is not None else None
+    return text, driver
 
 
 def _explain(r, focus, blocked, who):
@@ -423,7 +462,15 @@ def _explain(r, focus, blocked, who):
             who = ("its worker" if blocked.role.startswith("the power manager's") else
                    "its own" if blocked.role.startswith("issued") else "a")
         cid = " (Cid %s)" % f.thread.cid if f is not None else ""
-        parts.append("%s thread 0x%x%s is %s%s" % (who, blocked.address, cid, _doing(f, r.waits), _where(f)))
+        if f is not None and f.state in RUNNABLE and r.waits is not None:
+            text, busy = _starved_by(r.waits, f)
+            parts.append("%s thread 0x%x%s%s is %s -- starved: it has not run" % (
+                who, blocked.address, cid, _where(f), text))
+            if busy:
+                parts.append("%s runs there instead" % busy)
+                module = busy
+        else:
+            parts.append("%s thread 0x%x%s is %s%s" % (who, blocked.address, cid, _doing(f, r.waits), _where(f)))
         path = blocked.path
         if path is not None and path[0] == "chain":
             ch, edges = path[1], path[2]

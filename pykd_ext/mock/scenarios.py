@@ -478,6 +478,33 @@ def power_9f3_filter(build=WIN10):
     return b
 
 
+def power_9f3_starved(build=WIN10):
+    """Bug check 0x9F subcode 3: a SET_POWER D3 IRP pending at AcmeNic, whose power dispatch
+    the power manager's IRP worker was running when it was preempted: the worker is Ready on
+    processor 1 and has not run since, because processor 1 runs BusyDrv's thread, which polls
+    its hardware at DISPATCH_LEVEL.  AcmeNic is the victim; BusyDrv is to look at."""
+    b = ScenarioBuilder(build, comment="0x9F/3: the power worker starved of its processor by BusyDrv")
+    system = b.process("System", 4)
+    _background(b, system)
+    for name, size in (("AcmeNic", 0x80000), ("pci", 0x60000), ("BusyDrv", 0x20000)):
+        b.module(name, name + ".sys", size=size)
+    nic, pci = b.driver_object("\\Driver\\AcmeNic"), b.driver_object("\\Driver\\pci")
+    fdo, pdo = b.device_stack([(nic, "NDMP7", 0x900), (pci, "NTPNP_PCI0014", 0x200)])
+    b.devnode(pdo, "PCI\\VEN_8086&DEV_15B8&SUBSYS_86721043&REV_00\\3&11583659&0&FE", "AcmeNic")
+    d3 = b.po_request_power_irp(pdo, 0x02, "DevicePowerState", "PowerDeviceD3")
+    b.io_mark_irp_pending(d3)
+    b.pop_irp(d3, pdo, fdo, age_seconds=600.0)
+    busy = b.thread(system, 0x3f0, "BusyDrv!PollThread", state="Running",
+                    frames=["BusyDrv!PollHardware+0x61", "BusyDrv!PollThread+0x2c"] + SYSTEM_START)
+    b.processor(1, current_thread=busy)
+    worker = b.thread(system, 0x5c, "nt!PopIrpWorker", state="Ready",
+                      frames=["AcmeNic!SetDevicePowerD3+0x130", "AcmeNic!DispatchPower+0x4e",
+                              "nt!IofCallDriver+0x55", "nt!PopIrpWorker+0x1f6"] + SYSTEM_START)
+    b.ready_thread(worker, 1, priority=13)
+    b.bugcheck(0x9F, 3, pdo, b.global_("nt!TRIAGE_9F_POWER", 0x20), d3)
+    return b
+
+
 def power_9f3_mutex_chain(build=WIN11):
     """Bug check 0x9F subcode 3 on Windows 11: a system SET_POWER S4 IRP is pending at
     AcmeAudio's FDO.  The power IRP worker running AcmeAudio's dispatch waits on AcmeAudio's
@@ -762,6 +789,7 @@ SHIPPED = {
     "eresource_deadlock_win10": lambda: eresource_deadlock(WIN10),
     "hang_no_cycle": hang_no_cycle,
     "self_deadlock_fastmutex": self_deadlock_fastmutex,
+    "power_9f3_starved": power_9f3_starved,
     "pushlock_shared_waiters": lambda: pushlock_shared_waiters(WIN10),
     "pushlock_shared_waiters_win81": lambda: pushlock_shared_waiters(WIN81),
     "pushlock_recursive": lambda: pushlock_recursive(WIN10),
