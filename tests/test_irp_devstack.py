@@ -206,3 +206,15 @@ def test_addresses_as_windbg_users_type_them():
     assert code == 2 and err.strip() == "pykd-ext: irp: no symbol nt!NoSuchThing in this target"
     code, out, err = run_cli("irp", "poi(", "--target", mock("power_9f4_zteusbnet"))
     assert code == 2 and "the expression ends too soon" in err
+
+
+def test_a_devnode_state_that_is_no_state_is_said_so():
+    """_PNP_DEVNODE_STATE starts at 0x300: a 0 there is not 'State0' but no state at all."""
+    b = ScenarioBuilder(WIN10)
+    b.module("pci", "pci.sys")
+    drv = b.driver_object("\\Driver\\pci")
+    dev, _ = b.device_object(drv, 0x40)
+    n = b.devnode(dev, "PCI\\VEN_1234&DEV_0001\\0", "pci")
+    b.put("_DEVICE_NODE", n, State=0)
+    st = device_stack(cached(b), dev)
+    assert st.devnode.state == "not a devnode state (0x0)"

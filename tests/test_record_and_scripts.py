@@ -181,3 +181,9 @@ def test_record_checks_its_output_before_reading(tmp_path):
     code, out, err = run_cli("record", "--target", str(copy), "-o", str(copy), "deadlock")
     assert code == 2 and "is the target being recorded" in err
     assert copy.read_bytes() == open(mock("eresource_deadlock"), "rb").read()
+
+
+def test_a_bad_command_to_record_is_said_once():
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", "/tmp/unused.json.gz", "irp")
+    assert code == 2
+    assert err.strip() == "pykd-ext: record: irp: the following arguments are required: irp"

@@ -70,8 +70,12 @@ def run(args, target, out):
     for r in runs:
         try:
             subs.append((" ".join(r), parser.parse_args(r + ["--no-color"])))
-        except UsageErrorExit as e:            # the parser's one-line usage error
-            raise UsageError("record: %s" % e)
+        except UsageErrorExit as e:            # the parser's one-line usage error, said once
+            msg = str(e)
+            for prefix in ("pykd-ext: error: ", "pykd-ext: "):
+                if msg.startswith(prefix):
+                    msg = msg[len(prefix):]
+            raise UsageError("record: %s: %s" % (" ".join(r), msg))
     rec = RecordingTarget(target)
     results = []
     interrupted = None

@@ -172,7 +172,9 @@ def decode_devnode(target, address, diags):
     try:
         d = Struct(target, "_DEVICE_NODE", address)
         n.pdo = d["PhysicalDeviceObject"]
-        n.state = target.layouts().enum_names("_PNP_DEVNODE_STATE").get(d["State"], "State%d" % d["State"])
+        # _PNP_DEVNODE_STATE starts at DeviceNodeUnspecified (0x300): another value is not a state
+        n.state = target.layouts().enum_names("_PNP_DEVNODE_STATE").get(
+            d["State"], "not a devnode state (0x%x)" % d["State"])
         n.instance_path = read_unicode_string(target, d.address_of("InstancePath"))
         n.service = read_unicode_string(target, d.address_of("ServiceName"))
     except MemoryFault as e:
