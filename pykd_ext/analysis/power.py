@@ -426,18 +426,10 @@ def _blocked(p):
 
 def _starved_by(a, f):
     """(reason text, the driver running on the processor the runnable thread waits for)."""
-    from .waitgraph import _cpus, _ready_reason
+    from .waitgraph import _ready_reason, waited_processor
     text = _ready_reason(a, f)
-    cpu = None
-    for c, _, nxt in _cpus(a):
-        if nxt == f.address:
-            cpu = c
-    if cpu is None:
-        cpu = f.thread.view.get("NextProcessorNumber", None)
-        if cpu is None:
-            cpu = f.thread.view.get("NextProcessor", None)
-    runs = [cur for c, cur, _ in _cpus(a) if c == cpu]
-    other = a.thread_index.get(runs[0]) if runs else None
+    _, running = waited_processor(a, f)
+    other = a.thread_index.get(running) if running is not None else None
     driver = None
     if other is not None and a.facts is not None:
         of = a.facts(other)

@@ -244,11 +244,11 @@ class SpinLocks(object):
     def settle(self, a, threads, stacks, lock, Edge):
         """Spinners, their locks and holders into the graph; the reports into a.spin_locks."""
         self.cpus = cpus = self._processors(a)
+        # what the graph's reasons ask of the processors (CurrentThread, NextThread): these
+        # reads are the only ones
+        a.cpus = [(c.index, c.thread, c.next_thread) for c in cpus]
         if not cpus:
             return []
-        # what the graph's reasons ask of the processors (CurrentThread, NextThread), from these
-        # cached reads rather than the backend's own
-        a.cpus_of = lambda: [(c.index, c.thread, c.next_thread) for c in cpus]
         listed = set(a.thread_index)
         spinners = []
         for c in cpus:

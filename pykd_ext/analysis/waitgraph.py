@@ -167,8 +167,7 @@ class Analysis(object):
         self.interrupted = None
         self.thread_index = {}
         self.pending = {}      # address -> ThreadFacts of every waiting thread looked at
-        self.cpus_of = lambda: []   # () -> [(cpu, CurrentThread, NextThread)], read when asked
-        self._cpus = None
+        self.cpus = []         # [(cpu, CurrentThread, NextThread)]: the spin-lock pass's PRCB reads
         self.verifier = None   # analysis/verifier.py: Driver Verifier's deadlock data, if any
         self.facts = None
         self.name_lock = None
@@ -304,8 +303,7 @@ def _collect(target, a):
 
     def resource_lock(r):
         lk = lock(r.address, "ERESOURCE", "_ERESOURCE")
-        if not lk.queued and not lk.owner_pointers:
-            lk.owners = list(r.owners)
+        lk.owners = list(r.owners)          # _settle_resource_owners sorts them, once, after all
         lk.table_entries = list(r.table_waiters)
         if r.fast:
             lk.note = ("a fast resource (ExInitializeFastResource): its owners are not recorded "
@@ -347,7 +345,6 @@ def _collect(target, a):
     state_values = target.layouts().enum("_KTHREAD_STATE")
     waiting = state_values.get("Waiting", 5)
     runnable = {state_values[n] for n in ("Running", "Ready", "Standby", "DeferredReady") if n in state_values}
-    a.cpus_of = lambda: _processor_threads(target, diags)
     for i, t in enumerate(threads):
         if not i & 0xff:
             report(target, "threads' waits examined", i)
@@ -487,24 +484,6 @@ def _self_waits(a, candidates, facts, load_stack, lock, diags):
         lk.owner_evidence[t.address] = "stack-pattern"
         f.waits_on = []
         a.edges.append(Edge(t.address, key, None, "self", "stack-pattern"))
-
-
-def _processor_threads(target, diags):
-    """[(cpu, CurrentThread, NextThread)] from each PRCB (NextThread: the Standby thread chosen
-    to run there next)."""
-    out = []
-    try:
-        procs = target.processors()
-    except (SymbolNotFound, TypeNotFound, FieldNotFound) as e:
-        diags.add("missing-symbol", "processors not listed: %s" % e)
-        return out
-    for p in procs:
-        try:
-            v = Struct(target, "_KPRCB", p.prcb)
-            out.append((p.index, v["CurrentThread"], v.get("NextThread", 0)))
-        except MemoryFault as e:
-            diags.add("unreadable", "CPU %d: processor block 0x%x is unreadable" % (p.index, p.prcb), e.address)
-    return out
 
 
 def _not_waiting(target, t, f, load_stack, rindex, exclusive_owned, diags, a, resource_lock, chain_threads):
@@ -723,7 +702,7 @@ def _root_reason(a, root, in_cycle):
     if f.state == "Terminated":
         return "terminated while holding the lock"
     if f.state == "Running":
-        cpu = [c for c, cur, _ in _cpus(a) if cur == root]
+        cpu = [c for c, cur, _ in a.cpus if cur == root]
         where = " on processor %d" % cpu[0] if cpu else ""
         return "running%s (not waiting): it holds the lock and should release it" % where
     if f.state in ("Ready", "Standby", "DeferredReady"):
@@ -740,17 +719,12 @@ def _root_reason(a, root, in_cycle):
     return "in state %s" % f.state
 
 
-def _cpus(a):
-    if a._cpus is None:
-        a._cpus = a.cpus_of()
-    return a._cpus
-
-
-def _ready_reason(a, f):
-    """A lock owner that could run but does not: which processor it waits for, and what runs
-    there (KTHREAD.NextProcessor; a Standby thread is its PRCB's NextThread)."""
+def waited_processor(a, f):
+    """(processor, the thread it runs) for a runnable thread: the processor whose PRCB names it
+    NextThread (Standby), else KTHREAD.NextProcessor(Number); the running thread is None when
+    that processor's block was not read, the processor None when neither is known."""
     cpu = None
-    for c, _, nxt in _cpus(a):
+    for c, _, nxt in a.cpus:
         if nxt == f.address:
             cpu = c
     if cpu is None:
@@ -761,14 +735,20 @@ def _ready_reason(a, f):
                 cpu = v.get("NextProcessor", None)
         except MemoryFault:
             cpu = None
+    runs = [cur for c, cur, _ in a.cpus if c == cpu] if cpu is not None else []
+    return cpu, (runs[0] if runs else None)
+
+
+def _ready_reason(a, f):
+    """A lock owner that could run but does not: which processor it waits for, and what runs
+    there (KTHREAD.NextProcessor; a Standby thread is its PRCB's NextThread)."""
+    cpu, cur = waited_processor(a, f)
     what = {"Ready": "ready to run but not running", "Standby": "chosen to run next but not yet running",
             "DeferredReady": "made ready (deferred) but not yet queued to run"}[f.state]
     if cpu is None:
         return "%s (%s)" % (what, f.state)
-    runs = [cur for c, cur, _ in _cpus(a) if c == cpu]
-    if not runs:
+    if cur is None:
         return "%s on processor %d (%s)" % (what, cpu, f.state)
-    cur = runs[0]
     other = a.thread_index.get(cur)
     desc = "thread 0x%x" % cur
     if other is not None:
