@@ -47,13 +47,6 @@ class PushLocksMixin(object):
             self.u64(lock, (((old >> SHARE_SHIFT) + 1) << SHARE_SHIFT) | (old & PTR_BITS) | LOCKED)
         self._lock_entry(thread, lock, acquired=True)
 
-    def _push_frame(self, thread):
-        wanted = {n.lower() for n in PUSH_LOCK_ACQUIRERS}
-        for spec, sp in self.threads[thread].frames:
-            if spec.split("+")[0].lower() in wanted:
-                return spec.split("+")[0], sp
-        return None
-
     def wait_push_lock(self, thread, lock, exclusive=True):
         """A push-lock acquire that must wait (ReactOS ExfAcquirePushLockExclusive /
         ExfAcquirePushLockShared, contended path), then the wait:
@@ -71,7 +64,7 @@ class PushLocksMixin(object):
           gate at the block's start, the block's WAIT flag still set.
         Windows 8 and later: the thread's AutoBoost entry for the lock says it waits."""
         old = self._push_word(lock)
-        frame = self._push_frame(thread)
+        frame = self.first_frame(thread, PUSH_LOCK_ACQUIRERS)
         # the block is a local of the acquire frame (its 0x40 bytes end at the return address);
         # the lock's address, the routine's first argument, sits in its home slot at the top
         # of the caller's frame (x64 calling convention)

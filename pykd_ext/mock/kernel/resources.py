@@ -158,14 +158,6 @@ class ResourcesMixin(object):
         self._set_owner(e, thread, 1)
         self._activate(r)
 
-    def _resource_frame(self, thread):
-        """The innermost frame of `thread` in an ERESOURCE acquire routine, as (name, sp), or None."""
-        wanted = {n.lower() for n in ACQUIRE_ROUTINES}
-        for spec, sp in self.threads[thread].frames:
-            if spec.split("+")[0].lower() in wanted:
-                return spec.split("+")[0], sp
-        return None
-
     def wait_resource(self, thread, r, exclusive=True, waited_ticks=None):
         """Block `thread` on ERESOURCE `r` as its build's kernel does, after it asked for it in
         ExAcquireResourceExclusiveLite / ExAcquireResourceSharedLite and could not have it.
@@ -211,7 +203,7 @@ class ResourcesMixin(object):
             # it takes an entry after it wakes (ReactOS ExAcquireSharedWaitForExclusive)
         self.put("_ERESOURCE", r, **{count: self._res(r, count) + 1})
         self.put("_ERESOURCE", r, ContentionCount=self._res(r, "ContentionCount") + 1)
-        frame = self._resource_frame(thread)
+        frame = self.first_frame(thread, ACQUIRE_ROUTINES)
         if frame is not None:
             acquirer = next((s.split("+")[0] for s, _ in self.threads[thread].frames
                              if s.lower().startswith("nt!exacquire") or s.lower().startswith("nt!expacquire")

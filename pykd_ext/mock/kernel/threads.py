@@ -75,12 +75,22 @@ class ThreadsMixin(object):
         """The thread this builder made with start routine `start` (module!Func)."""
         return next(a for a, t in self.threads.items() if t.start == start)
 
+    def first_frame(self, thread, functions):
+        """The innermost frame of `thread` in one of `functions` (module!Func, any case), as
+        (its name as the stack spells it, sp), or None."""
+        wanted = {n.lower() for n in functions}
+        for spec, sp in self.threads[thread].frames:
+            name = spec.split("+")[0]
+            if name.lower() in wanted:
+                return name, sp
+        return None
+
     def frame_sp(self, thread, function):
         """The stack pointer of the first frame of `thread` in `function` (module!Func)."""
-        for spec, sp in self.threads[thread].frames:
-            if spec.split("+")[0].lower() == function.lower():
-                return sp
-        raise KeyError("thread 0x%x has no frame in %s" % (thread, function))
+        frame = self.first_frame(thread, (function,))
+        if frame is None:
+            raise KeyError("thread 0x%x has no frame in %s" % (thread, function))
+        return frame[1]
 
     def stack_word(self, thread, function, offset, value):
         """Write a word into the frame of `function` on `thread`'s stack (a spilled register
@@ -239,15 +249,10 @@ class ThreadsMixin(object):
         v = self._u64(ref)
         if not v >> 1:
             raise ValueError("rundown ref 0x%x has no references: the wait returns at once" % ref)
-        sp = None
-        for spec, fsp in self.threads[thread].frames:
-            if spec.split("+")[0].lower() in ("nt!exfwaitforrundownprotectionrelease",
-                                               "nt!exwaitforrundownprotectionrelease",
-                                               "nt!exwaitforrundownprotectionreleasecacheaware"):
-                sp = fsp
-                break
-        if sp is None:
-            sp = self._u64(thread + self.off("_KTHREAD", "KernelStack")) + 0x100
+        frame = self.first_frame(thread, ("nt!ExfWaitForRundownProtectionRelease",
+                                          "nt!ExWaitForRundownProtectionRelease",
+                                          "nt!ExWaitForRundownProtectionReleaseCacheAware"))
+        sp = frame[1] if frame else self._u64(thread + self.off("_KTHREAD", "KernelStack")) + 0x100
         wb = (sp + 0x10 + 0xf) & ~0xf                 # Count at +0, WakeEvent at +8 (0x20 bytes)
         self.u64(wb, v >> 1)
         event = self.event(notification=False, address=wb + 8)
