@@ -2,7 +2,11 @@
 the scenarios state."""
 import json
 
-from conftest import mock, run_cli
+import pytest
+
+from conftest import WIN7, WIN11, cached, mock, run_cli
+from pykd_ext.commands.running import running_doc
+from test_not_waiting import base
 
 
 def cpus(name):
@@ -30,3 +34,13 @@ def test_both_abba_processors_spin_at_dispatch_level():
     code, out, err = run_cli("running", "--target", mock("spinlock_queued_abba"), "--no-color")
     assert "thread, spinning in nt!KxWaitForLockOwnerShip" in out
     assert "CPU 1: nt!KeYieldProcessorEx+0x17 < nt!KxWaitForLockOwnerShip+0x2a" in out
+
+
+@pytest.mark.parametrize("build", [WIN7, WIN11])
+def test_the_standby_thread_is_read_from_its_processor_block(build):
+    b, sysp = base(build)
+    t = b.thread(sysp, 0x10, "Drv!A", frames=["Drv!A+0x20", "nt!PspSystemThreadStartup+0x55"])
+    b.standby_thread(t, 1)
+    c = {x["cpu"]: x for x in running_doc(cached(b))["cpus"]}
+    assert c[1]["next_thread"] == "0x%x" % t
+    assert [c[i]["next_thread"] for i in c if i != 1] == [None] * (len(c) - 1)

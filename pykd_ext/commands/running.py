@@ -12,20 +12,12 @@ from ..analysis.dpc import analyze_dpcs, routine_name
 from ..analysis.spinlocks import PLAIN, QUEUED, SKIP
 from ..errors import MemoryFault
 from ..kernel.spinlocks import saved_irql
-from ..kernel.views import Struct
 from ..render.running import render_text
 from .common import add_format, emit
 
 NAME = "running"
 HELP = "what every processor runs: thread or idle, DPC or ISR, IRQL, next thread, spinning, stack"
 TOP = 6
-
-
-def _next_thread(target, prcb):
-    try:
-        return Struct(target, "_KPRCB", prcb).get("NextThread", 0)
-    except MemoryFault:
-        return None
 
 
 def _spinning(frames):
@@ -66,12 +58,12 @@ def running_doc(target, r=None):
         kind = s.kind if s is not None and s.kind else None
         what = (kind + (" (in the idle loop)" if idle else "")) if kind else ("idle" if idle else "thread")
         running_frames = s.frames if s is not None and s.frames else act.frames
-        frames = [f.symbol for f in (s.frames if s is not None and s.frames else act.frames)]
+        frames = [f.symbol for f in running_frames]
         cpus.append({
             "cpu": c.index, "prcb": "0x%x" % c.prcb, "readable": c.readable,
             "current_thread": "0x%x" % c.current_thread if c.current_thread else None,
             "cid": act.thread_cid, "process": act.thread_process,
-            "next_thread": (lambda n: "0x%x" % n if n else None)(_next_thread(target, c.prcb)),
+            "next_thread": "0x%x" % c.next_thread if c.next_thread else None,
             "idle": idle, "irql": irql, "activity": what,
             "routine": routine_name(s.routine) if s is not None and s.kind else None,
             "driver": s.driver.module.image if s is not None and s.driver is not None else None,

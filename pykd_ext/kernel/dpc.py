@@ -55,12 +55,13 @@ class Queue(object):
 
 
 class Cpu(object):
-    __slots__ = ("index", "prcb", "current_thread", "idle_thread", "current_dpc_routine",
+    __slots__ = ("index", "prcb", "current_thread", "idle_thread", "next_thread", "current_dpc_routine",
                  "dpc_routine_active", "watchdog", "queues", "readable")
 
     def __init__(self, index, prcb):
         self.index, self.prcb = index, prcb
         self.current_thread = self.idle_thread = 0
+        self.next_thread = 0          # KPRCB.NextThread: the Standby thread chosen to run here next
         self.current_dpc_routine = 0
         self.dpc_routine_active = False
         self.watchdog = {}
@@ -139,6 +140,7 @@ def decode_cpu(target, index, prcb, diags):
     try:
         p = Struct(target, "_KPRCB", prcb)
         c.current_thread, c.idle_thread = p["CurrentThread"], p["IdleThread"]
+        c.next_thread = p.get("NextThread", 0)
         c.current_dpc_routine = p.get("CurrentDpcRoutine", 0)
         c.dpc_routine_active = bool(p.get("DpcRoutineActive", 0))
         for key, names in WATCHDOG_FIELDS.items():
