@@ -1,0 +1,56 @@
+"""Text tables never reinterpret what was read (issue 17): tabulate parses cells that look
+like numbers unless told not to -- 0.10 (Python 3.10+) printed a device named `000000e5` as
+`0` and Cid `0004.1070` as `4.107`; 0.8 strips leading zeros the same way.  Every table is
+built with number parsing off, whatever tabulate is installed; the rows below have names
+and Cids that look like numbers."""
+import ast
+import os
+
+import pytest
+
+from conftest import ROOT, WIN10, WIN7, run_cli
+from pykd_ext.mock.builder import ScenarioBuilder
+from test_waitgraph import ACQ_X, START, TOP
+
+
+def _tabulate_calls():
+    for folder, _, files in os.walk(os.path.join(ROOT, "pykd_ext")):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(folder, f)
+                tree = ast.parse(open(path, encoding="utf-8").read(), path)
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tabulate":
+                        yield os.path.relpath(path, ROOT), node
+
+
+def test_every_table_is_built_with_number_parsing_off():
+    calls = list(_tabulate_calls())
+    assert len(calls) >= 8                       # every command's tables, not a stray one
+    for where, node in calls:
+        kw = {k.arg: k.value for k in node.keywords}
+        assert "disable_numparse" in kw and getattr(kw["disable_numparse"], "value", None) is True, \
+            "%s:%d: tabulate(...) without disable_numparse=True" % (where, node.lineno)
+
+
+@pytest.mark.parametrize("build", [WIN7, WIN10])
+def test_number_like_process_names_and_cids_print_as_read(tmp_path, build):
+    b = ScenarioBuilder(build)
+    b.module("Drv", "Drv.sys")
+    p = b.process("1234", 4)                     # a process whose image name is digits
+    t1 = b.thread(p, 0x1070, "Drv!A", frames=TOP + ACQ_X + ["Drv!A+0x10"] + START)
+    t2 = b.thread(p, 0x0e50, "Drv!B", frames=TOP + ACQ_X + ["Drv!B+0x10"] + START)
+    r1, r2 = b.eresource(name="Drv!gOne"), b.eresource(name="Drv!gTwo")
+    b.acquire_resource(r1, t1)
+    b.acquire_resource(r2, t2)
+    b.wait_resource(t1, r2)
+    b.wait_resource(t2, r1)
+    path = str(tmp_path / "t.json.gz")
+    b.save(path)
+    code, out, err = run_cli("deadlock", "--target", path, "--no-color")
+    assert code == 0, err
+    rows = out.split("THREADS", 1)[1].splitlines()
+    row = [l for l in rows if "0x%x" % t1 in l][0].split()
+    assert "0004.1070" in row and "1234" in row
+    row = [l for l in rows if "0x%x" % t2 in l][0].split()
+    assert "0004.0e50" in row
