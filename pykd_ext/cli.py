@@ -17,6 +17,7 @@ from .commands import COMMANDS
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
 from .progress import STOP_CTRL_BREAK, STOP_CTRL_C, STOP_NONE, Progress
 from .render.out import for_debugger, safe_stream
+from .render.style import FORCE
 from .target.cache import PAGE, CachedTarget, check_unit, unit_for_link
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -62,8 +63,11 @@ def build_parser():
                               "dumps, KDNET) down to 16 (fields, each read once: a 115200-baud serial "
                               "cable, where bytes cost more than round trips); with --link, the unit that "
                               "suits the link")
-        sp.add_argument("--no-color", action="store_true",
-                        help="plain text: no colour, no DML links (also: NO_COLOR=1)")
+        colour = sp.add_mutually_exclusive_group()
+        colour.add_argument("--no-color", action="store_true",
+                            help="plain text: no colour, no DML links (also: NO_COLOR=1)")
+        colour.add_argument("--color", dest="no_color", action="store_const", const=FORCE,
+                            help="colours even into a file or a pager, e.g. | less -R (also: FORCE_COLOR=1)")
         prog = sp.add_mutually_exclusive_group()
         prog.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="progress lines on stderr for scans longer than a second (default: when "

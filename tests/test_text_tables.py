@@ -54,3 +54,20 @@ def test_number_like_process_names_and_cids_print_as_read(tmp_path, build):
     assert "0004.1070" in row and "1234" in row
     row = [l for l in rows if "0x%x" % t2 in l][0].split()
     assert "0004.0e50" in row
+
+
+def test_colour_can_be_forced_through_a_pager(monkeypatch):
+    """Output to a pipe is plain; `--color` or FORCE_COLOR=1 keeps the colours (`| less -R`);
+    --no-color and NO_COLOR win over FORCE_COLOR; --color with --no-color is a usage error."""
+    target = ("--target", os.path.join(ROOT, "mock_targets", "dpc_133_athwbx.json.gz"))
+    code, plain, _ = run_cli("dpcs", *target)
+    assert code == 0 and "\x1b[" not in plain
+    code, forced, _ = run_cli("dpcs", "--color", *target)
+    assert code == 0 and "\x1b[" in forced
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert "\x1b[" in run_cli("dpcs", *target)[1]
+    assert "\x1b[" not in run_cli("dpcs", "--no-color", *target)[1]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b[" not in run_cli("dpcs", *target)[1]
+    code, _, err = run_cli("dpcs", "--color", "--no-color", *target)
+    assert code == 2 and "not allowed with" in err

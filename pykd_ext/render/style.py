@@ -4,7 +4,9 @@
   known address a link to the debugger command that shows it (`!thread`, `dt nt!_ERESOURCE`,
   `!irp`, `!devstack`, `!drvobj`, ...) and findings in the debugger's own colours;
 - a console: colorama colours;
-- files, pipes, `--no-color`, `NO_COLOR`: plain text.
+- files, pipes, `--no-color`, `NO_COLOR`: plain text;
+- `--color` (or `FORCE_COLOR=1`) forces the colours into a file or a pager (`| less -R`);
+  `--no-color`/`NO_COLOR` win over `FORCE_COLOR` (https://no-color.org, https://force-color.org).
 
 Renderers write plain text and wrap spans with `style(kind, text)`.  In DML mode a span is
 marked with control characters that `DmlStream` turns into tags after escaping the text, and
@@ -53,11 +55,25 @@ class Style(object):
         return self._codes[kind] + text + self._reset
 
 
+class _Force(object):
+    """The value `--color` stores in `args.no_color`: colour whatever the stream is."""
+
+    def __repr__(self):
+        return "FORCE"
+
+
+FORCE = _Force()
+
+
 def output_mode(stream, no_color_flag):
+    if no_color_flag is FORCE:
+        return DML if hasattr(stream, "writedml") else ANSI
     if no_color_flag or os.environ.get("NO_COLOR"):
         return PLAIN
     if hasattr(stream, "writedml"):
         return DML
+    if os.environ.get("FORCE_COLOR"):
+        return ANSI
     isatty = getattr(stream, "isatty", None)
     if isatty and isatty() and unwrap(stream) is sys.stdout:
         return ANSI
