@@ -606,6 +606,7 @@ def corrupt_power_lists():
     return b
 
 
+CLOCK_LEVEL = 13          # x64 (wdm.h: #define CLOCK_LEVEL 13)
 IDLE_LOOP = ["nt!KiIdleLoop+0x5a"]
 SEED_133_STACK = [
     "nt!KeBugCheckEx", "nt! ?? ::FNODOBFM::`string'+0x18b12", "nt!KeClockInterruptNotify+0x95",
@@ -646,7 +647,9 @@ def dpc_133_athwbx(build=WIN81):
     b.queue_dpc(3, "nt!KiDpcWatchdog", threaded=True, importance=2)
     b.running_dpc(3, "ndis!ndisInterruptDpc")
     b.dpc_watchdog(3, time_count=0x501, time_limit=0x500, watchdog_count=0x1a2, watchdog_period=0x4e20)
-    b.bugcheck(0x133, 0, 0x501, 0x500, 0)
+    # the watchdog fires in CPU 3's clock interrupt (hal!HalpTimerClockIpiRoutine on the seed's
+    # stack), so the IRQL saved for it is CLOCK_LEVEL (13 on x64, wdm.h)
+    b.bugcheck(0x133, 0, 0x501, 0x500, 0, cpu=3, irql=CLOCK_LEVEL)
     return b
 
 
@@ -691,7 +694,7 @@ def dpc_133_cumulative(build=WIN11):
                      frames=["win32kfull!xxxInternalDoPaint+0x82", "win32kfull!NtUserCallNoParam+0x70"])
     b.processor(2, current_thread=shell, idle_thread=_idle_thread(b, idle))
     _idle_cpu(b, idle, 3)
-    b.bugcheck(0x133, 1, 0x1e00, b.global_("nt!KiDPCTimeoutTelemetry", 8), 0)
+    b.bugcheck(0x133, 1, 0x1e00, b.global_("nt!KiDPCTimeoutTelemetry", 8), 0, cpu=0, irql=CLOCK_LEVEL)
     return b
 
 

@@ -127,7 +127,17 @@ class DpcMixin(object):
         if kdpc and self.has("_KDPC_DATA", "ActiveDpc"):
             self.put("_KDPC_DATA", self._dpc_data(cpu, False), ActiveDpc=kdpc)
 
-    def bugcheck(self, code, *args):
+    def bugcheck(self, code, *args, **kw):
+        """KeBugCheckEx(code, args): nt!KiBugCheckData holds the code and its four parameters.
+        `cpu=N, irql=I`: the processor that called it and the IRQL it ran at just before --
+        what the crash dump saves as that processor's KPRCB.DebuggerSavedIRQL (Microsoft, !irql:
+        "the IRQL saved in the crash dump file is the one immediately prior to the bug check,
+        not the IRQL at which the KeBugCheckEx routine was executed")."""
+        cpu, irql = kw.pop("cpu", None), kw.pop("irql", None)
+        if kw:
+            raise TypeError("bugcheck: unexpected %s" % ", ".join(kw))
+        if irql is not None:
+            self.set_irql(cpu, irql)
         args = list(args) + [0] * (4 - len(args))
         self.bugcheck_data = {"code": "0x%x" % code, "args": ["0x%x" % v for v in args]}
         a = self.global_("nt!KiBugCheckData", 5 * 8)
