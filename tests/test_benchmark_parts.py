@@ -141,7 +141,7 @@ def test_the_naive_reader_reads_each_field_on_its_own():
     assert c.stats.backend_calls == 1
 
 
-@pytest.mark.parametrize("command", ["deadlock", "powerirps", "dpcs", "timerres"])
+@pytest.mark.parametrize("command", ["deadlock", "powerirps", "dpcs", "timerres", "stacks", "running"])
 @pytest.mark.parametrize("name", ["eresource_deadlock", "power_9f3_mutex_chain", "dpc_133_athwbx",
                                   "timerres_win10", "corrupt_power_lists"])
 def test_the_naive_reader_finds_what_the_cached_one_finds(command, name):
@@ -354,3 +354,30 @@ def test_budget_verdicts_name_the_rows_that_miss_and_their_page_floor():
     over = dict(row, backend_calls=14)              # under the floor and over one call per page: a miss
     verdicts = [(n, p) for n, p, _ in check_budgets([over, ok], [1000]) if n.startswith("(proposed)")]
     assert verdicts[0][1] is False
+
+
+@pytest.mark.parametrize("command", ["stacks", "running"])
+def test_stacks_and_running_read_the_whole_generated_machine_within_the_page_budget(command):
+    """issue 16: stacks and running on the benchmark's machines: every thread unwound once (or
+    every processor), each page read at most once, >= 20x fewer calls than a field-by-field
+    reader (the 1k sequential machine; benchmarks/run.py gives the 20k and 100k figures)."""
+    from pykd_ext.analysis.stacks import unique_stacks
+    from pykd_ext.analysis.dpc import analyze_dpcs
+    b, exp = machine(1000)
+    target = CachedTarget(b.fast_target())
+    if command == "stacks":
+        from pykd_ext.analysis.stacks import Filters
+        res = unique_stacks(target, Filters())
+        # every thread of every process on PsActiveProcessHead: all but the processors' idle
+        # threads, whose Idle process is on no list (as with !process 0 7)
+        assert res.threads_seen == exp.counts["threads"] - exp.counts["cpus"] and not res.interrupted
+        assert sum(g.count for g in res.groups) == res.threads_seen
+        # the three threads of the generated ERESOURCE cycle each wait in an acquire routine
+        waiting = {t for g in res.groups if any("ExAcquireResource" in f for f in g.frames) for t in g.threads}
+        assert set(exp.cycle_threads) <= {getattr(t, "address", t) for t in waiting}
+    else:
+        r = analyze_dpcs(target)
+        assert len(r.cpus) == exp.counts["cpus"] and not r.interrupted
+    row = measure(command, argv_for(command, exp), b.fast_target(), "machine-1k")
+    assert row["backend_calls"] <= row["pages_touched"]
+    assert row["naive_backend_calls"] >= 20 * row["backend_calls"]
