@@ -445,18 +445,17 @@ QUERY_REMOVE_HOLDER = [
     "nt!PnpProcessTargetDeviceEvent+0xed", "nt!PnpDeviceEventWorker+0x2ce"] + WORKER
 
 
-def other_irp_parts(b, system, complete_ioctl=False, earlier_completed=False):
-    """The PnP-lock holder of power_9f4_other_irp, played on builder `b`; returns what the
-    builder made, by name: {"holder", "pnp_irp", "ioctl_irp", "event", "fdo", "pdo",
-    "earlier_irp"}.  The PnP manager's worker sends IRP_MN_QUERY_REMOVE_DEVICE
-    (IopSynchronousCall) to AcmeCam's FDO; AcmeCam's handler builds an IOCTL for the device
-    below it (IoBuildDeviceIoControlRequest, an event and an IO_STATUS_BLOCK in its own stack
-    frame), calls IoCallDriver and waits on the event (KeWaitForSingleObject, Executive).
-    AcmeBus, whose PDO it reaches, marks it pending and returns STATUS_PENDING, and never
-    completes it.  `complete_ioctl`: AcmeBus completed it after all (IofCompleteRequest; the
-    IopCompleteRequest APC has not run, so it is still on the thread's list and the event
-    not yet set).  `earlier_completed`: before that, the handler sent another IOCTL that
-    AcmeBus completed at once (the same way)."""
+def power_9f4_other_irp(build=WIN10):
+    """Bug check 0x9F subcode 4: the PnP-lock holder, a System worker, sends
+    IRP_MN_QUERY_REMOVE_DEVICE (IopSynchronousCall) to AcmeCam's FDO; AcmeCam's handler builds
+    an IOCTL for the device below it (IoBuildDeviceIoControlRequest, its event and
+    IO_STATUS_BLOCK in its own stack frame), calls IoCallDriver and waits on the event
+    (KeWaitForSingleObject, Executive).  AcmeBus, whose PDO it reaches, marked the IOCTL
+    pending, returned STATUS_PENDING and still holds it.  AcmeBus is the driver to look at,
+    not AcmeCam."""
+    b = ScenarioBuilder(build, comment="0x9F/4: the PnP-lock holder waits in AcmeCam for an IOCTL held by AcmeBus")
+    system = b.process("System", 4)
+    _background(b, system)
     for name, size in (("AcmeCam", 0x24000), ("AcmeBus", 0x38000)):
         b.module(name, name + ".sys", size=size)
     cam, bus = b.driver_object("\\Driver\\AcmeCam"), b.driver_object("\\Driver\\AcmeBus")
@@ -466,36 +465,15 @@ def other_irp_parts(b, system, complete_ioctl=False, earlier_completed=False):
                       frames=WAIT_TOP + QUERY_REMOVE_HOLDER)
     b.acquire_resource(b.symbols["nt!PiEngineLock"], holder)
     b.acquire_resource(b.symbols["nt!IopDeviceTreeLock"], holder, exclusive=False)
-    pnp = b.iop_synchronous_call(holder, pdo, 0x1b, 0x01)       # IRP_MN_QUERY_REMOVE_DEVICE, now at AcmeCam
+    b.iop_synchronous_call(holder, pdo, 0x1b, 0x01)              # IRP_MN_QUERY_REMOVE_DEVICE, now at AcmeCam
     frame = b.frame_sp(holder, "AcmeCam!SendIoctlSynchronously")
-    earlier = None
-    if earlier_completed:
-        earlier = b.io_build_device_io_control_request(holder, IOCTL_ACME_FLUSH - 4, pdo, b.event(),
-                                                       b.alloc(b.size("_IO_STATUS_BLOCK")), output_length=8)
-        b.io_call_driver(earlier, pdo)
-        b.io_complete_request(earlier)
     event = b.event(notification=False, address=frame + 0x28)   # KeInitializeEvent(&Event, SynchronizationEvent)
-    iosb = frame + 0x18
-    ioctl = b.io_build_device_io_control_request(holder, IOCTL_ACME_FLUSH, pdo, event, iosb)
+    ioctl = b.io_build_device_io_control_request(holder, IOCTL_ACME_FLUSH, pdo, event, frame + 0x18)
     b.io_call_driver(ioctl, pdo)
     b.io_mark_irp_pending(ioctl)                                 # AcmeBus queues it, returns STATUS_PENDING
-    if complete_ioctl:
-        b.io_complete_request(ioctl)
     b.wait_on(holder, [event])
-    return {"holder": holder, "pnp_irp": pnp, "ioctl_irp": ioctl, "event": event, "fdo": fdo, "pdo": pdo,
-            "earlier_irp": earlier}
-
-
-def power_9f4_other_irp(build=WIN10):
-    """Bug check 0x9F subcode 4: the PnP-lock holder, a System worker, handles a query-remove
-    inside AcmeCam, which waits for an IOCTL it sent to the device below (IRP_MJ_DEVICE_CONTROL,
-    IoBuildDeviceIoControlRequest); AcmeBus marked that IOCTL pending and still holds it.
-    AcmeBus is the driver to look at, not AcmeCam."""
-    b = ScenarioBuilder(build, comment="0x9F/4: the PnP-lock holder waits in AcmeCam for an IOCTL held by AcmeBus")
-    system = b.process("System", 4)
-    _background(b, system)
-    parts = other_irp_parts(b, system)
-    b.bugcheck(0x9F, 4, 0x258, parts["holder"], b.global_("nt!TRIAGE_9F_PNP", 0x30))
+    b.bugcheck(0x9F, 4, 0x258, holder, b.global_("nt!TRIAGE_9F_PNP", 0x30))
+    del fdo
     return b
 
 
