@@ -21,7 +21,7 @@ IRP_MJ_PNP, IRP_MN_QUERY_REMOVE_DEVICE = 0x1b, 0x01
 
 
 def holder_waits_for_ioctl(build=WIN10, complete=False, earlier_to_other=False, waits_on_irp_event=True,
-                           user_mode=False, lock_chain=False):
+                           user_mode=False, lock_chain=False, read=False):
     """The PnP-lock holder runs AcmeCam's query-remove handler, which sends an IOCTL to
     AcmeBus's PDO below it and waits; returns (builder, {name: address the builder made}).
     complete: AcmeBus completed the IOCTL (IofCompleteRequest; the IopCompleteRequest APC has
@@ -30,7 +30,8 @@ def holder_waits_for_ioctl(build=WIN10, complete=False, earlier_to_other=False, 
     waits on an event of AcmeCam's device extension instead of the IRP's UserEvent.
     user_mode: the IOCTL carries RequestorMode UserMode, as NtDeviceIoControlFile writes
     PreviousMode there (ReactOS ntoskrnl/io/iomgr/iofunc.c IopDeviceFsIoControl).
-    lock_chain: the thread waits instead on a mutex held by OtherDrv's thread, which sleeps."""
+    lock_chain: the thread waits instead on a mutex held by OtherDrv's thread, which sleeps.
+    read: the request is a read (IoBuildSynchronousFsdRequest(IRP_MJ_READ)) instead of an IOCTL."""
     b = ScenarioBuilder(build)
     system = b.process("System", 4)
     _background(b, system)
@@ -53,7 +54,10 @@ def holder_waits_for_ioctl(build=WIN10, complete=False, earlier_to_other=False, 
         b.io_complete_request(earlier)
         made["earlier"] = earlier
     event = b.event(notification=False, address=frame + 0x28)
-    ioctl = b.io_build_device_io_control_request(holder, IOCTL, pdo, event, frame + 0x18)
+    if read:
+        ioctl = b.io_build_synchronous_fsd_request(holder, 0x03, pdo, event, frame + 0x18, length=0x200, offset=0x1000)
+    else:
+        ioctl = b.io_build_device_io_control_request(holder, IOCTL, pdo, event, frame + 0x18)
     if user_mode:
         b.put("_IRP", ioctl, RequestorMode=1)
     b.io_call_driver(ioctl, pdo)
@@ -119,6 +123,15 @@ def test_json_depends_on_and_the_culprit_chain():
     # the holder's role under its PnP IRP says the same
     role = next(t for p in d["pending_irps"] for t in p["threads"] if t["thread"] == hx(made["holder"]))
     assert role["depends_on"] == dep
+
+
+def test_a_synchronous_read_is_followed_the_same_way():
+    b, made = holder_waits_for_ioctl(read=True)
+    r = analyze_power(cached(b))
+    q = r.culprit.waits_for
+    assert r.culprit.module == "AcmeBus.sys" and q.irp.address == made["ioctl"] and q.strong
+    assert (q.location.major_name, q.location.ioctl, q.request) == ("IRP_MJ_READ", None, "IRP_MJ_READ")
+    assert "for IRP %s (IRP_MJ_READ) pending at AcmeBus.sys" % hx(made["ioctl"]) in r.culprit.reason
 
 
 def test_a_completed_ioctl_is_not_blamed():
