@@ -25,6 +25,9 @@ EXPECTED = {
         [([MOVE, DELE], ["0xfffffa8000c0f388", "0xfffffa8000c0f320"], ["wait-chain", "wait-chain"])], [], []),
     # seed 003: the PnP-lock holder waits on an event, nobody waits on its locks: no chain
     "power_9f4_zteusbnet": ([], [], []),
+    # the holder waits on its IOCTL's event in AcmeCam; nobody waits on its locks: no chain
+    "power_9f4_other_irp": ([], [], []),
+    "power_9f4_other_irp_win7": ([], [], []),
     "dpc_133_athwbx": ([], [], []),
     "dpc_133_cumulative": ([], [], []),
     "timerres_win81": ([], [], []),

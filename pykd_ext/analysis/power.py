@@ -8,12 +8,31 @@
 Blame follows the evidence, never the order a device stack is printed in: the driver at the
 IRP's current stack location holds it; when a thread is blocked on its behalf (the PnP-lock
 holder of subcode 4, the power worker running in that driver for subcode 3) the first
-non-kernel module on that thread's stack is where it is stuck; and when that thread waits on
+non-kernel module on that thread's stack is where it is stuck; when that thread waits on
 a lock whose wait chain ends at a thread sleeping or waiting in another driver, that driver
-is the one to look at.
+is the one to look at; and when it waits for an IRP it issued itself (of any major function:
+an IOCTL, a read) that is pending at another driver, the driver holding that IRP is
+(ThreadRole.depends_on: the chain P <- thread <- Q @ B).
+
+How a thread's waited-for IRP is recognised (WaitedIrp.evidence says which held):
+- a synchronous request is queued on the IrpList of the thread that built it, through
+  IRP.ThreadListEntry, with Tail.Overlay.Thread = that thread (ReactOS irp.c
+  IoBuildDeviceIoControlRequest / IoBuildSynchronousFsdRequest -> IoQueueThreadIrp), and its
+  UserEvent is the caller's event, which IopCompleteRequest signals: an IRP on the thread's
+  list whose UserEvent is the very object the thread waits on is the one it waits for;
+- short of that, when the thread waits on an object that is no lock, an IRP on its list
+  issued from kernel mode (RequestorMode 0: IoAllocateIrp zeroes it and the IoBuild routines
+  leave it so) pending at a driver the thread is not running in (no frame of it on the
+  thread's stack) -- a thread waiting on a lock keeps its wait chain; a user thread's overlapped I/O is
+  RequestorMode UserMode and is not taken; an IRP pending at a driver the thread runs in is
+  the one it is working on, not one it waits for;
+- only an IRP at a driver's stack location counts: a completed IRP (CurrentLocation =
+  StackCount + 2, still listed until the IopCompleteRequest APC runs) or one not yet sent
+  is held by no driver and blames none.
 """
 from ..kernel.diag import Diagnostics
-from ..kernel.io import COMPLETED, IRP_MJ_PNP, IRP_MJ_POWER, NOT_SENT, decode_device, decode_irp, device_stack
+from ..kernel.io import (COMPLETED, IRP_MJ_PNP, IRP_MJ_POWER, NOT_SENT, PENDING, decode_device, decode_irp,
+                         device_stack)
 from ..kernel.power import device_tree, interrupt_time, pop_irp_list, thread_irps, watchdog_age
 from .waitgraph import analyze, format_duration, is_sleeping, path_of, wait_summary
 
@@ -45,10 +64,11 @@ class ThreadRole(object):
     """A thread involved with an IRP: role says how (the IRP's own thread, the PnP-lock
     holder, a power worker running in the driver); facts are the wait-for analysis's
     ThreadFacts (None when the thread is in no thread list); path is where its waits lead."""
-    __slots__ = ("address", "role", "facts", "path")
+    __slots__ = ("address", "role", "facts", "path", "depends_on")
 
     def __init__(self, address, role, facts, path):
         self.address, self.role, self.facts, self.path = address, role, facts, path
+        self.depends_on = []     # [WaitedIrp]: IRPs it issued and waits for, pending at a driver
 
 
 class PendingIrp(object):
@@ -98,14 +118,38 @@ class PendingIrp(object):
         return max(times) if times else None
 
 
-class Culprit(object):
-    __slots__ = ("module", "irp", "thread", "reason", "pending", "blocked", "root")
+class WaitedIrp(PendingIrp):
+    """An IRP a thread issued and waits for, pending at a driver's stack location: evidence
+    [str] says how it is known to be the one waited for; strong when its UserEvent is the
+    object the thread waits on."""
+    __slots__ = ("evidence", "strong")
 
-    def __init__(self, module, irp, thread, reason, pending=None, blocked=None, root=None):
+    def __init__(self, irp):
+        PendingIrp.__init__(self, irp)
+        self.evidence = []
+        self.strong = False
+
+    @property
+    def request(self):
+        loc = self.location
+        if loc is None:
+            return "?"
+        if loc.ioctl is not None:
+            return "%s, IOCTL 0x%x" % (loc.major_name, loc.ioctl)
+        if loc.major in (IRP_MJ_POWER, IRP_MJ_PNP):
+            return PendingIrp.request.fget(self)
+        return loc.major_name
+
+
+class Culprit(object):
+    __slots__ = ("module", "irp", "thread", "reason", "pending", "blocked", "root", "waits_for")
+
+    def __init__(self, module, irp, thread, reason, pending=None, blocked=None, root=None, waits_for=None):
         self.module, self.irp, self.thread, self.reason = module, irp, thread, reason
         self.pending = pending   # PendingIrp the blame is about
         self.blocked = blocked   # ThreadRole blocked on its behalf
         self.root = root         # root blocker thread address at the end of its wait chain
+        self.waits_for = waits_for   # WaitedIrp the blocked thread waits for, when it is blamed
 
 
 class BugCheckInfo(object):
@@ -182,12 +226,15 @@ def _collect(target, r):
             note(p.irp, "PopIrpList")
     holder = r.bugcheck.args[2] if sub == 0x4 else None
     n_thread_irps = 0
+    by_thread = {}               # thread -> [IRP address] on its IrpList
     for t in sorted(a.thread_index):
-        for irp in thread_irps(target, t, diags):
+        by_thread[t] = thread_irps(target, t, diags)
+        for irp in by_thread[t]:
             n_thread_irps += 1
             note(irp, "IrpList of thread 0x%x" % t)
     if holder and holder not in a.thread_index:
-        for irp in thread_irps(target, holder, diags):
+        by_thread[holder] = thread_irps(target, holder, diags)
+        for irp in by_thread[holder]:
             note(irp, "IrpList of thread 0x%x" % holder)
     r.sources["thread IRP lists"] = "%d IRP%s on %d threads" % (
         n_thread_irps, "" if n_thread_irps == 1 else "s", len(a.thread_index))
@@ -206,8 +253,9 @@ def _collect(target, r):
 
     now = interrupt_time(target, diags) if pop_by_irp else None
     workers = None
+    decoded = {}
     for address in sorted(found, key=lambda x: (0 if "bug check arg4" in found[x] else 1, x)):
-        irp = decode_irp(target, address)
+        irp = decoded[address] = decode_irp(target, address)
         diags.extend(d for d in irp.diagnostics if d not in diags)
         asked = "bug check arg4" in found[address]
         loc = irp.current_loc
@@ -228,14 +276,7 @@ def _collect(target, r):
         if p.pop is not None:
             p.age = watchdog_age(now, p.pop.watchdog_start)
         if loc is not None and loc.device:
-            st = stacks.get(loc.device)
-            if st is None:
-                st = device_stack(target, loc.device)
-                diags.extend(d for d in st.diagnostics if d not in diags)
-                for d in st.devices:
-                    stacks.setdefault(d.address, st)
-            p.stack = st
-            p.device = next((d for d in st.devices if d.address == loc.device), None)
+            p.stack, p.device = _stack_of(target, loc.device, stacks, diags)
         if loc is not None and loc.major == IRP_MJ_POWER and loc.minor == IRP_MN_WAIT_WAKE:
             p.normal = ("a wait-wake IRP stays pending at the device's bus driver until the device "
                         "signals wake: expected")
@@ -245,6 +286,67 @@ def _collect(target, r):
         p.threads = _threads_of(a, p, holder, workers)
     if holder:
         r.holder = _role(a, holder, "holds the PnP lock (bug check arg3)")
+    waits = {}
+    for role in [t for p in r.pending for t in p.threads] + ([r.holder] if r.holder is not None else []):
+        if role.address not in waits:
+            waits[role.address] = _depends_on(target, role, by_thread.get(role.address, ()), decoded, stacks, diags)
+        role.depends_on = waits[role.address]
+
+
+def _stack_of(target, device, stacks, diags):
+    """(DeviceStack, Device) of `device`, each stack read once (`stacks`: device -> stack)."""
+    st = stacks.get(device)
+    if st is None:
+        st = device_stack(target, device)
+        diags.extend(d for d in st.diagnostics if d not in diags)
+        for d in st.devices:
+            stacks.setdefault(d.address, st)
+    return st, next((d for d in st.devices if d.address == device), None)
+
+
+USER_MODE = 1        # KPROCESSOR_MODE UserMode (wdm.h)
+
+
+def _depends_on(target, role, irps, decoded, stacks, diags):
+    """[WaitedIrp]: the IRPs on a waiting thread's IrpList that it waits for, pending at a
+    driver (see the module's docstring for the evidence), the strongest evidence first."""
+    f = role.facts
+    if f is None or f.state != "Waiting":
+        return []
+    waited = {o for o, _ in f.waits_on}
+    running_in = {fr.module.image.lower() for fr in f.frames or [] if fr.module is not None and fr.module.image}
+    out = []
+    for address in irps:
+        irp = decoded.get(address)
+        if irp is None:
+            irp = decoded[address] = decode_irp(target, address)
+            diags.extend(d for d in irp.diagnostics if d not in diags)
+        loc = irp.current_loc
+        if not irp.readable or irp.state != PENDING or loc is None or not loc.device:
+            continue                   # completed, not yet sent or unreadable: held by no driver
+        w = WaitedIrp(irp)
+        w.sources = ["IrpList of thread 0x%x" % role.address]
+        w.stack, w.device = _stack_of(target, loc.device, stacks, diags)
+        module = w.module
+        w.strong = irp.user_event is not None and irp.user_event != 0 and irp.user_event in waited
+        if w.strong:
+            w.evidence = ["it is on the thread's IrpList (a synchronous request it issued: IoQueueThreadIrp)",
+                          "its UserEvent 0x%x is the object the thread waits on" % irp.user_event]
+        elif role.path is not None or not waited:
+            continue                   # it waits on a lock (its wait chain says for whom) or on nothing read
+        elif irp.requestor_mode == USER_MODE:
+            continue                   # a user thread's own I/O (overlapped reads): not what it waits for here
+        elif module is not None and module.lower() in running_in:
+            continue                   # pending at a driver the thread runs in: the IRP it is working on
+        else:
+            w.evidence = ["it is on the thread's IrpList, issued from kernel mode (a synchronous request: "
+                          "IoQueueThreadIrp)",
+                          "the thread has no frame in %s" % (module or "the driver holding it")]
+        w.evidence.append("%s marked it pending (SL_PENDING_RETURNED)" % (module or "the driver")
+                          if loc.pending else "its current location is not marked pending (SL_PENDING_RETURNED clear)")
+        out.append(w)
+    out.sort(key=lambda w: not w.strong)
+    return out
 
 
 def _facts(a, thread):
@@ -439,6 +541,8 @@ def _starved_by(a, f):
 
 def _explain(r, focus, blocked, who):
     """The culprit from the IRP being held and the thread blocked on its behalf."""
+    if blocked is not None and blocked.path is None and blocked.depends_on:
+        return _explain_waits_for(r, focus, blocked, who, blocked.depends_on[0])
     irp = focus.irp.address if focus is not None else None
     f = blocked.facts if blocked is not None else None
     parts = []
@@ -450,9 +554,7 @@ def _explain(r, focus, blocked, who):
     module = thread = root = None
     if blocked is not None:
         thread = blocked.address
-        if who is None:
-            who = ("its worker" if blocked.role.startswith("the power manager's") else
-                   "its own" if blocked.role.startswith("issued") else "a")
+        who = _who(blocked, who)
         cid = " (Cid %s)" % f.thread.cid if f is not None else ""
         if f is not None and f.state in RUNNABLE and r.waits is not None:
             text, busy = _starved_by(r.waits, f)
@@ -495,3 +597,38 @@ def _explain(r, focus, blocked, who):
     reason = "; ".join(parts) + "."
     reason = reason[0].upper() + reason[1:]
     return Culprit(module, irp, thread, reason, pending=focus, blocked=blocked, root=root)
+
+
+def _who(blocked, who):
+    if who is not None:
+        return who
+    return ("its worker" if blocked.role.startswith("the power manager's") else
+            "its own" if blocked.role.startswith("issued") else "a")
+
+
+def _explain_waits_for(r, focus, blocked, who, w):
+    """The culprit when the thread blocked on the IRP's behalf waits for an IRP it issued,
+    pending at another driver: P <- thread <- w @ B; B is blamed."""
+    f = blocked.facts
+    loc = w.location
+    drv, dev = w.driver, w.device
+    at = "%s (%s, device 0x%x%s)" % (
+        w.module or "an unknown driver",
+        drv.name if drv is not None and drv.name else ("driver 0x%x" % drv.address if drv is not None else "no driver"),
+        loc.device, " %s" % dev.name if dev is not None and dev.name else "")
+    cid = " (Cid %s)" % f.thread.cid if f is not None else ""
+    parts = ["%s thread 0x%x%s waits%s for IRP 0x%x (%s) pending at %s, which neither completed it nor passed "
+             "it down: %s" % (_who(blocked, who), blocked.address, cid,
+                              " in %s" % f.driver if f is not None and f.driver else "",
+                              w.irp.address, w.request, at, ", ".join(w.evidence))]
+    if f is not None:
+        parts.append("the thread is %s" % _doing(f, r.waits))
+    if focus is not None:
+        held = "it was handling IRP 0x%x (%s), pending at %s" % (focus.irp.address, focus.request, _at(focus))
+        if focus.waited is not None:
+            held += " for at least %s" % format_duration(focus.waited)
+        parts.append(held)
+    reason = "; ".join(parts) + "."
+    reason = reason[0].upper() + reason[1:]
+    return Culprit(w.module, focus.irp.address if focus is not None else None, blocked.address, reason,
+                   pending=focus, blocked=blocked, waits_for=w)

@@ -135,6 +135,9 @@ def _verdict(t, target):
         v.driver = c.module if c is not None else None
         v.evidence = [x for x in (("IRP 0x%x" % c.irp) if c is not None and c.irp else None,
                                   ("thread 0x%x" % c.thread) if c is not None and c.thread else None) if x]
+        if c is not None and c.waits_for is not None:
+            v.evidence.append("the thread waits for IRP 0x%x, pending at %s" % (
+                c.waits_for.irp.address, c.waits_for.module or "an unknown driver"))
     elif code in (0x133, 0x101):
         r = t.results["dpcs"]
         c = r.culprit

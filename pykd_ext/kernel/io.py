@@ -11,6 +11,11 @@ Facts used (WDK wdm.h, and the layouts):
   completed IRP has CurrentLocation == StackCount + 2 (WRK IopfCompleteRequest, ReactOS
   ntoskrnl/io/iomgr/irp.c IofCompleteRequest; ReactOS IopDisassociateThreadIrp tests exactly
   that for "already completed"); it is a completed IRP, not a corrupt one;
+- an IRP's `UserEvent` is the event its issuer waits on for a synchronous request, signalled by
+  IopCompleteRequest; `RequestorMode` is KernelMode (0) for IRPs the IoBuild routines make
+  (IoAllocateIrp zeroes the packet) and PreviousMode for the system services' own
+  (ReactOS irp.c IoBuildDeviceIoControlRequest, IopCompleteRequest; iofunc.c
+  IopDeviceFsIoControl); `Parameters.DeviceIoControl.IoControlCode` is a device control's IOCTL;
 - a device stack links upward through `DEVICE_OBJECT.AttachedDevice` and downward through
   `DEVOBJ_EXTENSION.AttachedTo`; the bottom device (the PDO) has the device node;
 - an object's name is in `_OBJECT_HEADER_NAME_INFO`, below its `_OBJECT_HEADER` (InfoMask
@@ -34,6 +39,7 @@ IRP_MJ = ["IRP_MJ_CREATE", "IRP_MJ_CREATE_NAMED_PIPE", "IRP_MJ_CLOSE", "IRP_MJ_R
           "IRP_MJ_SET_SECURITY", "IRP_MJ_POWER", "IRP_MJ_SYSTEM_CONTROL", "IRP_MJ_DEVICE_CHANGE",
           "IRP_MJ_QUERY_QUOTA", "IRP_MJ_SET_QUOTA", "IRP_MJ_PNP"]
 IRP_MJ_POWER, IRP_MJ_PNP = 0x16, 0x1b
+IRP_MJ_DEVICE_CONTROL, IRP_MJ_INTERNAL_DEVICE_CONTROL = 0x0e, 0x0f
 
 IRP_MN_POWER = {0x00: "IRP_MN_WAIT_WAKE", 0x01: "IRP_MN_POWER_SEQUENCE",
                 0x02: "IRP_MN_SET_POWER", 0x03: "IRP_MN_QUERY_POWER"}
@@ -235,7 +241,7 @@ def device_stack(target, address):
 
 class Location(object):
     __slots__ = ("index", "address", "major", "minor", "flags", "control", "device", "file",
-                 "completion", "context", "power", "args", "readable")
+                 "completion", "context", "power", "args", "ioctl", "readable")
 
     def __init__(self, index, address):
         self.index, self.address = index, address
@@ -243,7 +249,13 @@ class Location(object):
         self.device = self.file = self.completion = self.context = 0
         self.power = None          # (type name, state name) for IRP_MJ_POWER set/query
         self.args = ()
+        self.ioctl = None          # Parameters.DeviceIoControl.IoControlCode of a (internal) device control
         self.readable = False
+
+    @property
+    def number(self):
+        """The location's number as WinDbg's !irp counts them (1-based)."""
+        return self.index + 1
 
     @property
     def major_name(self):
@@ -263,7 +275,8 @@ PENDING, NOT_SENT, COMPLETED, BAD = "pending", "not yet sent", "completed", "bad
 
 class Irp(object):
     __slots__ = ("address", "readable", "stack_count", "current_location", "current", "thread",
-                 "cancel", "pending_returned", "flags", "status", "locations", "diagnostics", "state")
+                 "cancel", "pending_returned", "flags", "status", "locations", "diagnostics", "state",
+                 "user_event", "requestor_mode")
 
     def __init__(self, address):
         self.address = address
@@ -276,6 +289,8 @@ class Irp(object):
         self.locations = []
         self.diagnostics = Diagnostics()
         self.state = None          # PENDING (at a driver), NOT_SENT, COMPLETED or BAD; None: unread
+        self.user_event = None     # UserEvent (None where the layout lacks it)
+        self.requestor_mode = None # RequestorMode: 0 KernelMode, 1 UserMode (None where the layout lacks it)
 
     @property
     def current_loc(self):
@@ -299,6 +314,8 @@ def decode_irp(target, address):
         irp.pending_returned = bool(s["PendingReturned"])
         irp.flags = s["Flags"]
         irp.status = s.sub("IoStatus")["Status"] & 0xffffffff
+        irp.user_event = s.get("UserEvent")
+        irp.requestor_mode = s.get("RequestorMode")
         current_sl = s["Tail.Overlay.CurrentStackLocation"]
         irp.readable = True
     except MemoryFault as e:
@@ -328,6 +345,8 @@ def decode_irp(target, address):
             if loc.major == IRP_MJ_POWER and loc.minor in (0x02, 0x03):
                 state = int.from_bytes(v.raw("Parameters.Power.State")[:4], "little")  # a union of two enums
                 loc.power = power_state_name(lays, v["Parameters.Power.Type"], state)
+            if loc.major in (IRP_MJ_DEVICE_CONTROL, IRP_MJ_INTERNAL_DEVICE_CONTROL):
+                loc.ioctl = v.get("Parameters.DeviceIoControl.IoControlCode")
             loc.readable = True
         except MemoryFault as e:
             diags.add("unreadable", "IRP 0x%x stack location %d is unreadable" % (address, i), e.address)

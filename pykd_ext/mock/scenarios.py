@@ -437,6 +437,46 @@ def power_9f4_zteusbnet(build=WIN7):
     return b
 
 
+IOCTL_ACME_FLUSH = 0x222004      # CTL_CODE(FILE_DEVICE_UNKNOWN, 0x801, METHOD_BUFFERED, FILE_ANY_ACCESS)
+QUERY_REMOVE_HOLDER = [
+    "AcmeCam!SendIoctlSynchronously+0x8e", "AcmeCam!PnpQueryRemove+0x3c", "AcmeCam!DispatchPnp+0xd2",
+    "nt!IofCallDriver+0x55", "nt!IopSynchronousCall+0xe1", "nt!IopQueryRemoveDevice+0x4f",
+    "nt!PnpQueryRemoveLockedDeviceNode+0x6a", "nt!PnpProcessQueryRemoveAndEject+0x2f2",
+    "nt!PnpProcessTargetDeviceEvent+0xed", "nt!PnpDeviceEventWorker+0x2ce"] + WORKER
+
+
+def power_9f4_other_irp(build=WIN10):
+    """Bug check 0x9F subcode 4: the PnP-lock holder, a System worker, sends
+    IRP_MN_QUERY_REMOVE_DEVICE (IopSynchronousCall) to AcmeCam's FDO; AcmeCam's handler builds
+    an IOCTL for the device below it (IoBuildDeviceIoControlRequest, its event and
+    IO_STATUS_BLOCK in its own stack frame), calls IoCallDriver and waits on the event
+    (KeWaitForSingleObject, Executive).  AcmeBus, whose PDO it reaches, marked the IOCTL
+    pending, returned STATUS_PENDING and still holds it.  AcmeBus is the driver to look at,
+    not AcmeCam."""
+    b = ScenarioBuilder(build, comment="0x9F/4: the PnP-lock holder waits in AcmeCam for an IOCTL held by AcmeBus")
+    system = b.process("System", 4)
+    _background(b, system)
+    for name, size in (("AcmeCam", 0x24000), ("AcmeBus", 0x38000)):
+        b.module(name, name + ".sys", size=size)
+    cam, bus = b.driver_object("\\Driver\\AcmeCam"), b.driver_object("\\Driver\\AcmeBus")
+    fdo, pdo = b.device_stack([(cam, None, 0x280), (bus, "AcmeBusPdo-01", 0x120)])
+    b.devnode(pdo, "ACMEBUS\\VID_1D6B&PID_0C01\\4&1f2c3b4d&0&1", "AcmeCam")
+    holder = b.thread(system, 0x74, "nt!ExpWorkerThread", wait_reason="Executive", waited_ticks=38463,
+                      frames=WAIT_TOP + QUERY_REMOVE_HOLDER)
+    b.acquire_resource(b.symbols["nt!PiEngineLock"], holder)
+    b.acquire_resource(b.symbols["nt!IopDeviceTreeLock"], holder, exclusive=False)
+    b.iop_synchronous_call(holder, pdo, 0x1b, 0x01)              # IRP_MN_QUERY_REMOVE_DEVICE, now at AcmeCam
+    frame = b.frame_sp(holder, "AcmeCam!SendIoctlSynchronously")
+    event = b.event(notification=False, address=frame + 0x28)   # KeInitializeEvent(&Event, SynchronizationEvent)
+    ioctl = b.io_build_device_io_control_request(holder, IOCTL_ACME_FLUSH, pdo, event, frame + 0x18)
+    b.io_call_driver(ioctl, pdo)
+    b.io_mark_irp_pending(ioctl)                                 # AcmeBus queues it, returns STATUS_PENDING
+    b.wait_on(holder, [event])
+    b.bugcheck(0x9F, 4, 0x258, holder, b.global_("nt!TRIAGE_9F_PNP", 0x30))
+    del fdo
+    return b
+
+
 POWER_WORKER = ["nt!PopIrpWorker+0x1e3"] + SYSTEM_START
 
 
@@ -810,6 +850,8 @@ SHIPPED = {
     "corrupt_waitblock_unreadable": corrupt_waitblock_unreadable,
     "corrupt_unreadable_process": corrupt_unreadable_process,
     "power_9f4_zteusbnet": power_9f4_zteusbnet,
+    "power_9f4_other_irp": lambda: power_9f4_other_irp(WIN10),
+    "power_9f4_other_irp_win7": lambda: power_9f4_other_irp(WIN7),
     "power_9f3_filter": power_9f3_filter,
     "power_9f3_mutex_chain": power_9f3_mutex_chain,
     "power_clean": power_clean,

@@ -33,7 +33,51 @@ def _role_dict(role, a):
     elif role.path is not None and role.path[0] == "cycle":
         c = role.path[1]
         d["wait_chain"] = {"cycle": [hx(t) for t in c.threads], "edges": [_edge_dict(e, a) for e in c.edges]}
+    d["depends_on"] = [waited_dict(w) for w in role.depends_on]
     return d
+
+
+def _pending_at(p):
+    """Where an IRP is pending, in the vocabulary's device shape."""
+    loc = p.location
+    if loc is None:
+        return None
+    drv = p.driver
+    return {"device": hx(loc.device), "device_name": (p.device.name or None) if p.device else None,
+            "driver": driver_label(drv) or None, "driver_object": hx(drv.address) if drv else None,
+            "module": p.module}
+
+
+def waited_dict(w):
+    """An IRP a thread waits for (analysis.power.WaitedIrp): where it is pending and why it is
+    taken to be the one waited for."""
+    loc = w.location
+    return {"irp": hx(w.irp.address), "major": loc.major_name, "minor": loc.minor_name,
+            "io_control_code": hx(loc.ioctl), "request": w.request,
+            "location": {"number": loc.number, "of": w.irp.stack_count, "address": hx(loc.address)},
+            "pending_at": _pending_at(w), "marked_pending": loc.pending,
+            "user_event": hx(w.irp.user_event) if w.irp.user_event else None,
+            "evidence": list(w.evidence)}
+
+
+def _chain(c):
+    """The culprit's chain when the blocked thread waits for an IRP: [the IRP it was handling,]
+    the thread, the IRP it waits for -- each {"link": "irp"|"thread", ...}."""
+    if c.waits_for is None:
+        return None
+    out = []
+    if c.pending is not None:
+        out.append({"link": "irp", "irp": hx(c.pending.irp.address), "request": c.pending.request,
+                    "pending_at": _pending_at(c.pending)})
+    b = c.blocked
+    f = b.facts if b is not None else None
+    out.append({"link": "thread", "thread": hx(b.address) if b else None, "cid": f.thread.cid if f else None,
+                "module": f.driver if f else None, "state": f.state if f else None,
+                "wait_reason": f.wait_reason if f else None})
+    link = {"link": "irp"}
+    link.update(waited_dict(c.waits_for))
+    out.append(link)
+    return out
 
 
 def _edge_dict(e, a):
@@ -98,7 +142,9 @@ def report_dict(r, target_name, build):
                 "driver": driver_label(c.pending.driver) if c.pending.driver else None,
                 "module": c.pending.module, "device": hx(c.pending.location.device)},
             "blocked_thread": hx(c.blocked.address) if c.blocked else None,
-            "root_blocker": hx(c.root)},
+            "root_blocker": hx(c.root),
+            "depends_on": [waited_dict(c.waits_for)] if c.waits_for is not None else [],
+            "chain": _chain(c)},
         "pnp_lock_holder": None if r.holder is None or a is None else _role_dict(r.holder, a),
         "pending_irps": [pending_dict(p, a) for p in r.pending],
         "allocated_not_at_a_driver": r.not_sent,
@@ -120,9 +166,18 @@ def links(r):
         out[p.irp.address] = "!irp 0x%x" % p.irp.address
         for t in p.threads:
             out[t.address] = "!thread 0x%x" % t.address
+            _waited_links(t, out)
     if r.holder is not None:
         out[r.holder.address] = "!thread 0x%x" % r.holder.address
+        _waited_links(r.holder, out)
     return out
+
+
+def _waited_links(role, out):
+    for w in role.depends_on:
+        out[w.irp.address] = "!irp 0x%x" % w.irp.address
+        if w.stack is not None:
+            out.update(device_links(w.stack.devices))
 
 
 # -- text ------------------------------------------------------------------------------------------
@@ -163,10 +218,14 @@ def render_text(d, out, style, header):
             who.append("IRP %s" % c["irp"])
         if c["thread"]:
             who.append("thread %s" % c["thread"])
-        if c["pending_at"] and c["pending_at"]["module"] and c["pending_at"]["module"] != c["module"]:
+        chain = c.get("chain")
+        if c["pending_at"] and c["pending_at"]["module"] and c["pending_at"]["module"] != c["module"] and not chain:
             who.append("IRP held by %s" % c["pending_at"]["module"])
         if who:
             w("  " + "   ".join(who))
+        if chain:
+            for i, line in enumerate(wrap(" <- ".join(_link_text(x) for x in chain), 93)):
+                w(("  chain  " if i == 0 else "         ") + line)
     h = d["pnp_lock_holder"]
     if h is not None:
         w()
@@ -231,6 +290,28 @@ def render_text(d, out, style, header):
             w("  - %s" % x["message"])
 
 
+def _link_text(x):
+    if x["link"] == "thread":
+        return "thread %s (%s%s)" % (x["thread"], (x["state"] or "?").lower(),
+                                     " in %s" % x["module"] if x["module"] else "")
+    at = x["pending_at"] or {}
+    text = "IRP %s (%s) pending at %s" % (x["irp"], x["request"], at.get("module") or at.get("driver") or "?")
+    if x.get("location"):
+        text += ", current location %d of %d" % (x["location"]["number"], x["location"]["of"])
+    return text
+
+
+def _waited_lines(t, w, s, ind):
+    for x in t.get("depends_on") or []:
+        at = x["pending_at"] or {}
+        w("%s  waits for IRP %s (%s) pending at %s, device %s%s, current location %d of %d" % (
+            ind, x["irp"], x["request"], s("drv", at.get("driver") or "?"), at.get("device"),
+            " (%s)" % at["device_name"] if at.get("device_name") else "", x["location"]["number"],
+            x["location"]["of"]))
+        for line in wrap("; ".join(x["evidence"]), 90):
+            w("%s    %s" % (ind, line))
+
+
 def _thread_lines(t, w, s, ind):
     head = "thread %s" % s("addr", t["thread"])
     if t.get("cid"):
@@ -255,6 +336,7 @@ def _thread_lines(t, w, s, ind):
             w("%s         %s" % (ind, f))
         if len(frames) > 8:
             w("%s         ... %d more" % (ind, len(frames) - 8))
+    _waited_lines(t, w, s, ind)
     ch = t.get("wait_chain")
     if ch and "root" in ch:
         for e in ch["edges"]:

@@ -8,12 +8,16 @@ Nothing here writes what an analysis wants to see.
 from .memory import TICK_100NS
 
 IO_TYPE_IRP = 6
+IRP_MJ_READ, IRP_MJ_WRITE = 0x03, 0x04
+IRP_MJ_DEVICE_CONTROL, IRP_MJ_INTERNAL_DEVICE_CONTROL = 0x0e, 0x0f
 IRP_MJ_POWER = 0x16
 IRP_MN_WAIT_WAKE = 0x00
 SL_PENDING_RETURNED = 0x01
 SL_ERROR_RETURNED = 0x02
 SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_SUCCESS, SL_INVOKE_ON_ERROR = 0x20, 0x40, 0x80
 STATUS_NOT_SUPPORTED = 0xC00000BB
+IRP_BUFFERED_IO, IRP_DEALLOCATE_BUFFER, IRP_INPUT_OPERATION = 0x10, 0x20, 0x40      # wdm.h IRP flags
+METHOD_BUFFERED, METHOD_NEITHER = 0, 3                                               # wdm.h, CTL_CODE bits 0-1
 
 
 class IoMixin(object):
@@ -330,6 +334,58 @@ class IoMixin(object):
         self.u64(entry + 8, head)
         self.u64(flink + 8, entry)
         self.u64(head, entry)
+
+    def io_build_device_io_control_request(self, thread, code, device, event, iosb, internal=False,
+                                           input_length=0, output_length=0, address=None):
+        """IoBuildDeviceIoControlRequest, called by `thread` (ReactOS ntoskrnl/io/iomgr/irp.c
+        IoBuildDeviceIoControlRequest): IoAllocateIrp(DeviceObject->StackSize); the next
+        location's MajorFunction = IRP_MJ_INTERNAL_DEVICE_CONTROL or IRP_MJ_DEVICE_CONTROL and
+        Parameters.DeviceIoControl.IoControlCode / InputBufferLength / OutputBufferLength;
+        METHOD_BUFFERED: a system buffer of the larger length when there is one (Flags =
+        IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER, | IRP_INPUT_OPERATION with an output buffer; pool tag
+        TAG_SYS_BUF 'SYSB'), else Flags = 0; METHOD_NEITHER: nothing more (the caller's buffers are left 0 here);
+        the direct methods (an MDL) are not modelled.  Then UserIosb = `iosb`, UserEvent =
+        `event`, Tail.Overlay.Thread = the current thread and IoQueueThreadIrp: the IRP is on
+        the calling thread's IrpList.  It is not sent: the caller calls IoCallDriver
+        (io_call_driver) and, for a synchronous request, KeWaitForSingleObject on `event`
+        (wait_on).  Returns the IRP."""
+        method = code & 3
+        if method not in (METHOD_BUFFERED, METHOD_NEITHER):
+            raise ValueError("IOCTL 0x%x: METHOD_IN/OUT_DIRECT (an MDL) is not modelled" % code)
+        irp = self.io_allocate_irp(self._stack_size(device), address)
+        self.io_next_location(irp, MajorFunction=IRP_MJ_INTERNAL_DEVICE_CONTROL if internal else IRP_MJ_DEVICE_CONTROL,
+                              Parameters__DeviceIoControl__IoControlCode=code,
+                              Parameters__DeviceIoControl__InputBufferLength=input_length,
+                              Parameters__DeviceIoControl__OutputBufferLength=output_length)
+        length = max(input_length, output_length)
+        if method == METHOD_BUFFERED and length:
+            self.put("_IRP", irp, AssociatedIrp__SystemBuffer=self.alloc_pool(length, "SYSB"),
+                     Flags=IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER | (IRP_INPUT_OPERATION if output_length else 0))
+        self.put("_IRP", irp, UserIosb=iosb, UserEvent=event, Tail__Overlay__Thread=thread)
+        self.iop_queue_thread_irp(irp, thread)
+        return irp
+
+    def io_build_synchronous_fsd_request(self, thread, major, device, event, iosb, length=0, offset=0,
+                                         address=None):
+        """IoBuildSynchronousFsdRequest, called by `thread` (ReactOS ntoskrnl/io/iomgr/irp.c):
+        IoBuildAsynchronousFsdRequest -- IoAllocateIrp(DeviceObject->StackSize), the next
+        location's MajorFunction, for IRP_MJ_READ / IRP_MJ_WRITE Parameters.Read/Write.Length
+        and ByteOffset (a device with neither DO_BUFFERED_IO nor DO_DIRECT_IO, as the builder
+        makes them: the caller's buffer is UserBuffer, left 0 here), UserIosb = `iosb`,
+        Tail.Overlay.Thread = the current thread -- then UserEvent = `event` and
+        IoQueueThreadIrp.  Not sent: the caller calls IoCallDriver and waits on `event`.
+        Returns the IRP."""
+        irp = self.io_allocate_irp(self._stack_size(device), address)
+        fields = {"MajorFunction": major}
+        if major in (IRP_MJ_READ, IRP_MJ_WRITE):
+            part = "Read" if major == IRP_MJ_READ else "Write"
+            fields["Parameters__%s__Length" % part] = length
+            fields["Parameters__%s__ByteOffset" % part] = offset
+        self.io_next_location(irp, **fields)
+        self.put("_IRP", irp, UserIosb=iosb, Tail__Overlay__Thread=thread)
+        self.put("_IRP", irp, UserEvent=event)
+        self.iop_queue_thread_irp(irp, thread)
+        return irp
 
     def _top_of_stack(self, device):
         """IoGetAttachedDevice(Reference): follow AttachedDevice to the top."""
