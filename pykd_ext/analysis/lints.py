@@ -32,12 +32,13 @@ points at a DRIVER_OBJECT (Type IO_TYPE_DRIVER, Size, DriverStart the base of a 
 """
 import struct
 
-from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
+from ..errors import FieldNotFound, MemoryFault, TypeNotFound
 from ..kernel.diag import Diagnostics
 from ..kernel.devices import IO_TYPE_DRIVER, read_unicode_string
 from ..kernel.processes import all_threads
 from ..kernel.spinlocks import DISPATCH_LEVEL, kernel_pointer
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
+from ..kernel.views import Struct
 
 WAIT_READ = ("MS docs: KeWaitForSingleObject, Remarks (callers at DISPATCH_LEVEL must give a zero Timeout); "
              "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kewaitforsingleobject")
@@ -106,10 +107,7 @@ def run_lints(target):
 
 
 def _thread_dict(target, t, state_names, reason_names, role, frame=None):
-    try:
-        proc = t.process.name if t.process is not None else None
-    except AttributeError:
-        proc = None
+    proc = t.process.name if t.process is not None else None
     d = {"thread": "0x%x" % t.address, "cid": t.cid, "process": proc,
          "state": state_names.get(t.state, "State%s" % t.state),
          "wait_reason": reason_names.get(t.wait_reason) if state_names.get(t.state) == "Waiting" else None,
@@ -205,7 +203,6 @@ class DriverRoutines(object):
 def read_driver_routines(target, address):
     """The DriverRoutines of the DRIVER_OBJECT at `address`, or None when it does not read as
     one (Type IO_TYPE_DRIVER, Size sizeof(DRIVER_OBJECT), DriverStart the base of a module)."""
-    from ..kernel.views import Struct
     d = Struct(target, "_DRIVER_OBJECT", address)
     try:
         if d["Type"] != IO_TYPE_DRIVER or d["Size"] != d.size:

@@ -295,7 +295,7 @@ def _spin_report(a, cpu):
     return next((r for r in a.spin_locks if any(s.cpu.index == cpu for s in r.spinners)), None)
 
 
-def _holder_text(r, a):
+def _holder_text(r):
     if r.holder is not None:
         cpu, th, ev = r.holder
         return "held by CPU %s%s (recorded: %s)" % (cpu, (" thread 0x%x" % th) if th else "", ev)
@@ -357,7 +357,8 @@ def _clock_watchdog(t, target):
         if r is not None and r.address is not None:
             name = _lock_name(a, r.address)
             v.what += " (0x%x%s)" % (r.address, (" " + name) if name else "")
-            v.evidence.append("spin lock 0x%x%s: %s" % (r.address, (" (%s)" % name) if name else "", _holder_text(r, a)))
+            v.evidence.append("spin lock 0x%x%s: %s" % (r.address, (" (%s)" % name) if name else "",
+                                                         _holder_text(r)))
         else:
             v.evidence.append("spinning in %s; the lock was not found in its frames" % s.spin.function)
     if h.frame is None:
