@@ -805,7 +805,7 @@ def lint_unload_during_init(build=WIN10):
                             "IsoFlt!SetupReadWorkQueue+0xe2", "IsoFlt!SetupWorkerQueues+0x22c",
                             "IsoFlt!DriverEntry+0x72", "IsoFlt!GsDriverEntry+0x20", "nt!IopLoadDriver+0xa07",
                             "nt!IopLoadUnloadDriver+0x55"] + WORKER)
-    b.processor(2, current_thread=init)
+    b.processor(1, current_thread=init)
     b.stack_word(init, "nt!IopLoadDriver", 0x30, drv)
     stopped = b.event(notification=True, address=b.global_("IsoFlt!gReadQueueStopped", b.size("_KEVENT")))
     unload = b.thread(sc, 0x1d50, "ntdll!RtlUserThreadStart", wait_reason="Executive", waited_ticks=0x300,
