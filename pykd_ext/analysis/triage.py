@@ -300,7 +300,7 @@ def _holder_text(r):
         cpu, th, ev = r.holder
         return "held by CPU %s%s (recorded: %s)" % (cpu, (" thread 0x%x" % th) if th else "", ev)
     if r.candidates:
-        return "held, by inference, by %s (%s; no owner is recorded in a plain spin lock)" % (
+        return "held, by inference, by %s (%s; the lock word records no owner)" % (
             ", ".join("CPU %d thread 0x%x" % (c, th) for c, th, _ in r.candidates),
             ", ".join(sorted({ev for _, _, ev in r.candidates})))
     return "its holder is not recorded and no processor could be named"
