@@ -37,6 +37,17 @@ EXPECTED = {
     "power_clean": ([], [], []),
     "power_9f3_starved": ([], [], []),
     "corrupt_power_lists": ([], [], []),
+    # 0x101: the hung CPU 2's DPC spins behind NicDrv's reset worker on CPU 3 (a candidate holder)
+    "bugcheck_101_hung_cpu": (
+        [], [("0xfffffa8000c28f00", "running on processor 3 (not waiting)", ["0xfffffa8000c1cf00"])], []),
+    # 0xD1: the send worker queues behind the faulting DPC's in-stack queued spin lock
+    "bugcheck_d1_lock_holder": (
+        [], [("0xfffffa8000c0fa90", "running on processor 1 (not waiting)", ["0xfffffa8000c1bf00"])], []),
+    # the lint targets hold no lock anyone waits for
+    "lint_unload_during_init": ([], [], []),
+    "lint_unload_during_init_win7": ([], [], []),
+    "lint_wait_at_dispatch": ([], [], []),
+    "lint_wait_at_dispatch_win11": ([], [], []),
     # the power worker and AcmeAudio's stream thread queue behind OemHelper's sleeping poll thread
     "power_9f3_mutex_chain": (
         [], [("0xfffffa8000c13090", "sleeping (KeDelayExecutionThread, DelayExecution) while holding the lock",

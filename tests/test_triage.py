@@ -23,6 +23,10 @@ def doc(name):
     ("hang_no_cycle", ["deadlock", "powerirps"], "SlowFlt.sys", "NO_BUGCHECK_SlowFlt.sys!WaitForService"),
     ("pushlock_recursive", ["deadlock", "powerirps"], "FsFilter.sys", "NO_BUGCHECK_FsFilter.sys!LookupStream"),
     ("spinlock_queued_abba", ["deadlock", "powerirps"], "NetFlt.sys", "NO_BUGCHECK_NetFlt.sys!FilterSendLocked"),
+    ("bugcheck_101_hung_cpu", ["dpcs", "running", "deadlock"], "NicDrv.sys", "0x101_NicDrv.sys!TxReapRing"),
+    ("bugcheck_d1_lock_holder", ["running", "deadlock"], "AcmeNet.sys", "0xD1_AcmeNet.sys!ParsePacket"),
+    ("lint_unload_during_init", ["deadlock", "powerirps"], "IsoFlt.sys", "NO_BUGCHECK_IsoFlt.sys!IsoUnload"),
+    ("lint_wait_at_dispatch", ["deadlock", "powerirps"], "AcmeUsb.sys", "NO_BUGCHECK_AcmeUsb.sys!EvtIoRead"),
 ])
 def test_routes_verdicts_and_signatures(name, route, driver, signature):
     d = doc(name)
@@ -58,7 +62,17 @@ def test_the_verdict_agrees_with_the_specialised_command(name):
     if bc and bc["code"] == "0x9f":
         p = json.loads(run_cli("powerirps", "--target", mock(name), "--format", "json")[1])
         assert driver == (p["culprit"]["module"] if p["culprit"] else None)
-    elif bc and bc["code"] in ("0x133", "0x101"):
+    elif bc and bc["code"] == "0x101":
+        # the processor parameter 3's PRCB belongs to, as running shows it
+        p = json.loads(run_cli("running", "--target", mock(name), "--format", "json")[1])
+        cpu = next((c for c in p["cpus"] if c["prcb"] == bc["args"][2]), None)
+        assert driver == (cpu["driver"] if cpu else None)
+    elif bc and bc["code"] in ("0xa", "0xd1"):
+        # the module of the faulting instruction, which running shows on the bug-checking processor
+        p = json.loads(run_cli("running", "--target", mock(name), "--format", "json")[1])
+        here = next(c for c in p["cpus"] if c["bugchecked_here"])
+        assert driver == here["driver"]
+    elif bc and bc["code"] == "0x133":
         p = json.loads(run_cli("dpcs", "--target", mock(name), "--format", "json")[1])
         assert driver == (p["culprit"]["module"] if p["culprit"] else None)
     else:
@@ -72,4 +86,9 @@ def test_the_verdict_agrees_with_the_specialised_command(name):
             assert driver in drivers
         else:
             p = json.loads(run_cli("powerirps", "--target", mock(name), "--format", "json")[1])
-            assert driver == (p["culprit"]["module"] if p["culprit"] else None)
+            culprit = p["culprit"]["module"] if p["culprit"] else None
+            if culprit is None and d["lints"]:
+                # nothing stronger: the verdict is a lint's
+                assert driver in {x["module"] for x in d["lints"]}
+            else:
+                assert driver == culprit

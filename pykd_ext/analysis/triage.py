@@ -6,18 +6,36 @@ bucket).
 Routing (Microsoft's bug check reference pages name the parameters used):
   0x9F  DRIVER_POWER_STATE_FAILURE        powerirps (the stuck IRP and who holds it)
   0x133 DPC_WATCHDOG_VIOLATION            dpcs (the DPC/ISR that ran too long, spin locks),
-  0x101 CLOCK_WATCHDOG_TIMEOUT            running, deadlock (spin-lock cycles)
+  0x101 CLOCK_WATCHDOG_TIMEOUT            running, deadlock (spin locks): parameter 3 is the PRCB of
+                                          the processor that took no clock interrupt (parameter 4 its
+                                          index on current builds); what it runs, its IRQL, the spin
+                                          lock it spins on and who holds it; its top driver frame
+                                          is blamed
   0x13C INVALID_IO_BOOST_STATE,           deadlock (lock analysis; 0x162's parameter 2 is the
   0x162 KERNEL_AUTO_BOOST_INVALID_...     lock released)
-  0xA / 0xD1 IRQL_NOT_LESS_OR_EQUAL       running (IRQL, what faulted), deadlock (lock holders);
-                                          parameter 4 is the faulting instruction
+  0xA / 0xD1 IRQL_NOT_LESS_OR_EQUAL       running (IRQL, what faulted), deadlock (lock holders):
+                                          parameter 1 the address referenced, 2 the IRQL, 3 the
+                                          access (0 read, 1 write, 2 or 8 execute), 4 the faulting
+                                          instruction (its module and function are blamed); the
+                                          spin locks the faulting processor holds that others spin on
   0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION deadlock (Verifier's deadlock database, 0x1001)
   no bug check, 0xE2 MANUALLY_INITIATED_CRASH, anything else: a hang --
                                           deadlock and powerirps (locks and stuck IRPs)
+
+Every route also runs the lints (analysis/lints.py: waits at DISPATCH_LEVEL, a driver unloaded
+while it initialises), which become the verdict when nothing stronger is found, and reads the
+timer resolution (kernel/timers.py explain), said when the clock is finer or coarser than every
+live request (the verdict of a hang does not change for it).
 """
 from ..analysis.dpc import analyze_dpcs
+from ..analysis.lints import irql_name, run_lints
 from ..analysis.power import analyze_power
 from ..analysis.waitgraph import analyze as analyze_waits
+from ..errors import MemoryFault
+from ..kernel.diag import Diagnostics
+from ..kernel.spinlocks import saved_irql
+from ..kernel.stacks import first_driver_frame
+from ..kernel.timers import explain, increments, kernel_request, process_request_count, requests
 
 NAMES = {0x9F: "DRIVER_POWER_STATE_FAILURE", 0x133: "DPC_WATCHDOG_VIOLATION", 0x101: "CLOCK_WATCHDOG_TIMEOUT",
          0x13C: "INVALID_IO_BOOST_STATE", 0x162: "KERNEL_AUTO_BOOST_INVALID_LOCK_RELEASE",
@@ -48,6 +66,58 @@ class Triage(object):
         self.verdict = Verdict()
         self.signature = ""
         self.name = None
+        self.lints = None        # LintReport (analysis/lints.py)
+        self.timer = None        # TimerResolution
+        self.hung = None         # HungProcessor, for 0x101
+        self.fault = None        # Fault, for 0xA / 0xD1
+
+
+class TimerResolution(object):
+    """What timerres reads: requests, increments, the drivers' request, the process count,
+    explain()'s verdict; `notable` when the clock is finer or coarser than every live request."""
+
+    def __init__(self, target):
+        self.diagnostics = Diagnostics()
+        self.reqs, self.complete = requests(target, self.diagnostics)
+        self.inc = increments(target, self.diagnostics)
+        self.kernel = kernel_request(target, self.diagnostics)
+        self.count = process_request_count(target, self.diagnostics)
+        self.explain = explain(self.reqs, self.kernel, self.inc)
+
+    @property
+    def notable(self):
+        return self.explain["kind"] in ("finer", "coarser")
+
+
+class HungProcessor(object):
+    """0x101: the processor parameter 3's PRCB names, what it runs (its CpuActivity), its IRQL,
+    the spin lock it spins on (SpinLockReport) and the driver frame blamed."""
+    __slots__ = ("prcb", "activity", "irql", "spin", "frame")
+
+    def __init__(self, prcb):
+        self.prcb = prcb
+        self.activity = self.irql = self.spin = self.frame = None
+
+
+class Fault(object):
+    """0xA / 0xD1: the access (parameters 1-4), the processor and thread that faulted, and the
+    locks it holds that others wait or spin on: [(lock address, kind, name, waiting CPUs or
+    threads, evidence)]."""
+    __slots__ = ("address", "irql", "access", "ip", "cpu", "thread", "holds")
+
+    def __init__(self, args):
+        self.address, self.irql, self.ip = args[0], args[1], args[3]
+        self.access = access_name(args[2])
+        self.cpu = self.thread = None
+        self.holds = []
+
+
+def access_name(value):
+    """Parameter 3 of 0xA / 0xD1 (MS docs, bug checks 0xA and 0xD1): bit 0 write, 0x2 or bit 3
+    execute, else read."""
+    if value & 8 or value == 2:
+        return "execute"
+    return "write" if value & 1 else "read"
 
 
 def triage(target):
@@ -63,6 +133,8 @@ def triage(target):
             t.results[section] = analyze_power(target)
         elif section in ("dpcs", "running"):
             t.results[section] = t.results.get("dpcs") or t.results.get("running") or analyze_dpcs(target)
+    t.lints = run_lints(target)
+    t.timer = TimerResolution(target)
     _verdict(t, target)
     return t
 
@@ -128,6 +200,9 @@ def _verdict(t, target):
     code = bc.code if bc is not None else None
     for name, result in t.results.items():
         _partial(v, name, result)
+    _partial(v, "the lints", t.lints)
+    if not t.timer.complete or t.timer.diagnostics:
+        _partial(v, "timer resolution", t.timer)
     if code == 0x9F:
         r = t.results["powerirps"]
         c = r.culprit
@@ -138,7 +213,9 @@ def _verdict(t, target):
         if c is not None and c.waits_for is not None:
             v.evidence.append("the thread waits for IRP 0x%x, pending at %s" % (
                 c.waits_for.irp.address, c.waits_for.module or "an unknown driver"))
-    elif code in (0x133, 0x101):
+    elif code == 0x101:
+        _clock_watchdog(t, target)
+    elif code == 0x133:
         r = t.results["dpcs"]
         c = r.culprit
         v.what = c.reason if c is not None else "bug check 0x%x: no processor's stack names what ran too long" % code
@@ -155,12 +232,19 @@ def _verdict(t, target):
         mod = target.module_at(ip)
         v.driver = mod.image if mod is not None else None
         v.function = target.describe(ip)
-        v.what = "a %s of 0x%x at IRQL %d by %s" % ("write" if bc.args[2] & 1 else "read", bc.args[0], bc.args[1],
-                                                    v.function)
+        f = t.fault = _fault(t, target)
+        v.what = "a%s %s of 0x%x at IRQL %d (%s) by %s%s" % (
+            "n" if f.access == "execute" else "", f.access, bc.args[0], bc.args[1], irql_name(bc.args[1]),
+            v.function, "" if mod is not None else " (in no loaded module)")
         v.evidence = ["parameter 4: the faulting instruction"]
-        a = t.results.get("deadlock")
-        if a is not None and (a.cycles or a.chains):
-            v.evidence.append("locks held at the time: see the deadlock section")
+        if f.cpu is not None:
+            v.evidence.append("faulted on CPU %d%s" % (f.cpu, (", thread 0x%x" % f.thread) if f.thread else ""))
+        for lock, kind, name, others, how in f.holds:
+            v.evidence.append("it holds %s 0x%x%s: %s it (%s)" % (kind, lock, (" (%s)" % name) if name else "",
+                                                                   others, how))
+        if f.holds:
+            v.what += "; the faulting code holds %s others wait for" % (
+                "a lock" if len(f.holds) == 1 else "%d locks" % len(f.holds))
     elif code == 0x162:
         v.what = "an AutoBoost-tracked lock 0x%x released by a thread that does not own it (parameter 2)" % bc.args[1]
         run = t.results.get("running")
@@ -181,15 +265,143 @@ def _verdict(t, target):
             v.what = "Driver Verifier recorded a lock-order inversion: %d participants" % len(a.verifier.participants)
             v.evidence.append("Verifier deadlock database")
             found = True
+        if not found and t.lints.findings:
+            lint = next((x for x in t.lints.findings if x.module), t.lints.findings[0])
+            v.what = "no deadlock cycle or stuck IRP, but a rule is broken: %s" % lint.summary()
+            v.driver = lint.module
+            v.function = next((x.get("frame") for x in lint.threads if x.get("frame") and "!" in x["frame"]), None)
+            v.evidence = ["lint %s: %s" % (lint.lint, e) for e in lint.evidence]
+            found = True
         if not found:
             v.what = ("no deadlock cycle, lock wait or stuck power IRP was found" if code in (None, 0xE2)
                       else "bug check 0x%x: no analysis here names a cause; the sections below show what was read"
                       % code)
+    if t.timer is not None and t.timer.notable:
+        cur = t.timer.inc.get("current")
+        v.evidence.append("timer resolution: the clock (%s) is %s than every live request (see the timer "
+                          "resolution section)" % ("%.4f ms" % (cur / 1e4) if cur else "?",
+                                                    "finer" if t.timer.explain["kind"] == "finer" else "coarser"))
     sub = ""
-    if bc is not None and code in (0x9F, 0x133, 0xC4, 0x101):
+    if bc is not None and code in (0x9F, 0x133, 0xC4):
         sub = "_%X" % bc.args[0]
     name = NAMES.get(code, "NONE" if code is None else "0x%X" % code)
     t.signature = "%s%s_%s%s" % ("0x%X" % code if code is not None else "NO_BUGCHECK", sub,
                                  v.driver or "UNKNOWN", ("!" + v.function.split("!", 1)[-1].split("+")[0])
                                  if v.function else "")
     t.name = name
+
+
+def _spin_report(a, cpu):
+    """The SpinLockReport (deadlock analysis) processor `cpu` spins on, or None."""
+    if a is None:
+        return None
+    return next((r for r in a.spin_locks if any(s.cpu.index == cpu for s in r.spinners)), None)
+
+
+def _holder_text(r):
+    if r.holder is not None:
+        cpu, th, ev = r.holder
+        return "held by CPU %s%s (recorded: %s)" % (cpu, (" thread 0x%x" % th) if th else "", ev)
+    if r.candidates:
+        return "held, by inference, by %s (%s; the lock word records no owner)" % (
+            ", ".join("CPU %d thread 0x%x" % (c, th) for c, th, _ in r.candidates),
+            ", ".join(sorted({ev for _, _, ev in r.candidates})))
+    return "its holder is not recorded and no processor could be named"
+
+
+def _lock_name(a, lock):
+    lk = a.locks.get(lock) if a is not None and lock is not None else None
+    return lk.name if lk is not None and lk.name else None
+
+
+def _clock_watchdog(t, target):
+    """0x101 CLOCK_WATCHDOG_TIMEOUT (MS docs, bug check 0x101: parameter 1 the clock interrupt
+    time-out in nominal clock ticks, 3 the PRCB of the processor that did not respond, 4 its
+    index): name that processor, what it runs, its IRQL, whether it spins and who holds the
+    lock, and blame its top driver frame."""
+    v, bc = t.verdict, t.bugcheck
+    run = t.results.get("running") or t.results.get("dpcs")
+    a = t.results.get("deadlock")
+    prcb = bc.args[2]
+    h = t.hung = HungProcessor(prcb)
+    h.activity = next((x for x in (run.cpus if run else []) if x.cpu.prcb == prcb), None)
+    if h.activity is None:
+        v.what = ("bug check 0x101: parameter 3 (0x%x) is the PRCB of no processor in KiProcessorBlock; the "
+                  "processor that took no clock interrupt cannot be named" % prcb)
+        return
+    act = h.activity
+    cpu = act.cpu.index
+    try:
+        h.irql = saved_irql(target, prcb)
+    except MemoryFault:
+        h.irql = None
+    s = act.segment
+    running = s.frames if s is not None and s.frames else act.frames
+    h.frame = first_driver_frame(running) or first_driver_frame(act.frames)
+    if s is not None and s.spin is not None:
+        h.spin = _spin_report(a, cpu)
+    what = ("the %s %s" % (s.kind, s.routine.function or s.routine.symbol) if s is not None and s.kind and s.routine
+            else "its idle loop" if act.cpu.idle and not running else
+            "thread %s%s" % (act.thread_cid or "0x%x" % act.cpu.current_thread,
+                             (" (%s)" % act.thread_process) if act.thread_process else ""))
+    v.what = "CPU %d took no clock interrupt for 0x%x ticks: it runs %s" % (cpu, bc.args[0], what)
+    if h.frame is not None:
+        v.what += " in %s (%s)" % (h.frame.module.image, h.frame.symbol)
+        v.driver = h.frame.module.image
+        v.function = h.frame.function or h.frame.symbol
+    if h.irql is not None:
+        v.what += " at IRQL %d (%s)" % (h.irql, irql_name(h.irql))
+    v.evidence = ["parameter 3: PRCB 0x%x is CPU %d's" % (prcb, cpu)]
+    if bc.args[3] not in (0, cpu):
+        v.evidence.append("parameter 4 (0x%x) names another processor index" % bc.args[3])
+    if s is not None and s.spin is not None:
+        v.what += ", spinning on a spin lock in %s" % s.spin.function
+        r = h.spin
+        if r is not None and r.address is not None:
+            name = _lock_name(a, r.address)
+            v.what += " (0x%x%s)" % (r.address, (" " + name) if name else "")
+            v.evidence.append("spin lock 0x%x%s: %s" % (r.address, (" (%s)" % name) if name else "",
+                                                         _holder_text(r)))
+        else:
+            v.evidence.append("spinning in %s; the lock was not found in its frames" % s.spin.function)
+    if h.frame is None:
+        v.evidence.append("no driver frame on CPU %d's stack" % cpu)
+
+
+def _fault(t, target):
+    """0xA / 0xD1: the processor that bug checked, its thread, and the locks that thread holds
+    that others spin or wait on (the deadlock analysis's spin-lock reports and lock graph)."""
+    bc = t.bugcheck
+    f = Fault(bc.args)
+    run = t.results.get("running")
+    a = t.results.get("deadlock")
+    here = next((x for x in (run.cpus if run else []) if x.bugchecked), None)
+    if here is None:
+        return f
+    f.cpu = here.cpu.index
+    f.thread = here.cpu.current_thread or None
+    if a is None:
+        return f
+    for r in a.spin_locks:
+        if r.address is None:
+            continue
+        spinners = [s.cpu.index for s in r.spinners if s.cpu.index != f.cpu]
+        if not spinners:
+            continue
+        others = "CPU%s %s spin%s on" % ("s" if len(spinners) > 1 else "", ", ".join(map(str, spinners)),
+                                         "" if len(spinners) > 1 else "s")
+        if r.holder is not None and r.holder[0] == f.cpu:
+            f.holds.append((r.address, r.kind, _lock_name(a, r.address), others, "recorded: %s" % r.holder[2]))
+        elif any(c == f.cpu for c, _, _ in r.candidates):
+            ev = next(e for c, _, e in r.candidates if c == f.cpu)
+            f.holds.append((r.address, r.kind, _lock_name(a, r.address), others, "inferred: %s" % ev))
+    facts = a.threads.get(f.thread) if f.thread else None
+    for lock, mode in (facts.holds if facts is not None else []):
+        lk = a.locks.get(lock)
+        if lk is None or not lk.waiters or any(h[0] == lock for h in f.holds):
+            continue
+        waiters = sorted(set(lk.waiters))
+        f.holds.append((lock, lk.kind, lk.name, "thread%s %s wait%s for" % (
+            "s" if len(waiters) > 1 else "", ", ".join("0x%x" % w for w in waiters), "" if len(waiters) > 1 else "s"),
+            "held %s" % mode))
+    return f

@@ -2,7 +2,12 @@
 applies (powerirps for 0x9F; dpcs, running and the lock analysis for 0x133/0x101; the lock
 analysis for 0x13C/0x162/0xC4; running and locks for 0xA/0xD1; deadlock and stuck IRPs for a
 hang or a manual crash), and prints a short verdict first: what happened, the driver to
-blame, the evidence, how complete the reading was, and a signature for grouping dumps.
+blame, the evidence, how complete the reading was, and a signature for grouping dumps.  For
+0x101 it names the processor parameter 3's PRCB belongs to and what it runs; for 0xA/0xD1 the
+faulting module and function, the access and IRQL, and the locks the faulting code holds that
+others wait for.  On every target it runs the lints (waits at DISPATCH_LEVEL, a driver unloaded
+while it initialises) and says when the clock's resolution is finer or coarser than every live
+request.
 
 Examples:
   pykd-ext triage --target mock_targets/power_9f4_zteusbnet.json.gz
@@ -16,6 +21,7 @@ from ..render import deadlock as render_deadlock
 from ..render import dpc as render_dpc
 from ..render import power as render_power
 from ..render import running as render_running
+from ..render.timerres import _verdict_lines as timer_lines, report_dict as timer_dict
 from .common import add_format, emit
 from .running import running_doc
 
@@ -41,10 +47,58 @@ def _sections(t, target, build):
     return out
 
 
+def _hung_doc(t, running):
+    """0x101: the hung processor as running shows it, and the spin lock it spins on."""
+    h = t.hung
+    if h is None:
+        return None
+    cpu = next((c for c in running["cpus"] if int(c["prcb"], 16) == h.prcb), None) if running else None
+    d = {"cpu": h.activity.cpu.index if h.activity is not None else None, "prcb": "0x%x" % h.prcb}
+    if cpu is not None:
+        for k in ("current_thread", "cid", "process", "idle", "irql", "activity", "routine", "driver", "spinning_in",
+                  "running_frames", "stack"):
+            d[k] = cpu[k]
+    d["module"] = h.frame.module.image if h.frame is not None else None
+    d["frame"] = h.frame.symbol if h.frame is not None else None
+    r = h.spin
+    d["spin_lock"] = None if r is None else {
+        "lock": None if r.address is None else "0x%x" % r.address, "lock_kind": r.kind,
+        "holder": None if r.holder is None else {"cpu": r.holder[0],
+                                                 "thread": None if r.holder[1] is None else "0x%x" % r.holder[1],
+                                                 "evidence": r.holder[2], "recorded": True},
+        "holder_candidates": [{"cpu": c, "thread": "0x%x" % th, "evidence": ev, "recorded": False}
+                              for c, th, ev in r.candidates]}
+    return d
+
+
+def _fault_doc(t):
+    f = t.fault
+    if f is None:
+        return None
+    return {"address": "0x%x" % f.address, "irql": f.irql, "access": f.access, "ip": "0x%x" % f.ip,
+            "module": t.verdict.driver, "function": t.verdict.function, "cpu": f.cpu,
+            "thread": None if f.thread is None else "0x%x" % f.thread,
+            "holds": [{"lock": "0x%x" % lock, "lock_kind": kind, "lock_name": name, "waiters": others,
+                       "evidence": how} for lock, kind, name, others, how in f.holds]}
+
+
+def _timer_doc(t, target, build):
+    tr = t.timer
+    if tr is None or not tr.notable:
+        return None
+    d = timer_dict(tr.reqs, tr.complete, tr.inc, tr.diagnostics, target.name, build, tr.kernel, tr.explain, tr.count)
+    return {"kind": tr.explain["kind"], "current_ticks": tr.inc.get("current"),
+            "expected_ticks": tr.explain["expected"], "says": [line for _, line in timer_lines(d)]}
+
+
 def report(t, target):
     build = target.layouts().build
     v = t.verdict
     bc = t.bugcheck
+    sections = _sections(t, target, build)
+    running = sections.get("running")
+    if t.hung is not None and running is None:
+        running = running_doc(target, t.results.get("dpcs"))
     return {
         "target": target.name, "build": build,
         "verdict": {"what": v.what, "driver": v.driver, "function": v.function, "evidence": v.evidence,
@@ -53,7 +107,11 @@ def report(t, target):
         "bugcheck": None if bc is None else {"code": "0x%x" % bc.code, "name": t.name,
                                              "args": ["0x%x" % x for x in bc.args]},
         "route": list(t.route),
-        "sections": _sections(t, target, build),
+        "hung_processor": _hung_doc(t, running),
+        "fault": _fault_doc(t),
+        "lints": [f.as_dict() for f in t.lints.findings] if t.lints is not None else [],
+        "timer_resolution": _timer_doc(t, target, build),
+        "sections": sections,
     }
 
 
@@ -76,6 +134,20 @@ def run(args, target, out):
         w("  reading: %s%s" % (v["reading"], (" (%s)" % "; ".join(v["why_partial"])) if v["why_partial"] else ""))
         w("  signature: %s" % d["signature"])
         w()
+        if d["lints"]:
+            w(style("head", "== lints =="))
+            for x in d["lints"]:
+                w(style("bad", "%s" % x["lint"]) + " in %s" % (style("drv", x["module"]) if x["module"] else "?"))
+                for e in x["evidence"]:
+                    w("  %s" % e)
+                w("  why: %s" % x["why"])
+                w("  read: %s" % x["read"])
+            w()
+        if d["timer_resolution"]:
+            w(style("head", "== timer resolution =="))
+            for line in d["timer_resolution"]["says"]:
+                w(line)
+            w()
         for name in d["route"]:
             r = t.results[name]
             w(style("head", "== %s ==" % name))

@@ -826,6 +826,146 @@ def corrupt_dpc_lists():
     return b
 
 
+def lint_unload_during_init(build=WIN10):
+    """Seed 002: IsoFlt's entry point still runs on a System worker (nt!IopLoadDriver called
+    its DriverInit, IsoFlt!GsDriverEntry, which called DriverEntry, which is creating the
+    threads of its work queues) while sc.exe's NtUnloadDriver runs IsoFlt's unload routine
+    (IsoFlt!IsoUnload, the DriverUnload DriverEntry had already stored) on another: the unload
+    waits for the read queue to stop, an event no queue thread exists yet to set.  Both keep
+    the driver object in a local of the kernel routine that called the driver."""
+    b = ScenarioBuilder(build, comment="seed 002: a driver's unload runs while its DriverEntry still runs (%s)" % build)
+    system = b.process("System", 4)
+    _background(b, system)
+    sc = b.process("sc.exe", 0x1d4c)
+    b.module("IsoFlt", "IsoFlt.sys", size=0x40000)
+    drv = b.load_driver_object("\\FileSystem\\IsoFlt", "IsoFlt", "IsoFlt!GsDriverEntry")
+    b.driver_entry_sets(drv, unload="IsoFlt!IsoUnload", major={0x0: "IsoFlt!IsoCreate", 0x2: "IsoFlt!IsoClose",
+                                                               0xe: "IsoFlt!IsoDeviceControl"})
+    init = b.thread(system, 0x44, "nt!ExpWorkerThread", state="Running",
+                    frames=["nt!ObLogSecurityDescriptor+0x50", "nt!SeDefaultObjectMethod+0x57",
+                            "nt!ObpAssignSecurity+0xc7", "nt!ObInsertObjectEx+0x1e2", "nt!PspInsertThread+0x2f3",
+                            "nt!PspCreateThread+0x246", "nt!PsCreateSystemThread+0x125",
+                            "IsoFlt!SetupReadWorkQueue+0xe2", "IsoFlt!SetupWorkerQueues+0x22c",
+                            "IsoFlt!DriverEntry+0x72", "IsoFlt!GsDriverEntry+0x20", "nt!IopLoadDriver+0xa07",
+                            "nt!IopLoadUnloadDriver+0x55"] + WORKER)
+    b.processor(1, current_thread=init)
+    b.stack_word(init, "nt!IopLoadDriver", 0x30, drv)
+    stopped = b.event(notification=True, address=b.global_("IsoFlt!gReadQueueStopped", b.size("_KEVENT")))
+    unload = b.thread(sc, 0x1d50, "ntdll!RtlUserThreadStart", wait_reason="Executive", waited_ticks=0x300,
+                      frames=WAIT_TOP + ["IsoFlt!StopWorkerQueues+0x5c", "IsoFlt!IsoUnload+0xd3",
+                                         "nt!IopUnloadDriver+0x29a", "nt!NtUnloadDriver+0x11",
+                                         "nt!KiSystemServiceCopyEnd+0x13"])
+    b.wait_on(unload, [stopped], "Executive")
+    b.stack_word(unload, "nt!IopUnloadDriver", 0x30, drv)
+    return b
+
+
+def lint_wait_at_dispatch(build=WIN10):
+    """Seed 004's second error: AcmeUsb's EvtIoRead runs at DISPATCH_LEVEL (its queue's
+    synchronisation scope holds a spin lock) and sends a request synchronously, so KMDF waits
+    for it with KeWaitForSingleObject: the thread is Waiting, WaitIrql 2.  Decoys: a worker
+    waiting at APC_LEVEL (inside a guarded region's fast mutex: legal) and the usual workers
+    at PASSIVE_LEVEL.  Nothing else holds anything: no cycle, no chain."""
+    b = ScenarioBuilder(build, comment="seed 004: a KMDF driver waits at DISPATCH_LEVEL (%s)" % build)
+    system = b.process("System", 4)
+    _background(b, system)
+    svc = b.process("AcmeSvc.exe", 0x9c4)
+    b.module("Wdf01000", "Wdf01000.sys", size=0xd0000)
+    b.module("AcmeUsb", "AcmeUsb.sys", size=0x20000)
+    b.module("AcmeAux", "AcmeAux.sys", size=0x10000)
+    done = b.event(notification=False)
+    reader = b.thread(svc, 0xa10, "ntdll!RtlUserThreadStart", wait_reason="Executive", waited_ticks=0x2000,
+                      frames=WAIT_TOP + ["Wdf01000!FxCREvent::EnterCRAndWaitAndLeave+0x26",
+                                         "Wdf01000!FxRequestBase::Send+0x1c3", "Wdf01000!imp_WdfRequestSend+0x2b0",
+                                         "AcmeUsb!EvtIoRead+0x5c", "Wdf01000!FxIoQueueIoRead::Invoke+0x42",
+                                         "Wdf01000!FxIoQueue::DispatchRequestToDriver+0x1ad",
+                                         "Wdf01000!FxIoQueue::DispatchEvents+0x4f2",
+                                         "Wdf01000!FxPkgIo::DispatchStep1+0x53d", "nt!IofCallDriver+0x55",
+                                         "nt!IopSynchronousServiceTail+0x1a8", "nt!NtReadFile+0x59d",
+                                         "nt!KiSystemServiceCopyEnd+0x25"])
+    b.wait_on(reader, [done], "Executive", irql=2)
+    aux = b.thread(system, 0x2a0, "AcmeAux!ConfigWorker", wait_reason="Executive", waited_ticks=0x90,
+                   frames=WAIT_TOP + ["AcmeAux!ReadConfig+0x31", "AcmeAux!ConfigWorker+0x18"] + SYSTEM_START)
+    b.wait_on(aux, [b.event(notification=True)], "Executive", irql=1)
+    return b
+
+
+CLOCK_101 = ["nt!KeBugCheckEx", "nt!KeAccumulateTicks+0x1c8b0", "nt!KeClockInterruptNotify+0x98f",
+             "hal!HalpTimerClockInterrupt+0xf7", "nt!KiCallInterruptServiceRoutine+0xa5",
+             "nt!KiInterruptSubDispatchNoLockNoEtw+0xfa", "nt!KiInterruptDispatchNoLockNoEtw+0x37"]
+
+
+def bugcheck_101_hung_cpu(build=WIN10):
+    """Bug check 0x101 on Windows 10: CPU 2 took no clock interrupt for 0x18 ticks (arg1; arg3
+    its PRCB, arg4 its index).  CPU 2's idle thread runs NicDrv's transmit-completion DPC, which
+    turned interrupts off to touch its ring and spins in KxWaitForSpinLockAndAcquire for
+    NicDrv's adapter lock; CPU 3 runs NicDrv's reset worker, which took that lock and polls a
+    controller that does not answer.  CPU 0 took the clock interrupt and bug checked from its
+    idle loop; CPU 1 runs an explorer thread at PASSIVE_LEVEL."""
+    b = ScenarioBuilder(build, comment="0x101: NicDrv's DPC spins with interrupts off for a lock its reset worker "
+                                       "holds (%s)" % build)
+    system = b.process("System", 4)
+    _background(b, system)
+    idle = b.process("Idle", 0, listed=False)
+    explorer = b.process("explorer.exe", 0xf3c)
+    b.module("NicDrv", "NicDrv.sys", size=0x50000)
+    lock = b.spin_lock(name="NicDrv!gAdapterLock")
+    cpu0 = b.thread(idle, 0, "nt!KiIdleLoop", state="Running", frames=CLOCK_101 + ["nt!KiIdleLoop+0x9e"])
+    b.set_current(0, cpu0, idle_thread=cpu0)
+    shell = b.thread(explorer, 0x1b20, "ntdll!RtlUserThreadStart", state="Running",
+                     frames=["win32kfull!xxxInternalDoPaint+0x82", "win32kfull!NtUserCallNoParam+0x70"])
+    b.processor(1, current_thread=shell, idle_thread=_idle_thread(b, idle))
+    dpc = b.thread(idle, 0, "nt!KiIdleLoop", state="Running",
+                   frames=["nt!KxWaitForSpinLockAndAcquire+0x2c", "nt!KeAcquireSpinLockAtDpcLevel+0x5c",
+                           "NicDrv!TxReapRing+0x3a", "NicDrv!TxCompleteDpc+0x66", "nt!KiExecuteAllDpcs+0x2e7",
+                           "nt!KiRetireDpcList+0x1f4", "nt!KiIdleLoop+0x9e"])
+    hung = b.processor(2, current_thread=dpc, idle_thread=dpc)
+    reset = b.thread(system, 0x320, "NicDrv!ResetWorker", state="Running",
+                     frames=["nt!KeStallExecutionProcessor+0x9d", "NicDrv!WaitPhyReady+0x52",
+                             "NicDrv!ResetController+0x1c0", "NicDrv!ResetWorker+0x4b"] + SYSTEM_START)
+    b.processor(3, current_thread=reset, idle_thread=_idle_thread(b, idle))
+    b.hold_spin_lock(lock, reset)
+    b.stack_word(reset, "NicDrv!ResetController", 0x28, lock)     # a local keeps &gAdapterLock
+    b.spin_on_spin_lock(dpc, lock)
+    b.queue_dpc(2, "NicDrv!TxCompleteDpc")
+    b.running_dpc(2, "NicDrv!TxCompleteDpc")
+    for cpu in (0, 2, 3):
+        b.set_irql(cpu, 2)
+    b.bugcheck(0x101, 0x18, 0, hung, 2)
+    return b
+
+
+def bugcheck_d1_lock_holder(build=WIN10):
+    """Bug check 0xD1 on Windows 10: AcmeNet's receive DPC on CPU 1 took its receive-queue lock
+    (an in-stack queued spin lock, the handle in ReceiveIndicate's frame), then ParsePacket
+    read a pageable buffer at DISPATCH_LEVEL: arg1 the address, arg2 2, arg3 0 (read), arg4
+    AcmeNet!ParsePacket+0x4a.  CPU 2's send worker spins in the lock's queue behind it.
+    CPU 3 is idle."""
+    b = ScenarioBuilder(build, comment="0xD1: AcmeNet faults at DISPATCH_LEVEL holding a queued spin lock (%s)" % build)
+    system = b.process("System", 4)
+    _background(b, system)
+    idle = b.process("Idle", 0, listed=False)
+    b.module("AcmeNet", "AcmeNet.sys", size=0x40000)
+    rxlock = b.spin_lock(name="AcmeNet!gRxQueueLock")
+    fault = b.thread(idle, 0, "nt!KiIdleLoop", state="Running",
+                     frames=["nt!KeBugCheckEx", "nt!KiBugCheckDispatch+0x69", "nt!KiPageFault+0x469",
+                             "AcmeNet!ParsePacket+0x4a", "AcmeNet!ReceiveIndicate+0x9c", "AcmeNet!RxDpc+0x31",
+                             "nt!KiExecuteAllDpcs+0x2e7", "nt!KiRetireDpcList+0x1f4", "nt!KiIdleLoop+0x9e"])
+    b.processor(1, current_thread=fault, idle_thread=fault)
+    send = b.thread(system, 0x2f0, "AcmeNet!SendWorker", state="Running",
+                    frames=QUEUED_SPIN + ["AcmeNet!SendQueued+0x3b", "AcmeNet!SendWorker+0x2c"] + SYSTEM_START)
+    b.processor(2, current_thread=send, idle_thread=_idle_thread(b, idle))
+    _idle_cpu(b, idle, 3)
+    b.acquire_in_stack_queued_spin_lock(fault, rxlock, frame="AcmeNet!ReceiveIndicate", irql=2)
+    b.acquire_in_stack_queued_spin_lock(send, rxlock)
+    b.set_irql(1, 2)
+    b.set_irql(2, 2)
+    b.queue_dpc(1, "AcmeNet!RxDpc")
+    b.running_dpc(1, "AcmeNet!RxDpc")
+    b.bugcheck(0xD1, 0xffffb20c4a1f3010, 2, 0, b.code("AcmeNet!ParsePacket+0x4a"))
+    return b
+
+
 SHIPPED = {
     "eresource_deadlock": lambda: eresource_deadlock(WIN81),
     "eresource_deadlock_win7": lambda: eresource_deadlock(WIN7),
@@ -861,6 +1001,12 @@ SHIPPED = {
     "timerres_win81": timerres_win81,
     "timerres_win10": timerres_win10,
     "corrupt_dpc_lists": corrupt_dpc_lists,
+    "lint_unload_during_init": lambda: lint_unload_during_init(WIN10),
+    "lint_unload_during_init_win7": lambda: lint_unload_during_init(WIN7),
+    "lint_wait_at_dispatch": lambda: lint_wait_at_dispatch(WIN10),
+    "lint_wait_at_dispatch_win11": lambda: lint_wait_at_dispatch(WIN11),
+    "bugcheck_101_hung_cpu": lambda: bugcheck_101_hung_cpu(WIN10),
+    "bugcheck_d1_lock_holder": lambda: bugcheck_d1_lock_holder(WIN10),
 }
 
 

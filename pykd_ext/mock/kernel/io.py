@@ -39,6 +39,41 @@ class IoMixin(object):
             self.put("_DRIVER_OBJECT", a, DriverStart=m.base, DriverSize=m.size)
         return a
 
+    def load_driver_object(self, name, module, entry):
+        """The driver object the I/O manager makes before it calls a driver's entry point
+        (ReactOS ntoskrnl/io/iomgr/driver.c IopInitializeDriverModule and IoCreateDriver; WRK
+        io/iomgr/internal.c IopLoadDriver): one object of sizeof(DRIVER_OBJECT) plus the driver
+        extension, zeroed; Type IO_TYPE_DRIVER, Size; DriverExtension = (PDRIVER_EXTENSION)
+        (DriverObject + 1) and its DriverObject back pointer; DriverInit = the image's entry
+        point `entry` (module!Func); every MajorFunction[] = nt!IopInvalidDeviceRequest;
+        DriverName, DriverStart / DriverSize = the image's.  The driver's own entry point then
+        fills in the rest (driver_entry_sets)."""
+        size = self.size("_DRIVER_OBJECT")
+        a = self.alloc(size + self.size("_DRIVER_EXTENSION"))
+        ext = a + size
+        self.put("_DRIVER_OBJECT", a, Type=4, Size=size, DriverExtension=ext, DriverInit=self.code(entry))
+        self.put("_DRIVER_EXTENSION", ext, DriverObject=a)
+        invalid = self.code("nt!IopInvalidDeviceRequest")
+        major = self.layouts.layout("_DRIVER_OBJECT").field("MajorFunction")
+        for i in range(major.size // 8):
+            self.u64(a + major.offset + 8 * i, invalid)
+        self.unicode_string(a + self.off("_DRIVER_OBJECT", "DriverName"), name)
+        m = self.modules[module]
+        self.put("_DRIVER_OBJECT", a, DriverStart=m.base, DriverSize=m.size)
+        return a
+
+    def driver_entry_sets(self, driver, unload=None, add_device=None, major=None):
+        """What a DriverEntry writes into its driver object (MS docs, "DriverEntry's Required
+        Responsibilities"; wdm.h DRIVER_OBJECT): DriverUnload, DriverExtension->AddDevice, and
+        MajorFunction[n] for the IRPs it handles (`major`: {IRP_MJ_ number: module!Func})."""
+        if unload is not None:
+            self.put("_DRIVER_OBJECT", driver, DriverUnload=self.code(unload))
+        if add_device is not None:
+            ext = self._u64(driver + self.off("_DRIVER_OBJECT", "DriverExtension"))
+            self.put("_DRIVER_EXTENSION", ext, AddDevice=self.code(add_device))
+        for n, routine in sorted((major or {}).items()):
+            self.u64(driver + self.off("_DRIVER_OBJECT", "MajorFunction") + 8 * n, self.code(routine))
+
     def device_object(self, driver, extension_size=0, name=None, address=None):
         """A DEVICE_OBJECT of `driver` with its extension right behind it, as IoCreateDevice
         lays them out; returns (device, extension).  A named device also gets its object

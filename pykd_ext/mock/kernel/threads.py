@@ -97,7 +97,7 @@ class ThreadsMixin(object):
         or argument home slot)."""
         self.u64(self.frame_sp(thread, function) + offset, value)
 
-    def wait_on(self, thread, objects, wait_reason=None, wait_type="any", timeout=False):
+    def wait_on(self, thread, objects, wait_reason=None, wait_type="any", timeout=False, irql=0):
         """KeWaitForSingleObject / KeWaitForMultipleObjects (WRK base/ntos/ke/waitsup.c and
         wait.c; ReactOS ntoskrnl/ke/wait.c, include/internal/ke_x.h KxSingleThreadWait /
         KxMultiThreadWait): one wait block per object — Thread, Object, WaitKey = its index,
@@ -110,7 +110,15 @@ class ThreadsMixin(object):
         Windows 7 links the blocks in a ring through NextWaitBlock, and a wait with a time-out
         puts the thread's timer block (WaitBlock[TIMER_WAIT_BLOCK = 3], Object = &KTHREAD.Timer,
         WaitKey STATUS_TIMEOUT) in the ring; Windows 8 and later keep WaitBlockCount blocks in
-        the array and the timer apart."""
+        the array and the timer apart.
+
+        `irql`: the caller's IRQL, which the wait records in KTHREAD.WaitIrql before it raises
+        to SYNCH_LEVEL (ReactOS ntoskrnl/ke/wait.c KeWaitForSingleObject and
+        KeWaitForMultipleObjects: `Thread->WaitIrql = KiAcquireDispatcherLock()`, which returns
+        the IRQL it raised from; WRK base/ntos/ke/wait.c: `Thread->WaitIrql =
+        KeRaiseIrqlToSynchLevel()`).  Only a wait with a zero time-out may be made at
+        DISPATCH_LEVEL, and that one never leaves the thread Waiting (MS docs,
+        KeWaitForSingleObject remarks)."""
         kt = "_KTHREAD"
         wbsize = self.size("_KWAIT_BLOCK")
         wb0 = thread + self.off(kt, "WaitBlock") if len(objects) <= 3 else self.alloc(wbsize * len(objects))
@@ -135,7 +143,7 @@ class ThreadsMixin(object):
             if active:
                 fields["BlockState"] = self.enum("_KWAIT_BLOCK_STATE", "WaitBlockActive")
             self.put("_KWAIT_BLOCK", timer_block, **fields)
-        self.put(kt, thread, WaitBlockList=wb0, State=self.enum("_KTHREAD_STATE", "Waiting"))
+        self.put(kt, thread, WaitBlockList=wb0, State=self.enum("_KTHREAD_STATE", "Waiting"), WaitIrql=irql)
         if self.has(kt, "WaitBlockCount"):
             self.put(kt, thread, WaitBlockCount=len(objects))
         if wait_reason:
@@ -148,7 +156,7 @@ class ThreadsMixin(object):
         if self._u64(head):
             self.list_insert_tail(head, wb + self.off("_KWAIT_BLOCK", "WaitListEntry"))
 
-    def sleep(self, thread):
+    def sleep(self, thread, irql=0):
         """KeDelayExecutionThread: a wait on nothing but the thread's own timer (KTHREAD.Timer),
         wait reason DelayExecution.
 
@@ -156,7 +164,8 @@ class ThreadsMixin(object):
         wait block WaitBlock[TIMER_WAIT_BLOCK = 3], a ring of one whose Object is &Thread->Timer.
         Windows 8 and later (decompiled Win10/11 KeDelayExecutionThread): WaitBlock[0] with
         Object = (PVOID)-1 and BlockState WaitBlockInactive, WaitBlockCount = 1 — the block
-        names nothing the thread waits for; the timer is armed apart."""
+        names nothing the thread waits for; the timer is armed apart.  WaitIrql = the caller's
+        `irql`, as for wait_on (ReactOS ke/wait.c KeDelayExecutionThread)."""
         kt = "_KTHREAD"
         timer = thread + self.off(kt, "Timer")
         self.put("_KTIMER", timer, Header__Type=self.enum("_KOBJECTS", "TimerNotificationObject"))
@@ -172,7 +181,7 @@ class ThreadsMixin(object):
             self.put("_KWAIT_BLOCK", wb0, Thread=thread, Object=0xffffffffffffffff, WaitType=1,
                      BlockState=self.enum("_KWAIT_BLOCK_STATE", "WaitBlockInactive"))
             self.put(kt, thread, WaitBlockList=wb0, WaitBlockCount=1)
-        self.put(kt, thread, State=self.enum("_KTHREAD_STATE", "Waiting"),
+        self.put(kt, thread, State=self.enum("_KTHREAD_STATE", "Waiting"), WaitIrql=irql,
                  WaitReason=self.enum("_KWAIT_REASON", "DelayExecution"))
 
     # -- dispatcher objects ---------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""triage's routes for 0x101 CLOCK_WATCHDOG_TIMEOUT (parameter 3: the PRCB of the processor that
+took no clock interrupt) and 0xA / 0xD1 (parameters: address, IRQL, access, faulting
+instruction), and its timer-resolution section (issue 16, points 1 and 7)."""
+import json
+
+import pytest
+
+from conftest import WIN10, cached, mock, run_cli
+from pykd_ext.analysis.triage import triage
+from pykd_ext.commands.triage import report
+from pykd_ext.mock import scenarios
+from pykd_ext.target.mock import MockTarget
+
+
+def doc(name):
+    code, out, err = run_cli("triage", "--target", mock(name), "--format", "json")
+    assert code == 0 and err == ""
+    return json.loads(out)
+
+
+def built_doc(b):
+    t = cached(b)
+    return report(triage(t), t)
+
+
+# -- 0x101 ----------------------------------------------------------------------------------------
+
+def test_0x101_names_the_processor_of_parameter_3_and_blames_its_driver():
+    d = doc("bugcheck_101_hung_cpu")
+    prcb = d["bugcheck"]["args"][2]
+    running = json.loads(run_cli("running", "--target", mock("bugcheck_101_hung_cpu"), "--format", "json")[1])
+    cpu = next(c for c in running["cpus"] if c["prcb"] == prcb)
+    h = d["hung_processor"]
+    assert h["cpu"] == cpu["cpu"] == 2 and h["prcb"] == prcb
+    assert h["irql"] == 2 and h["spinning_in"] == "nt!KxWaitForSpinLockAndAcquire"
+    assert h["routine"] == "NicDrv!TxCompleteDpc" and h["frame"] == "NicDrv!TxReapRing+0x3a"
+    t = MockTarget.load(mock("bugcheck_101_hung_cpu"))
+    lock = h["spin_lock"]
+    assert lock["lock"] == "0x%x" % t.symbol("NicDrv!gAdapterLock")
+    # a plain spin lock records no owner: CPU 3 (NicDrv at DISPATCH_LEVEL) is only a candidate
+    assert lock["holder"] is None and [c["cpu"] for c in lock["holder_candidates"]] == [3]
+    v = d["verdict"]
+    assert v["driver"] == "NicDrv.sys" and v["function"] == "NicDrv!TxReapRing"
+    assert d["signature"] == "0x101_NicDrv.sys!TxReapRing"
+    assert v["what"].startswith("CPU 2 took no clock interrupt for 0x18 ticks")
+    assert any("CPU 3" in e for e in v["evidence"])
+
+
+def test_0x101_follows_parameter_3_not_parameter_4():
+    # the same machine with parameter 3 naming CPU 3's PRCB (and parameter 4 left 0, as older
+    # documentation has it): CPU 3, running the reset worker, is named and blamed
+    b = scenarios.bugcheck_101_hung_cpu()
+    b.bugcheck(0x101, 0x18, 0, b._prcb(3), 0)
+    d = built_doc(b)
+    assert d["hung_processor"]["cpu"] == 3 and d["hung_processor"]["spin_lock"] is None
+    assert d["verdict"]["function"] == "NicDrv!WaitPhyReady" and d["signature"] == "0x101_NicDrv.sys!WaitPhyReady"
+
+
+def test_0x101_with_a_prcb_of_no_processor_says_so():
+    b = scenarios.bugcheck_101_hung_cpu()
+    b.bugcheck(0x101, 0x18, 0, 0xfffff80012345000, 0)
+    d = built_doc(b)
+    assert d["hung_processor"]["cpu"] is None and d["verdict"]["driver"] is None
+    assert "PRCB of no processor" in d["verdict"]["what"]
+
+
+# -- 0xA / 0xD1 -----------------------------------------------------------------------------------
+
+def test_0xd1_names_the_faulting_function_the_access_and_the_lock_it_holds():
+    d = doc("bugcheck_d1_lock_holder")
+    t = MockTarget.load(mock("bugcheck_d1_lock_holder"))
+    f = d["fault"]
+    assert f["module"] == "AcmeNet.sys" and f["function"] == "AcmeNet!ParsePacket+0x4a"
+    assert f["ip"] == "0x%x" % (t.symbol("AcmeNet!ParsePacket") + 0x4a)
+    assert f["access"] == "read" and f["irql"] == 2 and f["cpu"] == 1
+    assert [h["lock"] for h in f["holds"]] == ["0x%x" % t.symbol("AcmeNet!gRxQueueLock")]
+    assert f["holds"][0]["evidence"] == "recorded: queue-head" and "CPU 2" in f["holds"][0]["waiters"]
+    v = d["verdict"]
+    assert v["driver"] == "AcmeNet.sys" and d["signature"] == "0xD1_AcmeNet.sys!ParsePacket"
+    assert "read of 0xffffb20c4a1f3010 at IRQL 2 (DISPATCH_LEVEL)" in v["what"]
+    assert "holds a lock others wait for" in v["what"]
+
+
+@pytest.mark.parametrize("code", [0xA, 0xD1])
+@pytest.mark.parametrize("arg3, access", [(0, "read"), (1, "write"), (8, "execute")])
+def test_parameter_3_is_the_access(code, arg3, access):
+    b = scenarios.bugcheck_d1_lock_holder()
+    b.bugcheck(code, 0xffffb20c4a1f3010, 2, arg3, b.code("AcmeNet!ParsePacket+0x4a"))
+    d = built_doc(b)
+    assert d["fault"]["access"] == access and access in d["verdict"]["what"]
+
+
+def test_a_fault_that_holds_nothing_says_nothing_of_locks():
+    # CPU 2's spinner gone: the queued lock still held by the faulting DPC, but nobody waits
+    b = scenarios.bugcheck_d1_lock_holder(WIN10)
+    b.set_current(2, b.thread_started_at("nt!KiIdleLoop"))
+    d = built_doc(b)
+    assert d["fault"]["holds"] == [] and "others wait for" not in d["verdict"]["what"]
+
+
+# -- timer resolution ------------------------------------------------------------------------------
+
+def _clock(current, requested):
+    b = scenarios.ScenarioBuilder(WIN10)
+    system = b.process("System", 4)
+    scenarios._background(b, system)
+    player = b.process("player.exe", 0x1a0)
+    b.set_timer_resolution(player, requested)
+    b.time_increment(current)
+    return b
+
+
+@pytest.mark.parametrize("current, requested, kind", [(5000, 10000, "finer"), (15625, 10000, "coarser")])
+def test_a_clock_finer_or_coarser_than_every_request_is_said(current, requested, kind):
+    d = built_doc(_clock(current, requested))
+    assert d["timer_resolution"]["kind"] == kind and d["timer_resolution"]["current_ticks"] == current
+    assert any(kind in e and "timer resolution" in e for e in d["verdict"]["evidence"])
+    # a hang's verdict does not change for it
+    assert d["verdict"]["what"].startswith("no deadlock cycle") and d["verdict"]["driver"] is None
+
+
+def test_a_clock_set_by_its_requester_is_not_a_section():
+    assert doc("timerres_win10")["timer_resolution"] is None
