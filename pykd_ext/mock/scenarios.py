@@ -929,9 +929,10 @@ def bugcheck_101_hung_cpu(build=WIN10):
     b.spin_on_spin_lock(dpc, lock)
     b.queue_dpc(2, "NicDrv!TxCompleteDpc")
     b.running_dpc(2, "NicDrv!TxCompleteDpc")
-    for cpu in (0, 2, 3):
+    for cpu in (2, 3):
         b.set_irql(cpu, 2)
-    b.bugcheck(0x101, 0x18, 0, hung, 2)
+    # CPU 0 bug checks from its clock interrupt (KeAccumulateTicks on its stack): CLOCK_LEVEL saved
+    b.bugcheck(0x101, 0x18, 0, hung, 2, cpu=0, irql=CLOCK_LEVEL)
     return b
 
 

@@ -2,6 +2,8 @@
 from .memory import STACK_SIZE, ThreadInfo
 
 
+APC_LEVEL = 1          # wdm.h
+
 class ThreadsMixin(object):
     # -- processes and threads ----------------------------------------------------------------
 
@@ -225,9 +227,13 @@ class ThreadsMixin(object):
         self.event(notification=False, address=a + self.off("_FAST_MUTEX", "Event"))
         return a
 
-    def wait_fast_mutex(self, thread, fm):
+    def wait_fast_mutex(self, thread, fm, irql=APC_LEVEL):
+        """ExAcquireFastMutex finding the mutex owned (ReactOS ntoskrnl/include/internal/ex.h
+        _ExAcquireFastMutex): it raises to APC_LEVEL first, counts the contention and waits on
+        the mutex's event -- so the wait records WaitIrql APC_LEVEL.  ExAcquireFastMutexUnsafe
+        does not raise (`irql=` the caller's, PASSIVE_LEVEL inside a critical region)."""
         self.put("_FAST_MUTEX", fm, Contention=1)
-        self.wait_on(thread, [fm + self.off("_FAST_MUTEX", "Event")], "WrFastMutex")
+        self.wait_on(thread, [fm + self.off("_FAST_MUTEX", "Event")], "WrFastMutex", irql=irql)
 
 
     # -- rundown protection ------------------------------------------------------------------
