@@ -98,6 +98,10 @@ EXPECTED = {
     "hang_no_cycle": (
         [], [("0xfffffa8000c11770", "waiting (Executive) on NotificationEvent 0xfffffa8000c11750 for 0:00:03:00.000",
               ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c132b0"])], []),
+    # the same hang, taken as a live dump (0x1CC): the same memory, the same answer
+    "livedump_1cc_eresource": (
+        [], [("0xfffffa8000c11770", "waiting (Executive) on NotificationEvent 0xfffffa8000c11750 for 0:00:03:00.000",
+              ["0xfffffa8000c12060", "0xfffffa8000c12950", "0xfffffa8000c132b0"])], []),
     "corrupt_thread_list_loop": (
         [([MOVE, DELE], ["0xfffffa8000c0b348", "0xfffffa8000c0b2e0"], ["wait-block", "wait-block"])], [], ["loop"]),
     "corrupt_waitblock_unreadable": (

@@ -21,6 +21,7 @@ def doc(name):
     ("dpc_133_athwbx", ["dpcs", "running", "deadlock"], "athwbx.sys", "0x133_0_athwbx.sys!ndisInterruptDpc"),
     ("eresource_deadlock", ["deadlock", "powerirps"], "TestDriver.sys", "NO_BUGCHECK_TestDriver.sys!FileMoveThread"),
     ("hang_no_cycle", ["deadlock", "powerirps"], "SlowFlt.sys", "NO_BUGCHECK_SlowFlt.sys!WaitForService"),
+    ("livedump_1cc_eresource", ["deadlock", "powerirps"], "SlowFlt.sys", "0x1CC_SlowFlt.sys!WaitForService"),
     ("pushlock_recursive", ["deadlock", "powerirps"], "FsFilter.sys", "NO_BUGCHECK_FsFilter.sys!LookupStream"),
     ("spinlock_queued_abba", ["deadlock", "powerirps"], "NetFlt.sys", "NO_BUGCHECK_NetFlt.sys!FilterSendLocked"),
     ("bugcheck_101_hung_cpu", ["dpcs", "running", "deadlock"], "NicDrv.sys", "0x101_NicDrv.sys!TxReapRing"),

@@ -34,13 +34,21 @@ from ..analysis.waitgraph import analyze as analyze_waits
 from ..errors import MemoryFault
 from ..kernel.diag import Diagnostics
 from ..kernel.spinlocks import saved_irql
-from ..kernel.stacks import first_driver_frame
+from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..kernel.timers import explain, increments, kernel_request, process_request_count, requests
 
 NAMES = {0x9F: "DRIVER_POWER_STATE_FAILURE", 0x133: "DPC_WATCHDOG_VIOLATION", 0x101: "CLOCK_WATCHDOG_TIMEOUT",
          0x13C: "INVALID_IO_BOOST_STATE", 0x162: "KERNEL_AUTO_BOOST_INVALID_LOCK_RELEASE",
          0xA: "IRQL_NOT_LESS_OR_EQUAL", 0xD1: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
-         0xC4: "DRIVER_VERIFIER_DETECTED_VIOLATION", 0xE2: "MANUALLY_INITIATED_CRASH"}
+         0xC4: "DRIVER_VERIFIER_DETECTED_VIOLATION", 0xE2: "MANUALLY_INITIATED_CRASH",
+         0x1CC: "EXRESOURCE_TIMEOUT_LIVEDUMP", 0x1A3: "CALL_HAS_NOT_RETURNED_WATCHDOG_TIMEOUT_LIVEDUMP",
+         0x1D4: "UCMUCSI_LIVEDUMP", 0x15C: "PDC_WATCHDOG_TIMEOUT_LIVEDUMP",
+         0x166: "CLUSTER_RESOURCE_CALL_TIMEOUT_LIVEDUMP", 0x198: "UFX_LIVEDUMP"}
+
+#: Codes Microsoft lists as live dumps ("can never be used for a real bug check; it is used to
+#: identify live dumps"): the system kept running while its memory was captured, so a list can be
+#: caught mid-change -- the verdict says so.  Each is read as a hang.
+LIVE_DUMPS = frozenset((0x1CC, 0x1A3, 0x1D4, 0x15C, 0x166, 0x198))
 
 ROUTES = {0x9F: ("powerirps",), 0x133: ("dpcs", "running", "deadlock"), 0x101: ("dpcs", "running", "deadlock"),
           0x13C: ("deadlock",), 0x162: ("deadlock", "running"), 0xA: ("running", "deadlock"),
@@ -272,10 +280,22 @@ def _verdict(t, target):
             v.function = next((x.get("frame") for x in lint.threads if x.get("frame") and "!" in x["frame"]), None)
             v.evidence = ["lint %s: %s" % (lint.lint, e) for e in lint.evidence]
             found = True
+        if code == 0x1CC and a is not None:
+            found = _resource_timeout(v, a, bc) or found
+        elif code == 0x1A3 and a is not None:
+            found = _call_not_returned(v, a, bc, target) or found
+        elif code == 0x1D4:
+            v.evidence.append("UcmUcsiCx.sys (the USB Type-C UCSI class extension): a UCSI command 0x%x %s; "
+                              "dt UcmUcsiCx!UCMUCSICX_TRIAGE 0x%x" % (
+                                  bc.args[1], "timed out: the firmware did not answer" if bc.args[0] == 0 else
+                                  "failed: the client driver or the firmware returned an error", bc.args[2]))
         if not found:
             v.what = ("no deadlock cycle, lock wait or stuck power IRP was found" if code in (None, 0xE2)
                       else "bug check 0x%x: no analysis here names a cause; the sections below show what was read"
                       % code)
+    if code in LIVE_DUMPS:
+        v.evidence.append("a live dump (0x%X %s): the system kept running while it was captured, so a list "
+                          "or a wait may have changed under the reading" % (code, NAMES[code]))
     if t.timer is not None and t.timer.notable:
         cur = t.timer.inc.get("current")
         v.evidence.append("timer resolution: the clock (%s) is %s than every live request (see the timer "
@@ -289,6 +309,70 @@ def _verdict(t, target):
                                  v.driver or "UNKNOWN", ("!" + v.function.split("!", 1)[-1].split("+")[0])
                                  if v.function else "")
     t.name = name
+
+
+def _resource_timeout(v, a, bc):
+    """0x1CC EXRESOURCE_TIMEOUT_LIVEDUMP (Microsoft: parameter 1 the ERESOURCE that timed out, 2 the
+    thread that detected it, 3 the contention count, 4 the time-out in seconds): the cycle or the
+    chain that lock is part of is the verdict, said as this lock's time-out."""
+    lock, detector, contention, timeout = bc.args
+    lk = a.locks.get(lock)
+    said = "ERESOURCE 0x%x%s timed out after %d s (parameter 1; detected by thread 0x%x, contention count %d)" % (
+        lock, (" (%s)" % lk.name) if lk is not None and lk.name else "", timeout, detector, contention)
+    v.evidence = [e for e in v.evidence]
+    cycle = next((c for c in a.cycles if lock in c.locks), None)
+    chain = next((ch for ch in a.chains if ch.root == lock or any(e.lock == lock for p in ch.paths for e in p)), None)
+    if cycle is not None and cycle is a.cycles[0]:
+        _deadlock_verdict(v, a)
+        v.what = "%s: it is in a %s" % (said, v.what)
+    elif chain is not None:
+        f = a.threads.get(chain.root)
+        v.what = "%s: %s" % (said, ("the root blocker, thread 0x%x, is %s" % (chain.root, chain.reason))
+                             if chain.root_kind == "thread" else chain.reason)
+        v.driver = f.driver if f is not None else None
+        v.function = _blamed_function(f)
+        v.evidence = sorted({e.evidence for p in chain.paths for e in p})
+    else:
+        v.what = "%s; no thread holds or waits for it in this dump (it may have been released after the " \
+                 "time-out, while the system ran)" % said
+        v.evidence.append("parameter 1: the ERESOURCE")
+        return False
+    v.evidence.insert(0, "parameter 1: ERESOURCE 0x%x" % lock)
+    return True
+
+
+def _call_not_returned(v, a, bc, target):
+    """0x1A3 CALL_HAS_NOT_RETURNED_WATCHDOG_TIMEOUT_LIVEDUMP (Microsoft: parameter 1 the process,
+    2 the thread whose call has not returned, 3 the time-out in ms): the chain that thread waits
+    in, else the driver on its stack."""
+    thread, timeout_ms = bc.args[1], bc.args[2]
+    said = "thread 0x%x's call has not returned in %d ms (parameter 2)" % (thread, timeout_ms)
+    cycle = next((c for c in a.cycles if thread in c.threads), None)
+    chain = next((ch for ch in a.chains if any(p and p[0].thread == thread for p in ch.paths)), None)
+    if cycle is not None and cycle is a.cycles[0]:
+        _deadlock_verdict(v, a)
+        v.what = "%s: it is in a %s" % (said, v.what)
+        return True
+    if chain is not None:
+        f = a.threads.get(chain.root)
+        v.what = "%s: it waits behind %s" % (said, ("thread 0x%x, which is %s" % (chain.root, chain.reason))
+                                                if chain.root_kind == "thread" else chain.reason)
+        v.evidence = sorted({e.evidence for p in chain.paths for e in p})
+    else:
+        f = a.threads.get(thread)
+        try:
+            drv = first_driver_frame(f.frames if f is not None and f.frames else stack_frames(target, thread))
+        except MemoryFault as e:
+            v.what = "%s; its stack is unreadable (0x%x)" % (said, e.address)
+            return False
+        v.what = "%s: it is in %s" % (said, drv.symbol if drv is not None else "the kernel only")
+        v.driver = drv.module.image if drv is not None else None
+        v.function = drv.function if drv is not None else None
+        v.evidence = ["parameter 2: the thread's stack"]
+        return drv is not None
+    v.driver = f.driver if f is not None else None
+    v.function = _blamed_function(f)
+    return True
 
 
 def _spin_report(a, cpu):

@@ -114,6 +114,20 @@ def hang_no_cycle(build=WIN11):
     return b
 
 
+
+def livedump_1cc_eresource(build=WIN11):
+    """hang_no_cycle, caught by a kernel live dump rather than a crash: bug check code 0x1CC
+    EXRESOURCE_TIMEOUT_LIVEDUMP (Microsoft's page: parameter 1 the ERESOURCE that timed out, 2
+    the thread that detected the time-out, 3 the resource's contention count, 4 the configured
+    time-out in seconds).  The writer waiting in ExpWaitForResource for SlowFlt!gConfigLock is
+    the thread that detected it; 300 s is this scenario's choice of time-out."""
+    b = hang_no_cycle(build)
+    b.comment = "live dump 0x1CC: SlowFlt!gConfigLock timed out (the no-cycle hang, system still running)"
+    lock = b.sym("SlowFlt!gConfigLock")
+    writer = next(a for a, info in b.threads.items() if any(f == "SlowFlt!PreWrite+0x71" for f, _ in info.frames))
+    b.live_dump(0x1CC, lock, writer, b._res(lock, "ContentionCount"), 300)
+    return b
+
 def self_deadlock_fastmutex(build=WIN10):
     """RecurseDrv's worker acquires its state fast mutex, then calls a helper that acquires
     it again: the thread waits on the mutex it owns."""
@@ -969,6 +983,7 @@ def bugcheck_d1_lock_holder(build=WIN10):
 
 SHIPPED = {
     "eresource_deadlock": lambda: eresource_deadlock(WIN81),
+    "livedump_1cc_eresource": lambda: livedump_1cc_eresource(WIN11),
     "eresource_deadlock_win7": lambda: eresource_deadlock(WIN7),
     "eresource_deadlock_win10": lambda: eresource_deadlock(WIN10),
     "hang_no_cycle": hang_no_cycle,

@@ -127,6 +127,14 @@ class DpcMixin(object):
         if kdpc and self.has("_KDPC_DATA", "ActiveDpc"):
             self.put("_KDPC_DATA", self._dpc_data(cpu, False), ActiveDpc=kdpc)
 
+    def live_dump(self, code, *args):
+        """A kernel live dump (Microsoft, "Kernel Live Dump Code Reference": its code "can never
+        be used for a real bug check; it is used to identify live dumps"): the code and four
+        parameters are in the dump's header, which the debugger's bug check data reports; the
+        system did not stop, so nt!KiBugCheckData is left as it was."""
+        args = list(args) + [0] * (4 - len(args))
+        self.bugcheck_data = {"code": "0x%x" % code, "args": ["0x%x" % v for v in args]}
+
     def bugcheck(self, code, *args, **kw):
         """KeBugCheckEx(code, args): nt!KiBugCheckData holds the code and its four parameters.
         `cpu=N, irql=I`: the processor that called it and the IRQL it ran at just before --
@@ -138,8 +146,8 @@ class DpcMixin(object):
             raise TypeError("bugcheck: unexpected %s" % ", ".join(kw))
         if irql is not None:
             self.set_irql(cpu, irql)
+        self.live_dump(code, *args)
         args = list(args) + [0] * (4 - len(args))
-        self.bugcheck_data = {"code": "0x%x" % code, "args": ["0x%x" % v for v in args]}
         a = self.global_("nt!KiBugCheckData", 5 * 8)
         for i, v in enumerate([code] + args):
             self.u64(a + 8 * i, v)

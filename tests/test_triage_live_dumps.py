@@ -1,0 +1,86 @@
+"""Live dumps (Microsoft's "Kernel Live Dump Code Reference"): the system kept running, so they
+are read as hangs; 0x1CC names the ERESOURCE that timed out, 0x1A3 the thread whose call has
+not returned, 0x1D4 the UCSI command.  The findings asserted are read from memory; the bug check
+parameters only say where to look."""
+import json
+
+import pytest
+
+from conftest import WIN10, cached, mock, run_cli
+from pykd_ext.analysis.triage import triage
+from pykd_ext.errors import SymbolNotFound
+from pykd_ext.mock import scenarios
+from pykd_ext.target.mock import MockTarget
+from test_waitgraph import ACQ_X, START, TOP
+
+
+def test_a_live_dump_keeps_its_code_in_the_header_not_in_kibugcheckdata():
+    t = MockTarget.load(mock("livedump_1cc_eresource"))
+    assert t.bugcheck().code == 0x1CC
+    with pytest.raises(SymbolNotFound):
+        t.symbol("nt!KiBugCheckData")            # nothing bug checked: the kernel did not write it
+
+
+def test_0x1cc_is_the_chain_of_the_resource_that_timed_out():
+    code, out, err = run_cli("triage", "--target", mock("livedump_1cc_eresource"), "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    dl = json.loads(run_cli("deadlock", "--target", mock("livedump_1cc_eresource"), "--format", "json")[1])
+    lock = d["bugcheck"]["args"][0]
+    chain = next(ch for ch in dl["chains"] if any(e["waits_for"] == lock for p in ch["paths"] for e in p))
+    assert chain["root"] in d["verdict"]["what"] and lock in d["verdict"]["what"]
+    assert d["signature"] == "0x1CC_SlowFlt.sys!WaitForService"
+    assert any("a live dump" in e for e in d["verdict"]["evidence"])
+
+
+def _abba(build=WIN10):
+    b = scenarios.ScenarioBuilder(build)
+    b.module("Drv", "Drv.sys")
+    p = b.process("System", 4)
+    t1 = b.thread(p, 0x10, "Drv!A", frames=TOP + ACQ_X + ["Drv!A+0x10"] + START)
+    t2 = b.thread(p, 0x14, "Drv!B", frames=TOP + ACQ_X + ["Drv!B+0x10"] + START)
+    r1, r2 = b.eresource(name="Drv!gOne"), b.eresource(name="Drv!gTwo")
+    b.acquire_resource(r1, t1)
+    b.acquire_resource(r2, t2)
+    b.wait_resource(t1, r2)
+    b.wait_resource(t2, r1)
+    return b, (t1, t2), (r1, r2)
+
+
+def test_0x1cc_on_a_lock_in_a_cycle_says_the_cycle():
+    b, (t1, t2), (r1, r2) = _abba()
+    b.live_dump(0x1CC, r2, t1, 1, 120)
+    t = triage(cached(b))
+    assert "timed out after 120 s" in t.verdict.what and "deadlock: 2 threads, 2 locks" in t.verdict.what
+    assert t.verdict.driver == "Drv.sys" and t.signature.startswith("0x1CC_Drv.sys!")
+
+
+def test_0x1cc_on_a_lock_nobody_holds_now_says_so():
+    b, threads, locks = _abba()
+    idle = b.eresource(name="Drv!gIdle")
+    b.live_dump(0x1CC, idle, threads[0], 3, 120)
+    t = triage(cached(b))
+    assert "no thread holds or waits for it" in t.verdict.what and "0x%x" % idle in t.verdict.what
+
+
+def test_0x1a3_follows_the_thread_whose_call_has_not_returned():
+    b, (t1, t2), _ = _abba()
+    w = b.thread(b.process("svc.exe", 0x200), 0x30, "Drv!Caller",
+                 frames=["nt!KiSwapContext+0x76", "nt!KeWaitForSingleObject+0x233", "Drv!WaitReply+0x19",
+                         "Drv!Caller+0x40"] + START)
+    b.wait_on(w, [b.event()], "Executive")
+    b.live_dump(0x1A3, 0, w, 30000, 0)
+    t = triage(cached(b))
+    assert "0x%x's call has not returned in 30000 ms" % w in t.verdict.what
+    assert t.verdict.driver == "Drv.sys" and t.verdict.function == "Drv!WaitReply"
+    b2, (t1, t2), _ = _abba()
+    b2.live_dump(0x1A3, 0, t1, 30000, 0)         # a thread in the cycle: its chain is the answer
+    v = triage(cached(b2)).verdict
+    assert "waits behind" in v.what or "deadlock" in v.what
+
+
+def test_0x1d4_names_the_ucsi_command():
+    b, _, _ = _abba()
+    b.live_dump(0x1D4, 0, 0x6, 0xffffc00012345000, 0)
+    v = triage(cached(b)).verdict
+    assert any("UCSI command 0x6 timed out" in e and "0xffffc00012345000" in e for e in v.evidence)
