@@ -187,3 +187,91 @@ def test_a_bad_command_to_record_is_said_once():
     code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", "/tmp/unused.json.gz", "irp")
     assert code == 2
     assert err.strip() == "pykd-ext: record: irp: the following arguments are required: irp"
+
+
+def test_ctrl_c_stops_record_and_marks_the_recording_partial(tmp_path, monkeypatch):
+    # the break lands inside deadlock's analysis (after the waits were read), which catches it
+    # and reports what it read before -- the command returns normally, yet record must stop
+    # there, not run on to stacks
+    import pykd_ext.analysis.crossobject as xo
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt()
+    with monkeypatch.context() as m:
+        m.setattr(xo, "suspect", stop)
+        rec = str(tmp_path / "case.json.gz")
+        code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock", "stacks")
+    assert code == 3, (out, err)
+    lines = out.splitlines()
+    assert lines[0].startswith("INTERRUPTED (Ctrl+C): partial recording -- %s " % rec)
+    assert "not run: stacks" in lines[0]
+    assert "  deadlock   interrupted (Ctrl+C): recorded up to there" in lines
+    assert "  stacks     not run: interrupted before it" in lines
+    doc = json.loads(gzip.decompress(open(rec, "rb").read()))
+    assert doc["partial"] == "interrupted during deadlock (Ctrl+C)"
+    assert doc["recorded_commands"] == ["deadlock"]         # replayable, with the warning below
+
+    # every replay says the recording is partial, first
+    code, out, err = run_cli("deadlock", "--target", rec, "--no-color")
+    assert code == 0, err
+    assert out.splitlines()[0] == ("WARNING (partial-recording): %s is a partial recording (interrupted during "
+                                   "deadlock (Ctrl+C)): what it did not read is missing, so an empty or clean "
+                                   "answer from it proves nothing" % rec)
+    code, out, err = run_cli("deadlock", "--target", rec, "--format", "json")
+    r = json.loads(out)
+    assert r["warnings"][0]["kind"] == "partial-recording" and r["warnings"][0]["address"] is None
+    assert "interrupted during deadlock (Ctrl+C)" in r["warnings"][0]["message"]
+    assert r["complete"] is False
+    code, out, err = run_cli("deadlock", "--target", rec, "--format", "dot")
+    assert out.startswith("// WARNING (partial-recording): ")
+    # stacks was never run: its replay is refused, not answered from memory never read
+    code, out, err = run_cli("stacks", "--target", rec)
+    assert code == 2 and "holds no data for stacks" in err
+
+
+def test_a_partial_recording_that_lacks_a_layout_says_why(tmp_path, monkeypatch):
+    # interrupted before deadlock read its lock layouts: the replay cannot run, and says the
+    # recording is partial rather than only "unusable target"
+    import pykd_ext.analysis.waitgraph as wg
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt()
+    with monkeypatch.context() as m:
+        m.setattr(wg, "all_resources", stop)
+        rec = str(tmp_path / "case.json.gz")
+        assert run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock")[0] == 3
+    code, out, err = run_cli("deadlock", "--target", rec, "--no-color")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("pykd-ext: deadlock: unusable target %s (recorded from " % rec)
+    assert err.rstrip().endswith("; it is a partial recording (interrupted during deadlock (Ctrl+C))")
+
+
+def test_a_break_in_a_command_that_does_not_catch_it_stops_record_too(tmp_path, monkeypatch):
+    # irp does not catch a break: it reaches record, which keeps what was read and stops
+    import pykd_ext.commands.irp as irp_cmd
+
+    def stop(*a, **k):
+        raise SystemExit("CTRL+BREAK")
+    monkeypatch.setattr(irp_cmd, "run", stop)
+    rec = str(tmp_path / "case.json.gz")
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "stacks",
+                             "irp 0xfffffa8000000000", "deadlock")
+    assert code == 3
+    assert out.startswith("INTERRUPTED (CTRL+BREAK): partial recording")
+    doc = json.loads(gzip.decompress(open(rec, "rb").read()))
+    assert doc["partial"] == "interrupted during irp 0xfffffa8000000000 (CTRL+BREAK)"
+    assert doc["recorded_commands"] == ["irp", "stacks"]
+    # a recording made from a partial recording is partial too
+    again = str(tmp_path / "again.json.gz")
+    code, out, err = run_cli("record", "--target", rec, "-o", again, "stacks")
+    assert code == 0
+    doc = json.loads(gzip.decompress(open(again, "rb").read()))
+    assert doc["partial"] == "recorded from a partial recording (%s)" % "interrupted during irp 0xfffffa8000000000 (CTRL+BREAK)"
+
+
+def test_a_complete_recording_is_not_partial(tmp_path):
+    rec = str(tmp_path / "case.json.gz")
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock")
+    assert code == 0 and not out.startswith("INTERRUPTED")
+    assert json.loads(gzip.decompress(open(rec, "rb").read()))["partial"] is None
+    assert "partial-recording" not in run_cli("deadlock", "--target", rec, "--format", "json")[1]
