@@ -217,7 +217,7 @@ def _main(args, out, err):
     except (TypeNotFound, FieldNotFound) as e:
         hint = getattr(backend, "symbol_hint", None)
         err.write("pykd-ext: %s: unusable target %s: %s%s%s\n" % (
-            args.command, _given(args, target), e, "; " + hint() if hint else "",
+            args.command, target.name, e, "; " + hint() if hint else "",
             "; it is a partial recording (%s)" % partial if partial else ""))
         return EXIT_USAGE
     except PykdExtError as e:
@@ -236,14 +236,6 @@ def _main(args, out, err):
         release = getattr(backend, "release", None)
         if release is not None:
             release(leave_broken=args.leave_broken, notify=_say(err))
-
-
-def _given(args, target):
-    """The target as the command line gave it: a recording is named by its file, not by the
-    target it was recorded from (that name is in its output's title)."""
-    if getattr(args, "target", None):
-        return args.target if target.name == args.target else "%s (recorded from %s)" % (args.target, target.name)
-    return target.name
 
 
 def run_partial(args, target, out, why):

@@ -35,7 +35,24 @@ def test_replay_of_a_recording_is_byte_identical(name, tmp_path):
     code, out, err = run_cli("record", "--target", mock(name), "-o", rec)
     assert code == 0, err
     assert "deadlock   recorded" in out
-    assert _outputs(["--target", rec]) == _outputs(["--target", mock(name)])
+    # identical but for the name: a replay names the file replayed and what it was recorded from
+    assert _renamed(_outputs(["--target", rec]), "%s (recorded from %s)" % (rec, mock(name)), mock(name)) \
+        == _outputs(["--target", mock(name)])
+
+
+def _renamed(outputs, name, original):
+    return {k: tuple(x.replace(name, original) if isinstance(x, str) else x for x in v) for k, v in outputs.items()}
+
+
+def test_a_replay_is_titled_with_the_file_replayed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", "case.json.gz", "deadlock")
+    assert code == 0, err
+    code, out, err = run_cli("deadlock", "--target", "case.json.gz", "--no-color")
+    build = json.loads(run_cli("deadlock", "--target", mock("eresource_deadlock"), "--format", "json")[1])["build"]
+    assert out.splitlines()[0] == "deadlock -- case.json.gz (recorded from %s) (%s)" % (mock("eresource_deadlock"), build)
+    r = json.loads(run_cli("deadlock", "--target", "case.json.gz", "--format", "json")[1])
+    assert r["target"] == "case.json.gz (recorded from %s)" % mock("eresource_deadlock")
 
 
 @pytest.mark.parametrize("name", ["eresource_deadlock", "eresource_deadlock_win10", "corrupt_waitblock_unreadable"])
@@ -49,7 +66,8 @@ def test_record_through_pykd_then_replay_without_it(name, tmp_path, monkeypatch)
     live = _outputs(["--dump", mock(name)])
     assert fake.forbidden == []
     monkeypatch.setitem(sys.modules, "pykd", None)          # the replay needs no pykd
-    assert _outputs(["--target", rec]) == live
+    origin = json.loads(gzip.decompress(open(rec, "rb").read()))["origin"]
+    assert _renamed(_outputs(["--target", rec]), "%s (recorded from %s)" % (rec, origin), origin) == live
     doc = json.loads(gzip.decompress(open(rec, "rb").read()))
     assert "build" not in doc and doc["layouts"]["structs"]     # layouts from the target's symbols
     assert doc["origin"] == mock(name)
@@ -141,7 +159,10 @@ def test_record_inside_windbg_then_replay(tmp_path, monkeypatch):
     assert out.getvalue().startswith("recorded debugger session (dump) into ")
     session = run_cli("deadlock", "--no-color")               # in the session, plain text
     monkeypatch.setitem(sys.modules, "pykd", None)
-    assert run_cli("deadlock", "--target", rec) == session
+    replay = run_cli("deadlock", "--target", rec)
+    assert replay[1].startswith("deadlock -- %s (recorded from debugger session (dump)) (" % rec)
+    assert _renamed({0: replay}, "%s (recorded from debugger session (dump))" % rec, "debugger session (dump)") \
+        == {0: session}
     assert fake.forbidden == []
 
 
@@ -156,7 +177,9 @@ def test_record_of_commands_with_arguments_replays_byte_identical(tmp_path):
     for r in runs:
         for fmt in ("text", "json"):
             argv = r.split() + ["--format", fmt]
-            assert run_cli(*argv, "--target", rec) == run_cli(*argv, "--target", mock("power_9f4_zteusbnet"))
+            original = mock("power_9f4_zteusbnet")
+            assert _renamed({0: run_cli(*argv, "--target", rec)}, "%s (recorded from %s)" % (rec, original),
+                            original) == {0: run_cli(*argv, "--target", original)}
     doc = json.loads(gzip.decompress(open(rec, "rb").read()))
     assert doc["bugcheck"]["code"] == "0x9f"          # the bug check is always kept
 

@@ -1,7 +1,8 @@
 """record: run commands over a target and keep exactly what they read, as a mock target.
 
-Replaying the recording (`--target FILE`) gives byte-identical output for the recorded
-commands, on any OS, without the dump or the debugger.
+Replaying the recording (`--target FILE`) gives the same output for the recorded commands,
+byte for byte but for the title's target name ("case.json.gz (recorded from MEMORY.DMP)"), on
+any OS, without the dump or the debugger.
 
 Examples:
   pykd-ext record --dump C:\\Windows\\MEMORY.DMP -o case.json.gz

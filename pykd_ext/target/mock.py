@@ -13,7 +13,7 @@ A mock target file is JSON (optionally gzip) with a format name and version:
      "comment":    "free text for people"}
 
 Recordings (`pykd-ext record`) add optional keys: "origin", the name of the target recorded
-(shown as the target's name, so a replay prints what the original run printed), and
+(a replay is named "<file> (recorded from <origin>)" in its title and JSON "target"), and
 "describe", {"0x<address>": "mod!sym+0xoff"}: the symbolizations the original target gave.
 They also say "recorded_commands", the commands recorded (another command is refused: it
 would get confident empty answers from memory never read), and "partial": null, or why the
@@ -201,8 +201,11 @@ class MockTarget(Target):
         document's base64 "memory" ranges."""
         self.doc = doc
         self._parse(doc, memory)
-        self.name = self._origin or name
-        self.path = name              # the file given (error lines name it, not the origin)
+        # a recording is named by the file replayed, and what it was recorded from: the title
+        # and JSON "target" of a replay must not pass it off as the original target
+        self.name = "%s (recorded from %s)" % (printable(name), self._origin) if self._origin else name
+        self.origin = self._origin
+        self.path = name              # the file given
 
     # -- loading --------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ RecordingTarget sits between the analyses and the page cache, so it sees the byt
 analyses read (not the whole pages the cache fetched), the symbols looked up, the addresses
 described, the modules, the layouts and enums used, the stacks unwound, the processors and the
 bug check.  `document()` turns that into a mock target (target/mock.py) whose replay gives the
-same answers to the same questions, hence byte-identical command output.
+same answers to the same questions, hence the same command output (but for the target's name,
+which names the recording file and what it was recorded from).
 
 Faults are not recorded as data: a range that faulted is simply absent, so it faults again.
 """
