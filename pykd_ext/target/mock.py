@@ -35,7 +35,7 @@ import zlib
 
 from ..errors import MemoryFault, SymbolNotFound, TargetFileError, TypeNotFound
 from ..render.out import printable
-from .base import BugCheck, Frame, Module, Processor, Target
+from .base import BugCheck, Frame, Module, Processor, Target, wrapped
 from .layouts import check_layouts, load_shipped, show
 
 FORMAT = "pykd_ext-mock-target"
@@ -169,17 +169,11 @@ def check_depth(raw):
     return 0
 
 
-def partial_recording(target, depth=8):
+def partial_recording(target):
     """Why `target` -- or the backend it wraps (the page cache, a simulated link) -- is a
     partial recording (its file's "partial"), else None."""
-    for _ in range(depth):
-        if target is None:
-            return None
-        why = getattr(target, "partial", None)
-        if isinstance(why, str) and why:
-            return why
-        target = getattr(target, "backend", None) or getattr(target, "inner", None)
-    return None
+    why = wrapped(target, "partial")
+    return why if isinstance(why, str) and why else None
 
 
 def save_document(doc, path):
