@@ -1,7 +1,6 @@
 """README's "Links inside WinDbg" list is what the DML output carries: every link it promises
 is emitted by that command on a shipped target, and every link a command emits is in it."""
 import io
-import json
 import os
 import re
 
