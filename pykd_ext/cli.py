@@ -10,6 +10,8 @@ unusable target, 130 when interrupted before anything could be reported.
 """
 import argparse
 import gc
+import io
+import json
 import sys
 
 from . import __version__
@@ -17,8 +19,9 @@ from .commands import COMMANDS
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
 from .progress import STOP_CTRL_BREAK, STOP_CTRL_C, STOP_NONE, Progress
 from .render.out import for_debugger, safe_stream
-from .render.style import FORCE
+from .render.style import FORCE, text_output
 from .target.cache import PAGE, CachedTarget, check_unit, unit_for_link
+from .target.mock import partial_recording
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -195,8 +198,12 @@ def _main(args, out, err):
         if target.progress is None:
             target.progress = Progress(None, prefix="pykd-ext %s" % args.command)
         target.progress.set_deadline(args.max_seconds)
+    partial = partial_recording(backend)
     try:
-        code = run_command(args, target, out)
+        if partial is None:
+            code = run_command(args, target, out)
+        else:
+            code = run_partial(args, target, out, partial)
         if target.progress is not None:
             target.progress.finish()
             if target.progress.timed_out:
@@ -212,8 +219,9 @@ def _main(args, out, err):
         return EXIT_USAGE
     except (TypeNotFound, FieldNotFound) as e:
         hint = getattr(backend, "symbol_hint", None)
-        err.write("pykd-ext: %s: unusable target %s: %s%s\n" % (args.command, _given(args, target), e,
-                                                              "; " + hint() if hint else ""))
+        err.write("pykd-ext: %s: unusable target %s: %s%s%s\n" % (
+            args.command, target.name, e, "; " + hint() if hint else "",
+            "; it is a partial recording (%s)" % partial if partial else ""))
         return EXIT_USAGE
     except PykdExtError as e:
         err.write("pykd-ext: %s: %s\n" % (args.command, e))
@@ -233,12 +241,31 @@ def _main(args, out, err):
             release(leave_broken=args.leave_broken, notify=_say(err))
 
 
-def _given(args, target):
-    """The target as the command line gave it: a recording is named by its file, not by the
-    target it was recorded from (that name is in its output's title)."""
-    if getattr(args, "target", None):
-        return args.target if target.name == args.target else "%s (recorded from %s)" % (args.target, target.name)
-    return target.name
+def run_partial(args, target, out, why):
+    """Run a command over a partial recording (an interrupted `record`): its output says so
+    first -- a warning line, a DOT comment, or the first of the JSON document's warnings
+    (kind "partial-recording", and "complete" false) -- since what the recording did not read
+    is simply absent: a clean or empty answer from it proves nothing."""
+    message = ("%s is a partial recording (%s): what it did not read is missing, so an empty or "
+               "clean answer from it proves nothing" % (args.target, why))
+    fmt = getattr(args, "format", "text")
+    if fmt == "json":
+        buf = io.StringIO()
+        code = run_command(args, target, buf)
+        doc = json.loads(buf.getvalue())
+        doc.setdefault("warnings", []).insert(0, {"kind": "partial-recording", "address": None,
+                                                  "message": message})
+        if "complete" in doc:
+            doc["complete"] = False
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+        return code
+    if fmt == "dot":
+        out.write("// WARNING (partial-recording): %s\n" % message)
+    else:
+        style, stream = text_output(out, args.no_color, dict)
+        stream.write(style("warn", "WARNING (partial-recording): %s" % message) + "\n")
+    return run_command(args, target, out)
 
 
 def run_command(args, target, out):

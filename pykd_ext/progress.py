@@ -90,6 +90,19 @@ class Progress(object):
                         % (self.prefix, self._clock() - self.start, format(self.pages, ",")))
 
 
+def stopped(target, e):
+    """Why a scan stopped, for an analysis that caught the KeyboardInterrupt or SystemExit `e`
+    and reports what it found before it ("KeyboardInterrupt", "CTRL+BREAK", "--max-seconds 5
+    reached").  The target is told too (its `note_interrupt`, if it has one): the analysis
+    returns normally, and a caller running several commands over one target -- `record` --
+    must still know the run was cut short, and stop."""
+    reason = str(e) or type(e).__name__
+    note = getattr(target, "note_interrupt", None)
+    if note is not None:
+        note(reason)
+    return reason
+
+
 def report(target, what, count):
     """Tell the target's progress reporter (if any) where a scan is; cheap when there is none."""
     p = target.progress

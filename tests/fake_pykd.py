@@ -320,6 +320,8 @@ class FakePykd(types.ModuleType):
         self.undelivered_breaks = 0     # Ctrl+Breaks that never reached the script
         self._pending_exit = None
         self._extra_members = {}        # type -> [(name, kind, ...)]: static/const/incomplete
+        self.registers = {}             # "rcx", "$t0" -> value, for expr()
+        self.expressions = []           # what expr() was asked
         for name in WRITERS:
             setattr(self, name, self._writer(name))
 
@@ -468,6 +470,26 @@ class FakePykd(types.ModuleType):
             self.forbidden.append(("dbgCommand", (cmd,)))
             raise AssertionError("dbgCommand(%r) edits the target" % cmd)
         return None
+
+    # -- expressions --------------------------------------------------------------------------
+
+    def expr(self, expression, cplusplus=False):
+        """pykd.expr (pykd pymod.cpp:212 -> pydbgeng.cpp:14 -> kdlib::evaluate, kdlib
+        win/dbgeng.cpp:597-665): IDebugControl::EvaluateWide in MASM syntax, an integer back.
+        A failed evaluation is kdlib's DbgEngException, whose text is built by
+        buildHresultDesc (kdlib win/exceptions.h:21-27: "Call <method> failed\nHRESULT 0x<hex>")
+        and which pykd raises as DbgException (pykd dbgexcept.h:82-112: no special case for
+        it).  This fake takes a MASM subset: hex numbers (default radix 16, 0x, backticks),
+        0n decimal, module!symbol and bare names (nt's), @register and @$pseudo-register
+        (and $pseudo-register) from `self.registers`, poi(), + - * and parentheses.  Anything
+        else fails as kdlib fails it; the HRESULT DbgEng returns for a bad expression is not
+        documented: the fake says E_FAIL (0x80004005)."""
+        self.calls["expr"] += 1
+        self.expressions.append(expression)
+        try:
+            return _MasmSubset(self, expression).value()
+        except (_NotMasm, MemoryException, SymbolException):
+            raise DbgException("Call IDebugControl::Evaluate failed\nHRESULT 0x80004005")
 
     # -- memory -------------------------------------------------------------------------------
 
@@ -661,3 +683,81 @@ class FakePykd(types.ModuleType):
         if bc is None:
             raise DbgException("IDebugControl::ReadBugCheckData failed HRESULT 0x8000FFFF")
         return (bc.code,) + tuple(bc.args)
+
+
+class _NotMasm(Exception):
+    pass
+
+
+_MASM_TOKEN = re.compile(r"\s*(?:(?P<dec>0n[0-9]+)|(?P<num>(?:0x)?[0-9a-f`]+)(?![\w!])"
+                         r"|(?P<reg>@\$?\w+|\$\w+)|(?P<sym>[a-z_]\w*![\w@?$]+|[a-z_]\w*)|(?P<op>[-+*()]))", re.I)
+
+
+class _MasmSubset(object):
+    """The part of MASM expressions FakePykd.expr evaluates (recursive descent)."""
+
+    def __init__(self, fake, text):
+        self.fake, self.tokens, self.i = fake, [], 0
+        pos, text = 0, text.strip()
+        while pos < len(text):
+            m = _MASM_TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                raise _NotMasm(text[pos:])
+            self.tokens.append((m.lastgroup, m.group(m.lastgroup)))
+            pos = m.end()
+
+    def value(self):
+        v = self.sum()
+        if self.i != len(self.tokens):
+            raise _NotMasm(self.tokens[self.i][1])
+        return v
+
+    def _peek(self):
+        return self.tokens[self.i] if self.i < len(self.tokens) else (None, None)
+
+    def sum(self):
+        v = self.product()
+        while self._peek() in (("op", "+"), ("op", "-")):
+            op = self.tokens[self.i][1]
+            self.i += 1
+            w = self.product()
+            v = (v + w if op == "+" else v - w) & 0xFFFFFFFFFFFFFFFF
+        return v
+
+    def product(self):
+        v = self.atom()
+        while self._peek() == ("op", "*"):
+            self.i += 1
+            v = (v * self.atom()) & 0xFFFFFFFFFFFFFFFF
+        return v
+
+    def atom(self):
+        kind, val = self._peek()
+        if kind is None:
+            raise _NotMasm("end")
+        self.i += 1
+        if kind == "dec":
+            return int(val[2:])
+        if kind == "num":
+            return int(val.replace("`", "").lower().replace("0x", "", 1), 16)
+        if kind == "reg":
+            name = val.lstrip("@").lower()
+            if name not in self.fake.registers:
+                raise _NotMasm(val)
+            return self.fake.registers[name]
+        if kind == "sym" and val.lower() == "poi" and self._peek() == ("op", "("):
+            self.i += 1
+            inner = self.sum()
+            if self._peek() != ("op", ")"):
+                raise _NotMasm("(")
+            self.i += 1
+            return int.from_bytes(self.fake._read(inner, 8), "little")
+        if kind == "sym":
+            return self.fake.getOffset(val if "!" in val else "nt!" + val)
+        if val == "(":
+            v = self.sum()
+            if self._peek() != ("op", ")"):
+                raise _NotMasm("(")
+            self.i += 1
+            return v
+        raise _NotMasm(val)

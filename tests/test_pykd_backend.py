@@ -506,3 +506,49 @@ def test_a_type_the_symbols_lack_comes_from_the_supplement_and_says_so():
     assert (lay.offset("Thread"), lay.offset("Event")) == (0x10, 0x18)
     assert "supplement" in t.layouts().type_sources["_KWAIT_CHAIN_ENTRY"]
     assert "_KUSER_SHARED_DATA" not in t.layouts().type_sources      # the symbols have that one
+
+
+# -- addresses the user types: the debugger's own expressions ------------------------------------
+
+def _pdo(target):
+    """(nt!IopRootDeviceNode's value, _DEVICE_NODE.PhysicalDeviceObject offset, the root PDO)."""
+    off = target.layouts().layout("_DEVICE_NODE").offset("PhysicalDeviceObject")
+    root = int.from_bytes(target.read(target.symbol("nt!IopRootDeviceNode"), 8), "little")
+    return root, off, int.from_bytes(target.read(root + off, 8), "little")
+
+
+def test_inside_windbg_an_address_is_the_debuggers_expression(fake):
+    from pykd_ext.cli import main
+    fake.target = MockTarget.load(mock("power_9f4_zteusbnet"))
+    fake.windbg = True
+    root, off, pdo = _pdo(fake.target)
+    fake.registers = {"$t0": pdo, "rcx": root + off - 8}
+    for text in ("@$t0", "poi(@rcx+8)", "poi(poi(nt!IopRootDeviceNode)+0n%d)" % off, "@$t0-0x10*2+0n32"):
+        out = DebuggerOut()
+        code = main(["devstack", text, "--format", "json"], out=out, err=io.StringIO())
+        assert code == 0, text
+        assert json.loads(out.getvalue())["devices"][0]["device"] == "0x%x" % pdo, text
+    # every one went to pykd.expr, as typed: none was parsed (and refused) by pykd_ext first
+    assert fake.expressions == ["@$t0", "poi(@rcx+8)", "poi(poi(nt!IopRootDeviceNode)+0n%d)" % off,
+                                "@$t0-0x10*2+0n32"]
+
+
+def test_an_expression_the_debugger_refuses_is_one_line_exit_2(fake):
+    from pykd_ext.cli import main
+    fake.target = MockTarget.load(mock("power_9f4_zteusbnet"))
+    fake.windbg = True
+    err = io.StringIO()
+    assert main(["irp", "@$t9"], out=DebuggerOut(), err=err) == 2
+    assert err.getvalue() == ("pykd-ext: irp: the debugger cannot evaluate '@$t9': Call IDebugControl::Evaluate "
+                              "failed HRESULT 0x80004005\n")
+
+
+def test_offline_a_register_is_said_to_need_a_debugger_session():
+    for text in ("@$t0", "poi(@rcx+8)", "$ip"):
+        code, out, err = run_cli("irp", text, "--target", mock("power_9f4_zteusbnet"))
+        assert code == 2 and out == ""
+        assert err == ("pykd-ext: irp: %r: pseudo-registers and registers need a live debugger session (inside "
+                       "WinDbg); %s has none: give the address\n" % (text, mock("power_9f4_zteusbnet")))
+    # what the offline subset does not take, and is no register, is still said as such
+    code, out, err = run_cli("irp", "nt!X*2", "--target", mock("power_9f4_zteusbnet"))
+    assert code == 2 and err.startswith("pykd-ext: irp: not an address or expression: 'nt!X*2'")

@@ -35,7 +35,24 @@ def test_replay_of_a_recording_is_byte_identical(name, tmp_path):
     code, out, err = run_cli("record", "--target", mock(name), "-o", rec)
     assert code == 0, err
     assert "deadlock   recorded" in out
-    assert _outputs(["--target", rec]) == _outputs(["--target", mock(name)])
+    # identical but for the name: a replay names the file replayed and what it was recorded from
+    assert _renamed(_outputs(["--target", rec]), "%s (recorded from %s)" % (rec, mock(name)), mock(name)) \
+        == _outputs(["--target", mock(name)])
+
+
+def _renamed(outputs, name, original):
+    return {k: tuple(x.replace(name, original) if isinstance(x, str) else x for x in v) for k, v in outputs.items()}
+
+
+def test_a_replay_is_titled_with_the_file_replayed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", "case.json.gz", "deadlock")
+    assert code == 0, err
+    code, out, err = run_cli("deadlock", "--target", "case.json.gz", "--no-color")
+    build = json.loads(run_cli("deadlock", "--target", mock("eresource_deadlock"), "--format", "json")[1])["build"]
+    assert out.splitlines()[0] == "deadlock -- case.json.gz (recorded from %s) (%s)" % (mock("eresource_deadlock"), build)
+    r = json.loads(run_cli("deadlock", "--target", "case.json.gz", "--format", "json")[1])
+    assert r["target"] == "case.json.gz (recorded from %s)" % mock("eresource_deadlock")
 
 
 @pytest.mark.parametrize("name", ["eresource_deadlock", "eresource_deadlock_win10", "corrupt_waitblock_unreadable"])
@@ -49,7 +66,8 @@ def test_record_through_pykd_then_replay_without_it(name, tmp_path, monkeypatch)
     live = _outputs(["--dump", mock(name)])
     assert fake.forbidden == []
     monkeypatch.setitem(sys.modules, "pykd", None)          # the replay needs no pykd
-    assert _outputs(["--target", rec]) == live
+    origin = json.loads(gzip.decompress(open(rec, "rb").read()))["origin"]
+    assert _renamed(_outputs(["--target", rec]), "%s (recorded from %s)" % (rec, origin), origin) == live
     doc = json.loads(gzip.decompress(open(rec, "rb").read()))
     assert "build" not in doc and doc["layouts"]["structs"]     # layouts from the target's symbols
     assert doc["origin"] == mock(name)
@@ -141,7 +159,10 @@ def test_record_inside_windbg_then_replay(tmp_path, monkeypatch):
     assert out.getvalue().startswith("recorded debugger session (dump) into ")
     session = run_cli("deadlock", "--no-color")               # in the session, plain text
     monkeypatch.setitem(sys.modules, "pykd", None)
-    assert run_cli("deadlock", "--target", rec) == session
+    replay = run_cli("deadlock", "--target", rec)
+    assert replay[1].startswith("deadlock -- %s (recorded from debugger session (dump)) (" % rec)
+    assert _renamed({0: replay}, "%s (recorded from debugger session (dump))" % rec, "debugger session (dump)") \
+        == {0: session}
     assert fake.forbidden == []
 
 
@@ -156,7 +177,9 @@ def test_record_of_commands_with_arguments_replays_byte_identical(tmp_path):
     for r in runs:
         for fmt in ("text", "json"):
             argv = r.split() + ["--format", fmt]
-            assert run_cli(*argv, "--target", rec) == run_cli(*argv, "--target", mock("power_9f4_zteusbnet"))
+            original = mock("power_9f4_zteusbnet")
+            assert _renamed({0: run_cli(*argv, "--target", rec)}, "%s (recorded from %s)" % (rec, original),
+                            original) == {0: run_cli(*argv, "--target", original)}
     doc = json.loads(gzip.decompress(open(rec, "rb").read()))
     assert doc["bugcheck"]["code"] == "0x9f"          # the bug check is always kept
 
@@ -187,3 +210,91 @@ def test_a_bad_command_to_record_is_said_once():
     code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", "/tmp/unused.json.gz", "irp")
     assert code == 2
     assert err.strip() == "pykd-ext: record: irp: the following arguments are required: irp"
+
+
+def test_ctrl_c_stops_record_and_marks_the_recording_partial(tmp_path, monkeypatch):
+    # the break lands inside deadlock's analysis (after the waits were read), which catches it
+    # and reports what it read before -- the command returns normally, yet record must stop
+    # there, not run on to stacks
+    import pykd_ext.analysis.crossobject as xo
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt()
+    with monkeypatch.context() as m:
+        m.setattr(xo, "suspect", stop)
+        rec = str(tmp_path / "case.json.gz")
+        code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock", "stacks")
+    assert code == 3, (out, err)
+    lines = out.splitlines()
+    assert lines[0].startswith("INTERRUPTED (Ctrl+C): partial recording -- %s " % rec)
+    assert "not run: stacks" in lines[0]
+    assert "  deadlock   interrupted (Ctrl+C): recorded up to there" in lines
+    assert "  stacks     not run: interrupted before it" in lines
+    doc = json.loads(gzip.decompress(open(rec, "rb").read()))
+    assert doc["partial"] == "interrupted during deadlock (Ctrl+C)"
+    assert doc["recorded_commands"] == ["deadlock"]         # replayable, with the warning below
+
+    # every replay says the recording is partial, first
+    code, out, err = run_cli("deadlock", "--target", rec, "--no-color")
+    assert code == 0, err
+    assert out.splitlines()[0] == ("WARNING (partial-recording): %s is a partial recording (interrupted during "
+                                   "deadlock (Ctrl+C)): what it did not read is missing, so an empty or clean "
+                                   "answer from it proves nothing" % rec)
+    code, out, err = run_cli("deadlock", "--target", rec, "--format", "json")
+    r = json.loads(out)
+    assert r["warnings"][0]["kind"] == "partial-recording" and r["warnings"][0]["address"] is None
+    assert "interrupted during deadlock (Ctrl+C)" in r["warnings"][0]["message"]
+    assert r["complete"] is False
+    code, out, err = run_cli("deadlock", "--target", rec, "--format", "dot")
+    assert out.startswith("// WARNING (partial-recording): ")
+    # stacks was never run: its replay is refused, not answered from memory never read
+    code, out, err = run_cli("stacks", "--target", rec)
+    assert code == 2 and "holds no data for stacks" in err
+
+
+def test_a_partial_recording_that_lacks_a_layout_says_why(tmp_path, monkeypatch):
+    # interrupted before deadlock read its lock layouts: the replay cannot run, and says the
+    # recording is partial rather than only "unusable target"
+    import pykd_ext.analysis.waitgraph as wg
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt()
+    with monkeypatch.context() as m:
+        m.setattr(wg, "all_resources", stop)
+        rec = str(tmp_path / "case.json.gz")
+        assert run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock")[0] == 3
+    code, out, err = run_cli("deadlock", "--target", rec, "--no-color")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("pykd-ext: deadlock: unusable target %s (recorded from " % rec)
+    assert err.rstrip().endswith("; it is a partial recording (interrupted during deadlock (Ctrl+C))")
+
+
+def test_a_break_in_a_command_that_does_not_catch_it_stops_record_too(tmp_path, monkeypatch):
+    # irp does not catch a break: it reaches record, which keeps what was read and stops
+    import pykd_ext.commands.irp as irp_cmd
+
+    def stop(*a, **k):
+        raise SystemExit("CTRL+BREAK")
+    monkeypatch.setattr(irp_cmd, "run", stop)
+    rec = str(tmp_path / "case.json.gz")
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "stacks",
+                             "irp 0xfffffa8000000000", "deadlock")
+    assert code == 3
+    assert out.startswith("INTERRUPTED (CTRL+BREAK): partial recording")
+    doc = json.loads(gzip.decompress(open(rec, "rb").read()))
+    assert doc["partial"] == "interrupted during irp 0xfffffa8000000000 (CTRL+BREAK)"
+    assert doc["recorded_commands"] == ["irp", "stacks"]
+    # a recording made from a partial recording is partial too
+    again = str(tmp_path / "again.json.gz")
+    code, out, err = run_cli("record", "--target", rec, "-o", again, "stacks")
+    assert code == 0
+    doc = json.loads(gzip.decompress(open(again, "rb").read()))
+    assert doc["partial"] == "recorded from a partial recording (%s)" % "interrupted during irp 0xfffffa8000000000 (CTRL+BREAK)"
+
+
+def test_a_complete_recording_is_not_partial(tmp_path):
+    rec = str(tmp_path / "case.json.gz")
+    code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock")
+    assert code == 0 and not out.startswith("INTERRUPTED")
+    assert json.loads(gzip.decompress(open(rec, "rb").read()))["partial"] is None
+    assert "partial-recording" not in run_cli("deadlock", "--target", rec, "--format", "json")[1]

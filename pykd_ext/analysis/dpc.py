@@ -17,6 +17,7 @@ from ..kernel.diag import Diagnostics
 from ..kernel.dpc import cpus as read_cpus
 from ..kernel.processes import decode_process, decode_thread
 from ..kernel.stacks import KERNEL_MODULES, frames as stack_frames
+from ..progress import stopped
 
 BUGCHECK_133 = 0x133
 BUGCHECK_FRAMES = ("nt!kebugcheckex", "nt!kebugcheck2", "nt!kebugcheck")
@@ -130,7 +131,7 @@ def analyze_dpcs(target):
             r.cpus.append(act)
             _activity(target, act, r.diagnostics)
     except (KeyboardInterrupt, SystemExit) as e:
-        r.interrupted = str(e) or type(e).__name__
+        r.interrupted = stopped(target, e)
         r.diagnostics.add("interrupted", "interrupted (%s): the results below cover what was read before"
                           % r.interrupted)
     if not r.cpus:

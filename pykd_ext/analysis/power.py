@@ -34,6 +34,7 @@ from ..kernel.diag import Diagnostics
 from ..kernel.io import (COMPLETED, IRP_MJ_PNP, IRP_MJ_POWER, NOT_SENT, PENDING, decode_device, decode_irp,
                          device_stack)
 from ..kernel.power import device_tree, interrupt_time, pop_irp_list, thread_irps, watchdog_age
+from ..progress import stopped
 from .waitgraph import analyze, format_duration, is_sleeping, path_of, wait_summary
 
 BUGCHECK_9F = 0x9F
@@ -182,13 +183,13 @@ def analyze_power(target):
     try:
         _collect(target, r)
     except (KeyboardInterrupt, SystemExit) as e:
-        r.interrupted = str(e) or type(e).__name__
+        r.interrupted = stopped(target, e)
         r.diagnostics.add("interrupted", "interrupted (%s): the results below cover what was read before"
                           % r.interrupted)
     try:
         r.culprit = _blame(target, r)
     except (KeyboardInterrupt, SystemExit) as e:
-        r.interrupted = r.interrupted or str(e) or type(e).__name__
+        r.interrupted = r.interrupted or stopped(target, e)
     if r.culprit is not None and r.interrupted:
         r.culprit.reason = "From what was read before the interruption: " + r.culprit.reason
     return r

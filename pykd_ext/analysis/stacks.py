@@ -5,7 +5,7 @@ function, state, wait reason, process and wait time.  For the second look at a h
 from ..kernel.diag import Diagnostics
 from ..kernel.processes import all_threads
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
-from ..progress import report
+from ..progress import report, stopped
 from .waitgraph import current_tick
 
 MAX_FRAMES = 64
@@ -81,7 +81,7 @@ def unique_stacks(target, filters, sort="count"):
     try:
         _collect(target, filters, res)
     except (KeyboardInterrupt, SystemExit) as e:
-        res.interrupted = str(e) or type(e).__name__
+        res.interrupted = stopped(target, e)
         diags.add("interrupted", "interrupted (%s): the stacks below were read before it" % res.interrupted)
     key = (lambda g: (-g.count, g.frames)) if sort == "count" else \
         (lambda g: (-(g.wait_range()[1] or -1), -g.count, g.frames))

@@ -44,7 +44,7 @@ from ..kernel.waits import is_wait_any, object_type, wait_blocks, waited_objects
 from . import crossobject, selfwait, verifier
 from .pushlocks import PushLocks
 from .spinlocks import SpinLocks
-from ..progress import report
+from ..progress import report, stopped
 from ..target.layouts import supplement
 
 MAX_CYCLES = 100
@@ -233,16 +233,16 @@ def analyze(target):
     try:
         _collect(target, a)
     except (KeyboardInterrupt, SystemExit) as e:
-        a.interrupted = str(e) or type(e).__name__
+        a.interrupted = stopped(target, e)
         diags.add("interrupted", "interrupted (%s): the results below cover what was read before"
                   % a.interrupted)
-    _build_graph(a)
+    _build_graph(a, target)
     _find_cycles_and_chains(a)
     try:
         crossobject.suspect(a, target)
         a.verifier = verifier.read(target, diags)
     except (KeyboardInterrupt, SystemExit) as e:
-        a.interrupted = a.interrupted or str(e) or type(e).__name__
+        a.interrupted = a.interrupted or stopped(target, e)
         diags.add("interrupted", "interrupted (%s): the results below cover what was read before" % a.interrupted)
     return a
 
@@ -536,7 +536,7 @@ def _settle_resource_owners(a, tindex):
 
 
 
-def _build_graph(a):
+def _build_graph(a, target):
     """Wait edges, and owner edges of the locks somebody waits for, into the graph; then the
     full facts (stack, driver) of every thread in it and the names of its locks."""
     g = a.graph
@@ -567,7 +567,7 @@ def _build_graph(a):
             if lk.waiters and a.name_lock is not None and lk.name is None:
                 lk.name, lk.device = a.name_lock(lk.address)
     except (KeyboardInterrupt, SystemExit) as e:
-        a.interrupted = a.interrupted or str(e) or type(e).__name__
+        a.interrupted = a.interrupted or stopped(target, e)
         a.diagnostics.add("interrupted", "interrupted (%s): the results below cover what was read before"
                           % a.interrupted)
 

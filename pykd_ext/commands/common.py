@@ -6,6 +6,7 @@ import re
 
 from ..errors import MemoryFault, SymbolNotFound, UsageError
 from ..render.style import text_output
+from ..target.base import wrapped
 
 _ADDRESS = re.compile(r"^(0x)?([0-9a-f]+)$")
 
@@ -41,13 +42,25 @@ _TOKEN = re.compile(r"\s*(?:(?P<num>(?:0x)?[0-9a-f`]+)(?![\w!])|(?P<sym>[a-z_][\
 
 
 class Expression(object):
-    """An address expression as WinDbg takes one: hex numbers (`fffffa80`0c089050`, 0x...),
-    `module!symbol` (a bare name is nt's), `poi(expr)` (the pointer at expr), `+` and `-`.
-    Checked for form when parsed; evaluated against the target by `evaluate`."""
+    """An address expression as WinDbg takes one.  Evaluated by `evaluate`: inside a debugger
+    session (the pykd backend) by the debugger itself, any expression it takes (registers,
+    pseudo-registers, MASM operators); offline by the subset read here: hex numbers
+    (`fffffa80`0c089050`, 0x...), `module!symbol` (a bare name is nt's), `poi(expr)` (the
+    pointer at expr), `+` and `-`.  What the subset does not take is kept, not refused, when
+    the argument is parsed -- which target will evaluate it is known only later -- and said
+    by `evaluate` if the target is offline."""
 
     def __init__(self, text):
         self.text = text
         self.tokens = []
+        self.error = None
+        try:
+            self._tokenize(text)
+            _Parser(self.tokens, None).check()
+        except argparse.ArgumentTypeError as e:
+            self.error = str(e)
+
+    def _tokenize(self, text):
         pos = 0
         while pos < len(text.strip()):
             m = _TOKEN.match(text.strip(), pos)
@@ -60,10 +73,17 @@ class Expression(object):
             pos = m.end()
         if not self.tokens:
             raise argparse.ArgumentTypeError("not an address: %r" % text)
-        _Parser(self.tokens, None).check()
+
+    def needs_debugger(self):
+        """Whether the text names a register (`@rcx`) or pseudo-register (`@$t0`, `$ip`):
+        values only a debugger session has.  Decorated names (`nt!?x@@...`) are symbols."""
+        return re.search(r"[@$]", _SYMBOL.sub("", self.text)) is not None
 
     def __repr__(self):
         return self.text
+
+
+_SYMBOL = re.compile(r"[a-z_][\w]*![\w@?$]+", re.I)
 
 
 class _Parser(object):
@@ -133,10 +153,20 @@ def expression(text):
 
 def evaluate(expr, target, command):
     """The address an Expression (or a plain int) stands for in `target`; UsageError, naming
-    `command`, for a symbol the target lacks or an unreadable poi()."""
+    `command`, for a symbol the target lacks, an unreadable poi() or an expression that
+    cannot be evaluated here.  Inside a debugger session the debugger evaluates it
+    (PykdTarget.evaluate_expression, found through the cache and a recording)."""
     if isinstance(expr, int):
         return expr
+    debugger = wrapped(target, "evaluate_expression")
     try:
+        if debugger is not None:
+            return debugger(expr.text)
+        if expr.error is not None:
+            if expr.needs_debugger():
+                raise UsageError("%r: pseudo-registers and registers need a live debugger session (inside "
+                                 "WinDbg); %s has none: give the address" % (expr.text, target.name))
+            raise UsageError(expr.error)
         return _Parser(expr.tokens, target).expr()
     except UsageError as e:
         raise UsageError("%s: %s" % (command, e))

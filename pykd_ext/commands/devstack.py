@@ -17,7 +17,8 @@ HELP = "the device stack of a device object (device, driver, extension, name) an
 
 def add_arguments(p):
     p.add_argument("device", type=expression,
-                   help="a DEVICE_OBJECT address or expression: hex, module!symbol, poi(...), + and -")
+                   help="a DEVICE_OBJECT address or expression: hex, module!symbol, poi(...), + and -; "
+                        "inside WinDbg any debugger expression (@$t0, poi(@rcx+8))")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 

@@ -20,7 +20,8 @@ HELP = "an IRP's stack locations, the driver it is pending at and its thread"
 
 def add_arguments(p):
     p.add_argument("irp", type=expression,
-                   help="an IRP address or expression: hex, module!symbol, poi(...), + and -")
+                   help="an IRP address or expression: hex, module!symbol, poi(...), + and -; "
+                        "inside WinDbg any debugger expression (@$t0, poi(@rcx+8))")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 

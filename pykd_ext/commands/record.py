@@ -1,7 +1,8 @@
 """record: run commands over a target and keep exactly what they read, as a mock target.
 
-Replaying the recording (`--target FILE`) gives byte-identical output for the recorded
-commands, on any OS, without the dump or the debugger.
+Replaying the recording (`--target FILE`) gives the same output for the recorded commands,
+byte for byte but for the title's target name ("case.json.gz (recorded from MEMORY.DMP)"), on
+any OS, without the dump or the debugger.
 
 Examples:
   pykd-ext record --dump C:\\Windows\\MEMORY.DMP -o case.json.gz
@@ -15,15 +16,22 @@ start addresses), kernel stacks of the threads unwound, lock and wait objects, d
 driver objects and their names -- plus the symbols and addresses looked up, module names and
 ranges, the structure layouts used, processor blocks and the bug check code and arguments.
 It holds no user-mode memory, no file contents and no memory the commands did not read.
+
+Ctrl+C (Ctrl+Break inside WinDbg, --max-seconds) stops the recording at once: no further
+command runs, what was read so far is written, the file says it is partial ("partial":
+"interrupted during deadlock (Ctrl+C)"), the first line printed is "INTERRUPTED ...: partial
+recording" and the exit status is 3.  Every replay of a partial recording warns first (kind
+"partial-recording" in JSON): memory it never read is simply missing there.
 """
 import io
 import os
 
 from ..errors import FieldNotFound, TypeNotFound, UsageError
-from ..target.mock import save_document
+from ..target.mock import partial_recording, save_document
 from ..target.record import RecordingTarget
 
 NAME = "record"
+EXIT_PARTIAL = 3        # the project's "partial results" status: the recording was interrupted
 HELP = "run commands and write what they read as a replayable mock target"
 
 
@@ -82,27 +90,48 @@ def run(args, target, out):
     for name, sub in subs:
         try:
             COMMANDS[sub.command].run(sub, rec, io.StringIO())
-            results.append((name, "recorded"))
         except (TypeNotFound, FieldNotFound) as e:
             results.append((name, "not recorded: unusable target: %s" % e))
-        except (KeyboardInterrupt, SystemExit) as e:
-            interrupted = str(e) or type(e).__name__
+            continue
+        except (KeyboardInterrupt, SystemExit) as e:      # a command that does not catch it
+            rec.note_interrupt(str(e) or type(e).__name__)
+        if rec.interrupted is not None:
+            # the analysis may have caught the break and reported what it read before
+            # (progress.stopped): either way the user asked to stop -- no further command
+            interrupted = "Ctrl+C" if rec.interrupted == "KeyboardInterrupt" else rec.interrupted
             results.append((name, "interrupted (%s): recorded up to there" % interrupted))
             break
+        results.append((name, "recorded"))
+    skipped = [n for n, _ in subs[len(results):]]
+    partial = None
+    if interrupted is not None:
+        partial = "interrupted during %s (%s)" % (results[-1][0], interrupted)
+    inherited = partial_recording(target)
+    if inherited is not None:      # recorded from a partial recording: this one is no better
+        partial = "%s; recorded from a partial recording (%s)" % (partial, inherited) if partial else \
+            "recorded from a partial recording (%s)" % inherited
     comment = "recorded by pykd_ext record from %s: %s" % (target.name, ", ".join(n for n, _ in results))
     try:
-        done = [n.split()[0] for n, what in results if what == "recorded"]
-        save_document(rec.document(comment, sorted(set(done))), args.output)
+        done = [n.split()[0] for n, what in results if not what.startswith("not recorded")]
+        save_document(rec.document(comment, sorted(set(done)), partial), args.output)
     except OSError as e:
         raise UsageError("record: cannot write %s: %s" % (args.output, e.strerror or e))
     s = rec.summary()
+    if interrupted is not None:
+        out.write("INTERRUPTED (%s): partial recording -- %s holds what was read before the interruption "
+                  "during %s; %s; every replay of it says it is partial\n" % (
+                      interrupted, args.output, results[-1][0],
+                      "not run: %s" % ", ".join(skipped) if skipped else "no command was left to run"))
     out.write("recorded %s into %s\n" % (target.name, args.output))
     for name, what in results:
         out.write("  %-10s %s\n" % (name, what))
+    for name in skipped:
+        out.write("  %-10s not run: interrupted before it\n" % name)
     out.write("  %d memory ranges (%d bytes), %d symbols, %d symbolized addresses, %d modules, "
               "%d types, %d enums, %d stacks, %d processors, %s\n" % (
                   s["ranges"], s["bytes"], s["symbols"], s["described"], s["modules"], s["types"],
                   s["enums"], s["stacks"], s["processors"],
                   "bug check data" if s["bugcheck"] else "no bug check"))
     out.write("replay: pykd-ext <command> --target %s\n" % args.output)
-    return 130 if interrupted else 0
+    return EXIT_PARTIAL if interrupted is not None else 0
+

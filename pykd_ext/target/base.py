@@ -95,3 +95,15 @@ class Target(object):
     def pointer_size(self):
         return self.layouts().pointer_size
 
+
+def wrapped(target, attribute, depth=8):
+    """`attribute` of `target` or of the backend it wraps (the page cache's `backend`, a
+    recording's or a simulated link's `inner`/`backend`), the outermost that has it; None."""
+    for _ in range(depth):
+        if target is None:
+            return None
+        value = getattr(target, attribute, None)
+        if value is not None:
+            return value
+        target = getattr(target, "backend", None) or getattr(target, "inner", None)
+    return None

@@ -12,9 +12,13 @@ A mock target file is JSON (optionally gzip) with a format name and version:
      "bugcheck":   null | {"code": "0x9f", "args": ["0x...", "0x...", "0x...", "0x..."]},
      "comment":    "free text for people"}
 
-Recordings (`pykd-ext record`) add two optional keys: "origin", the name of the target recorded
-(shown as the target's name, so a replay prints what the original run printed), and
+Recordings (`pykd-ext record`) add optional keys: "origin", the name of the target recorded
+(a replay is named "<file> (recorded from <origin>)" in its title and JSON "target"), and
 "describe", {"0x<address>": "mod!sym+0xoff"}: the symbolizations the original target gave.
+They also say "recorded_commands", the commands recorded (another command is refused: it
+would get confident empty answers from memory never read), and "partial": null, or why the
+recording holds less than those commands read ("interrupted during deadlock (Ctrl+C)"): every
+replay of it then warns that an empty answer from it means nothing.
 
 Loading validates everything and raises TargetFileError with one line naming the file and the
 place that is wrong.  The analyses see only this: memory, symbols, layouts, stacks.
@@ -31,7 +35,7 @@ import zlib
 
 from ..errors import MemoryFault, SymbolNotFound, TargetFileError, TypeNotFound
 from ..render.out import printable
-from .base import BugCheck, Frame, Module, Processor, Target
+from .base import BugCheck, Frame, Module, Processor, Target, wrapped
 from .layouts import check_layouts, load_shipped, show
 
 FORMAT = "pykd_ext-mock-target"
@@ -165,6 +169,13 @@ def check_depth(raw):
     return 0
 
 
+def partial_recording(target):
+    """Why `target` -- or the backend it wraps (the page cache, a simulated link) -- is a
+    partial recording (its file's "partial"), else None."""
+    why = wrapped(target, "partial")
+    return why if isinstance(why, str) and why else None
+
+
 def save_document(doc, path):
     """Write a mock target document: gzip (reproducible: no name, mtime 0) when `path` ends
     in .gz, else plain JSON.  OSError propagates."""
@@ -184,8 +195,11 @@ class MockTarget(Target):
         document's base64 "memory" ranges."""
         self.doc = doc
         self._parse(doc, memory)
-        self.name = self._origin or name
-        self.path = name              # the file given (error lines name it, not the origin)
+        # a recording is named by the file replayed, and what it was recorded from: the title
+        # and JSON "target" of a replay must not pass it off as the original target
+        self.name = "%s (recorded from %s)" % (printable(name), self._origin) if self._origin else name
+        self.origin = self._origin
+        self.path = name              # the file given
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -223,10 +237,11 @@ class MockTarget(Target):
                 raise ValueError("build: no %s" % e.name)
         else:
             raise ValueError('neither "build" nor "layouts" is given')
-        for k in ("comment", "origin"):
+        for k in ("comment", "origin", "partial"):
             if doc.get(k) is not None:
                 _text(doc[k], k)
         self._origin = printable(doc["origin"]) if doc.get("origin") else None
+        self.partial = printable(doc["partial"]) if doc.get("partial") else None
         rc = doc.get("recorded_commands")
         self.recorded_commands = None
         if rc is not None:

@@ -26,6 +26,7 @@ Everything here was checked against pykd's source (pykd 0.3.4, kdlibcpp):
 - standalone sessions: a symbol path is set when none is (`_use_symbols`), and a KDNET target
   this process broke in is resumed when the command ends (`release`).
 - `findSymbol()` never raises: `mod!sym+1a3`, else `mod+3c`, else bare hex.
+- an address the user types (irp, devstack) is the debugger's to evaluate: `expr()`.
 
 No function that writes target memory or registers is used anywhere.
 """
@@ -33,7 +34,7 @@ import os
 import re
 import struct
 
-from ..errors import MemoryFault, SymbolNotFound, TargetUnavailable, TypeNotFound
+from ..errors import MemoryFault, SymbolNotFound, TargetUnavailable, TypeNotFound, UsageError
 from .base import BugCheck, Frame, Module, Processor, Target
 from .layouts import Field, LayoutSet, TypeLayout, load_shipped, shipped_builds, supplement
 
@@ -311,6 +312,24 @@ class PykdTarget(Target):
 
     def describe(self, address):
         return parse_find_symbol(self.pykd.findSymbol(address), address)
+
+    def evaluate_expression(self, text):
+        """The value of a debugger expression as the user typed it (`@$t0`, `poi(@rcx+8)`,
+        `nt!IopRootDeviceNode`, MASM operators), by the debugger's own evaluator:
+        `pykd.expr(expression, cplusplus=False)` (pykd pymod.cpp:212, pydbgeng.cpp:14) is
+        kdlib::evaluate (kdlib win/dbgeng.cpp:597-665): IDebugControl::EvaluateWide in MASM
+        syntax, an integer back; a failure is DbgEngException "Call IDebugControl::Evaluate
+        failed\nHRESULT 0x..." (kdlib win/exceptions.h:11-27), raised in Python as
+        pykd.DbgException (pykd dbgexcept.h:82-112).  UsageError, one line, when it is refused
+        or is no integer."""
+        try:
+            value = self.pykd.expr(text)
+        except self.pykd.DbgException as e:
+            raise UsageError("the debugger cannot evaluate %r: %s" % (text, " ".join(str(e).split()) or
+                                                                   type(e).__name__))
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError("%r is %r to the debugger, not an address" % (text, value))
+        return value & 0xFFFFFFFFFFFFFFFF
 
     def module_at(self, address):
         for m in self._modules:

@@ -4,7 +4,8 @@ RecordingTarget sits between the analyses and the page cache, so it sees the byt
 analyses read (not the whole pages the cache fetched), the symbols looked up, the addresses
 described, the modules, the layouts and enums used, the stacks unwound, the processors and the
 bug check.  `document()` turns that into a mock target (target/mock.py) whose replay gives the
-same answers to the same questions, hence byte-identical command output.
+same answers to the same questions, hence the same command output (but for the target's name,
+which names the recording file and what it was recorded from).
 
 Faults are not recorded as data: a range that faulted is simply absent, so it faults again.
 """
@@ -54,6 +55,13 @@ class RecordingTarget(Target):
         self._bugcheck = None
         self._bugcheck_asked = False
         self._layouts = None
+        self.interrupted = None   # why the first analysis that caught a break stopped (note_interrupt)
+
+    def note_interrupt(self, reason):
+        """An analysis stopped on a break and reports what it read before (progress.stopped):
+        the recording is partial from here on."""
+        if self.interrupted is None:
+            self.interrupted = reason
 
     def read(self, address, size):
         data = self.inner.read(address, size)
@@ -113,13 +121,16 @@ class RecordingTarget(Target):
                 out.append((addr, bytearray(data)))
         return [(a, bytes(b)) for a, b in out]
 
-    def document(self, comment="", commands=None):
+    def document(self, comment="", commands=None, partial=None):
+        """The recording as a mock target document; `partial`: why it holds less than its
+        commands would have read (it is kept in the file, and every replay says so)."""
         if not self._bugcheck_asked:
             self.bugcheck()        # five numbers that say what the target is: always kept
         mem = self.ranges()
         doc = {
             "format": FORMAT, "version": VERSION, "origin": self.name, "comment": comment,
             "recorded_commands": list(commands) if commands is not None else None,
+            "partial": partial,
             "layouts": self.layouts().to_json(),
             "modules": [{"name": m.name, "image": m.image, "base": "0x%x" % m.base,
                          "size": "0x%x" % (m.end - m.base)} for _, m in sorted(self._modules.items())],
