@@ -55,7 +55,7 @@ from pykd_ext.target.link import PROFILES, SimulatedLink  # noqa: E402
 
 FULL_SIZES = (1000, 5000, 20000, 100000)
 QUICK_SIZES = (1000, 5000)
-COMMAND_NAMES = ("deadlock", "powerirps", "dpcs", "timerres", "irp", "devstack", "stacks", "running")
+COMMAND_NAMES = ("deadlock", "powerirps", "dpcs", "timerres", "irp", "devstack", "stacks", "running", "triage")
 CALLS_PER_PAGE = 1.1
 NAIVE_RATIO = 20.0
 DEADLOCK_20K_CPU_S = 3.0
