@@ -5,8 +5,16 @@ The target is one of: `--target FILE` (a mock target or a recording), `--dump FI
 dump through pykd), `--kdnet CONNECTION` (a kernel debugging connection through pykd); with
 none of them, inside WinDbg/KD, the debugger's current session.
 
-Exit status: 0 when the analysis ran (whatever it found), 2 for a bad argument or an
-unusable target, 130 when interrupted before anything could be reported.
+Exit status (the same for text and JSON output):
+  0    the analysis ran to the end and its results are complete (whatever it found)
+  3    the results are partial: printed, and the document says "complete": false -- the run was
+       interrupted (Ctrl+C / Ctrl+Break), hit --max-seconds or the read budget, or a warning says
+       a reading was cut short (a list that loops, an unreadable structure); the text says so on
+       its first line
+  2    unusable input: a bad argument, a target that cannot be opened or lacks the types needed
+  130  interrupted before anything could be reported
+Commands decide 0 or 3 from their document (commands/common.status); `_main` makes sure a run
+that hit --max-seconds or the read budget never exits 0.
 """
 import argparse
 import gc
@@ -14,12 +22,13 @@ import sys
 
 from . import __version__
 from .commands import COMMANDS
+from .commands.common import EXIT_OK, EXIT_PARTIAL
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
 from .progress import STOP_CTRL_BREAK, STOP_CTRL_C, STOP_NONE, Progress
 from .render.out import for_debugger, safe_stream
 from .target.cache import PAGE, CachedTarget, check_unit, unit_for_link
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -167,7 +176,7 @@ def _main(args, out, err):
         return EXIT_USAGE
     except (KeyboardInterrupt, SystemExit) as e:
         err.write("pykd-ext: %s: interrupted while opening the target (%s)\n" % (args.command, str(e) or "Ctrl+C"))
-        return 130
+        return EXIT_INTERRUPTED
     recorded = getattr(backend, "recorded_commands", None)
     if recorded is not None and args.command != "record" and args.command not in recorded:
         # a recording holds only what its commands read: another command would get confident
@@ -193,16 +202,19 @@ def _main(args, out, err):
         target.progress.set_deadline(args.max_seconds)
     try:
         code = run_command(args, target, out)
+        partial = False
         if target.progress is not None:
             target.progress.finish()
             if target.progress.timed_out:
+                partial = True
                 err.write("pykd-ext: %s: --max-seconds %g reached: the results are partial (see the "
                           "warning in the report)\n" % (args.command, args.max_seconds))
         if target.budget_exhausted:
+            partial = True
             err.write("pykd-ext: %s: warning: stopped reading after %d reads (the read budget): this target's "
                       "structures loop or are far larger than a kernel's; the results are partial\n"
                       % (args.command, target.read_budget))
-        return code
+        return EXIT_PARTIAL if partial and code == EXIT_OK else code
     except UsageError as e:
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE
@@ -222,7 +234,7 @@ def _main(args, out, err):
         return EXIT_OK
     except KeyboardInterrupt:
         err.write("pykd-ext: %s: interrupted\n" % args.command)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         release = getattr(backend, "release", None)
         if release is not None:

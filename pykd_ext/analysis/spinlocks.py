@@ -87,9 +87,10 @@ class SpinLockReport(object):
         self.module = None
         self.number = None           # KSPIN_LOCK_QUEUE_NUMBER of a numbered queued lock
 
-    def as_dict(self, name=""):
+    def as_dict(self, name=None):
         h = self.holder
-        return {"lock": None if self.address is None else "0x%x" % self.address, "kind": self.kind, "name": name,
+        return {"lock": None if self.address is None else "0x%x" % self.address,
+                "lock_kind": self.kind.lower() if self.kind else None, "lock_name": name or None,
                 "lock_word": None if self.word is None else self.word.describe(),
                 "queue_number": self.number, "module": self.module,
                 "spinners": [s.as_dict() for s in self.spinners],

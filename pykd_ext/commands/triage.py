@@ -16,6 +16,7 @@ from ..render import deadlock as render_deadlock
 from ..render import dpc as render_dpc
 from ..render import power as render_power
 from ..render import running as render_running
+from ..render.doc import bugcheck_dict, document, write_partial_headline
 from .common import add_format, emit
 from .running import running_doc
 
@@ -44,17 +45,24 @@ def _sections(t, target, build):
 def report(t, target):
     build = target.layouts().build
     v = t.verdict
-    bc = t.bugcheck
-    return {
-        "target": target.name, "build": build,
-        "verdict": {"what": v.what, "driver": v.driver, "function": v.function, "evidence": v.evidence,
-                    "reading": "complete" if v.complete else "partial", "why_partial": v.why_partial},
-        "signature": t.signature, "complete": v.complete,
-        "bugcheck": None if bc is None else {"code": "0x%x" % bc.code, "name": t.name,
-                                             "args": ["0x%x" % x for x in bc.args]},
-        "route": list(t.route),
-        "sections": _sections(t, target, build),
-    }
+    sections = _sections(t, target, build)
+    # the run's warnings are its sections' (once each); it was interrupted if one of them was
+    warnings, seen = [], set()
+    for s in sections.values():
+        for w in s["warnings"]:
+            key = (w["kind"], w["address"], w["message"])
+            if key not in seen:
+                seen.add(key)
+                warnings.append(w)
+    interrupted = next((s["interrupted"] for s in sections.values() if s["interrupted"]), None)
+    doc = document(
+        "triage", target.name, build, interrupted, warnings,
+        verdict={"what": v.what, "module": v.driver, "function": v.function, "evidence": v.evidence,
+                 "reading": "complete" if v.complete else "partial", "why_partial": v.why_partial},
+        signature=t.signature, bugcheck=bugcheck_dict(t.bugcheck), route=list(t.route), sections=sections)
+    if not v.complete:
+        doc["complete"] = False
+    return doc
 
 
 def run(args, target, out):
@@ -64,13 +72,16 @@ def run(args, target, out):
     def render_text(d, stream, style, title):
         w = lambda text="": stream.write(text + "\n")
         w(style("head", title))
+        write_partial_headline(d, w, style)
         v = d["verdict"]
         if d["bugcheck"]:
-            w("bug check %s %s (%s)" % (d["bugcheck"]["code"], d["bugcheck"]["name"], ", ".join(d["bugcheck"]["args"])))
+            bc = d["bugcheck"]
+            w("bug check %s %s (%s)" % (bc["code"], bc["name"] or bc["code"].upper().replace("0X", "0x"),
+                                        ", ".join(bc["args"])))
         else:
             w("no bug check: read as a hang")
         w(style("bad", "VERDICT: ") + v["what"])
-        w("  driver to look at: %s" % (style("drv", v["driver"]) if v["driver"] else "not named"))
+        w("  driver to look at: %s" % (style("drv", v["module"]) if v["module"] else "not named"))
         if v["evidence"]:
             w("  evidence: %s" % "; ".join(v["evidence"]))
         w("  reading: %s%s" % (v["reading"], (" (%s)" % "; ".join(v["why_partial"])) if v["why_partial"] else ""))
@@ -91,4 +102,4 @@ def run(args, target, out):
             stream.write(buf.getvalue())
             w()
 
-    return emit(args, out, doc, render_text, lambda: {}, "triage -- %s (%s)" % (target.name, doc["build"]))
+    return emit(args, out, doc, render_text, lambda: {}, "triage -- %s (%s)" % (target.name, doc["build"]), target)

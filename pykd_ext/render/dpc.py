@@ -2,10 +2,9 @@
 from tabulate import tabulate
 
 from ..analysis.dpc import routine_name
-from .deadlock import hx
+from .doc import bugcheck_dict, document, hx, write_partial_headline
 from .style import wrap
 
-BUGCHECK_133 = "DPC_WATCHDOG_VIOLATION"
 SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
 
 
@@ -33,8 +32,8 @@ def report_dict(r, target, build):
                           "reached_via": d.via} for d in q.dpcs]})
         cpus.append({
             "cpu": c.index, "prcb": hx(c.prcb), "readable": c.readable,
-            "current_thread": hx(c.current_thread), "thread_cid": act.thread_cid,
-            "thread_process": act.thread_process, "idle": c.idle,
+            "thread": hx(c.current_thread) if c.current_thread else None, "cid": act.thread_cid,
+            "process": act.thread_process, "idle": c.idle,
             "current_dpc_routine": describe(c.current_dpc_routine) if c.current_dpc_routine else None,
             "dpc_routine_active": c.dpc_routine_active,
             "watchdog": dict(c.watchdog),
@@ -47,18 +46,13 @@ def report_dict(r, target, build):
             "queues": queues})
     bc = r.bugcheck
     c = r.culprit
-    return {
-        "target": target.name, "build": build,
-        "bugcheck": None if bc is None else {
-            "code": hx(bc.code), "name": BUGCHECK_133 if bc.code == 0x133 else None,
-            "args": [hx(a) for a in bc.args]},
-        "culprit": None if c is None else {
+    return document(
+        "dpcs", target.name, build, r.interrupted, r.diagnostics,
+        bugcheck=bugcheck_dict(bc),
+        culprit=None if c is None else {
             "module": c.module, "routine": c.routine, "cpu": c.cpu, "reason": c.reason,
             "spinning": c.spinning, "could_hold_the_lock": c.holders},
-        "cpus": cpus,
-        "warnings": [d.as_dict() for d in r.diagnostics],
-        "complete": r.interrupted is None,
-    }
+        cpus=cpus)
 
 
 def _module(target, address):
@@ -85,8 +79,9 @@ def render_text(d, out, style, header):
     w = lambda text="": out.write(text + "\n")  # noqa: E731
     s = style
     w(s("head", header))
+    write_partial_headline(d, w, s)
     bc = d["bugcheck"]
-    if bc is not None and bc["name"]:
+    if bc is not None and bc["code"] == "0x133":
         a = [int(x, 16) for x in bc["args"]]
         if a[0] == 0:
             w(s("bad", "BUG CHECK 0x133 DPC_WATCHDOG_VIOLATION, arg1 0: a single DPC or ISR exceeded its time "
@@ -117,8 +112,8 @@ def render_text(d, out, style, header):
             doing += "  [spinning in %s]" % run["spinning_in"]
         depth = "/".join(str(q["depth"]) if q["depth"] is not None else "?" for q in x["queues"])
         wd = x["watchdog"]
-        rows.append(["%d%s" % (x["cpu"], "*" if x["bugchecked_here"] else ""), x["current_thread"],
-                     "%s %s" % (x["thread_cid"] or "", x["thread_process"] or ""), doing, depth,
+        rows.append(["%d%s" % (x["cpu"], "*" if x["bugchecked_here"] else ""), x["thread"],
+                     "%s %s" % (x["cid"] or "", x["process"] or ""), doing, depth,
                      _pair(wd, "dpc_time_count", "dpc_time_limit"), _pair(wd, "watchdog_count", "watchdog_period")])
     w(s("head", "PROCESSORS (%d)%s" % (len(rows), "  * bug checked here" if any(x["bugchecked_here"] for x in d["cpus"])
                                        else "")))
