@@ -352,6 +352,10 @@ def test_a_blamed_driver_is_a_module_everywhere():
     assert {t["module"] for t in d["threads"].values()} == {"TestDriver.sys"}
     t = run_json("triage", "--target", mock("eresource_deadlock"))
     assert t["verdict"]["module"] == "TestDriver.sys"
+    # a spin lock's module is its image file name too, as its spinners' threads name it
+    d = run_json("deadlock", "--target", mock("spinlock_queued_abba"))
+    spun = {s["module"] for s in d["spin_locks"]} | {x["module"] for s in d["spin_locks"] for x in s["spinners"]}
+    assert spun == {"NetFlt.sys"} and d["cycles"][0]["modules"] == ["NetFlt.sys"]
     assert run_json("stacks", "--target", mock("hang_no_cycle"), "--module", "SlowFlt")["groups"][0]["module"] == \
         "SlowFlt.sys"
     # a device: device_name, driver (the driver object's name), driver_object, module
