@@ -175,6 +175,7 @@ def _interrupt_the_first_unwind(monkeypatch):
 
 
 @pytest.mark.parametrize("cmd, name", [("deadlock", "eresource_deadlock"), ("powerirps", "power_9f4_zteusbnet"),
+                                       ("powerirps", "power_clean"),
                                        ("stacks", "hang_no_cycle"), ("dpcs", "dpc_133_athwbx"),
                                        ("running", "dpc_133_athwbx"), ("triage", "eresource_deadlock")])
 def test_an_interrupted_run_exits_3_and_says_so_first(monkeypatch, cmd, name):
@@ -189,6 +190,9 @@ def test_an_interrupted_run_exits_3_and_says_so_first(monkeypatch, cmd, name):
     assert code == 3
     # the first line under the title: what follows is partial -- never a confident negative
     assert text.splitlines()[1].startswith("INTERRUPTED (Ctrl+C): partial results")
+    if cmd != "triage":               # (triage's later sections may run whole after the Ctrl+C)
+        assert "No deadlock cycle" not in text and "No pending power" not in text and \
+            "No stuck power IRP:" not in text
 
 
 def test_the_read_budget_makes_every_document_partial(monkeypatch):

@@ -138,8 +138,9 @@ def render_text(d, out, style, header):
     w()
     if c is None:
         if not power:
-            w("No stuck power IRP: nothing has been pending long enough (%d s) to blame a driver." % 60
-              if d["pending_irps"] else "No pending power or PnP IRP was found.")
+            before = " before the interruption" if d["interrupted"] else ""
+            w("No stuck power IRP%s: nothing has been pending long enough (%d s) to blame a driver." % (before, 60)
+              if d["pending_irps"] else "No pending power or PnP IRP was found%s." % before)
     else:
         w(s("bad", "CULPRIT: %s" % (s("drv", c["module"]) if c["module"] else "no driver can be named")))
         for line in wrap(c["reason"], 96):
