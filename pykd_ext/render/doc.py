@@ -13,9 +13,11 @@ BUGCHECK_NAMES = {0x9F: "DRIVER_POWER_STATE_FAILURE", 0x133: "DPC_WATCHDOG_VIOLA
                   0x162: "KERNEL_AUTO_BOOST_INVALID_LOCK_RELEASE", 0xA: "IRQL_NOT_LESS_OR_EQUAL",
                   0xD1: "DRIVER_IRQL_NOT_LESS_OR_EQUAL", 0xC4: "DRIVER_VERIFIER_DETECTED_VIOLATION",
                   0xE2: "MANUALLY_INITIATED_CRASH"}
-# bug checks whose first parameter says which kind of failure it is (Microsoft's bug check
-# reference: 0x9F, 0x133, 0x101 and 0xC4 are documented per value of parameter 1)
-SUBCODED = (0x9F, 0x133, 0x101, 0xC4)
+# bug checks whose first parameter says which kind of failure it is, documented per value of
+# parameter 1 on Microsoft's bug check reference pages (learn.microsoft.com, "Bug Check 0x9F
+# DRIVER_POWER_STATE_FAILURE", "Bug Check 0x133 DPC_WATCHDOG_VIOLATION", "Bug Check 0xC4
+# DRIVER_VERIFIER_DETECTED_VIOLATION"); 0x101's parameter 1 is a tick count, no subcode
+SUBCODED = (0x9F, 0x133, 0xC4)
 
 READ_BUDGET = "read budget"
 
