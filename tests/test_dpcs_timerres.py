@@ -47,8 +47,8 @@ def test_seed_133_queue_is_what_dpcs_printed():
                     ("normal", "nt!PopExecuteProcessorCallback", "DpcObject"),
                     ("threaded", "nt!KiDpcWatchdog", "ThreadedDpcObject")]
     assert [q["depth"] for q in cpu3["queues"]] == [3, 1]
-    assert cpu3["watchdog"] == {"dpc_time_count": 0x501, "dpc_time_limit": 0x500, "watchdog_count": 0x1a2,
-                                "watchdog_period": 0x4e20}
+    assert cpu3["watchdog"] == {"dpc_time_ticks": 0x501, "dpc_time_limit_ticks": 0x500, "watchdog_ticks": 0x1a2,
+                                "watchdog_period_ticks": 0x4e20}
     assert cpu3["running"] == {"kind": "DPC", "routine": "ndis!ndisInterruptDpc", "driver_frame": "athwbx+0x161751",
                                "module": "athwbx.sys", "spinning_in": "nt!KeAcquireSpinLockRaiseToDpc"}
     assert cpu3["dpc_routine_active"] and cpu3["current_dpc_routine"] is None   # 8.1 has no CurrentDpcRoutine
@@ -66,7 +66,7 @@ def test_cumulative_133_shows_every_processor_and_names_what_ran():
                      (2, False, None, None), (3, True, None, None)]
     assert [sum(q["depth"] for q in x["queues"]) for x in d["cpus"]] == [8, 2, 0, 0]
     # Windows 11 names: DpcTimeLimitTicks, DpcWatchdogPeriodTicks; CurrentDpcRoutine is there
-    assert d["cpus"][0]["watchdog"]["watchdog_period"] == 0x1e00
+    assert d["cpus"][0]["watchdog"]["watchdog_period_ticks"] == 0x1e00
     assert d["cpus"][0]["current_dpc_routine"] == "BusyNet!RxDpc"
     assert d["cpus"][1]["process"] == "smss.exe"
     assert d["cpus"][1]["thread"].startswith("0x") and d["cpus"][1]["cid"].count(".") == 1

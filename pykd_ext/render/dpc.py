@@ -8,6 +8,12 @@ from .style import wrap
 SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
 
 
+# the processor's DPC watchdog counters (kernel/dpc.WATCHDOG_FIELDS), clock ticks all: the JSON
+# names raw tick counts *_ticks (VOCABULARY.md)
+WATCHDOG_KEYS = {"dpc_time_count": "dpc_time_ticks", "dpc_time_limit": "dpc_time_limit_ticks",
+                 "watchdog_count": "watchdog_ticks", "watchdog_period": "watchdog_period_ticks"}
+
+
 def _frame(f):
     return None if f is None else f.symbol
 
@@ -36,7 +42,7 @@ def report_dict(r, target, build):
             "process": act.thread_process, "idle": c.idle,
             "current_dpc_routine": describe(c.current_dpc_routine) if c.current_dpc_routine else None,
             "dpc_routine_active": c.dpc_routine_active,
-            "watchdog": dict(c.watchdog),
+            "watchdog": {WATCHDOG_KEYS[k]: v for k, v in c.watchdog.items()},
             "bugchecked_here": act.bugchecked, "draining_dpcs": act.in_dpc,
             "running": None if s is None else {
                 "kind": s.kind, "routine": routine_name(s.routine), "driver_frame": _frame(s.driver),
@@ -114,7 +120,8 @@ def render_text(d, out, style, header):
         wd = x["watchdog"]
         rows.append(["%d%s" % (x["cpu"], "*" if x["bugchecked_here"] else ""), x["thread"],
                      "%s %s" % (x["cid"] or "", x["process"] or ""), doing, depth,
-                     _pair(wd, "dpc_time_count", "dpc_time_limit"), _pair(wd, "watchdog_count", "watchdog_period")])
+                     _pair(wd, "dpc_time_ticks", "dpc_time_limit_ticks"),
+                     _pair(wd, "watchdog_ticks", "watchdog_period_ticks")])
     w(s("head", "PROCESSORS (%d)%s" % (len(rows), "  * bug checked here" if any(x["bugchecked_here"] for x in d["cpus"])
                                        else "")))
     for line in tabulate(rows, headers=["CPU", "thread", "Cid process", "running now", "queued n/t",

@@ -63,7 +63,7 @@ def pending_dict(p, a):
         "expected": p.normal is not None, "note": p.normal,
         "found_in": list(p.sources),
         "power_record": None if p.pop is None else {
-            "address": hx(p.pop.address), "pdo": hx(p.pop.pdo), "target_device": hx(p.pop.target_device),
+            "power_record": hx(p.pop.address), "pdo": hx(p.pop.pdo), "target_device": hx(p.pop.target_device),
             "current_device": hx(p.pop.current_device), "watchdog_start": p.pop.watchdog_start},
         "threads": [_role_dict(t, a) for t in p.threads],
         "more_threads": p.more_threads,
