@@ -228,6 +228,9 @@ def _old_shapes(doc):
             yield "a device node named address"
         if "device" in v and "name" in v:
             yield "a device's name that is not device_name: %s" % v["device"]
+        for k in ("routine", "current_dpc_routine"):
+            if isinstance(v.get(k), str) and not v[k].startswith("0x"):
+                yield "a routine named by its symbol, not its address: %s" % v[k]
 
 
 def _keys(x, path=""):
@@ -283,6 +286,9 @@ def test_a_thread_is_thread_cid_process_in_every_command():
                 for t, cids in _cids(doc).items():
                     seen.setdefault(t, set()).update(cids)
         assert seen and all(len(c) == 1 for c in seen.values()), (name, seen)
+    # the function a DPC culprit ran is "function" in dpcs as in triage's verdict
+    assert docs[("dpc_133_athwbx", "dpcs")]["culprit"]["function"] == \
+        docs[("dpc_133_athwbx", "triage")]["verdict"]["function"] == "ndis!ndisInterruptDpc"
     holder = docs[("power_9f4_zteusbnet", "powerirps")]["pnp_lock_holder"]
     assert (irp["thread"], irp["cid"], irp["process"]) == (holder["thread"], holder["cid"], holder["process"]) == (
         "0xfffffa8000c09fd0", "0004.0048", "System")

@@ -19,7 +19,7 @@ def test_the_0x133_processor_runs_a_dpc_in_its_idle_loop_spinning():
     c = cpus("dpc_133_athwbx")
     assert sorted(c) == [0, 1, 2, 3]
     three = c[3]
-    assert (three["activity"], three["routine"], three["module"]) == (
+    assert (three["activity"], three["function"], three["module"]) == (
         "DPC (in the idle loop)", "ndis!ndisInterruptDpc", "athwbx.sys")
     assert three["spinning_in"] == "nt!KeAcquireSpinLockRaiseToDpc" and three["bugchecked_here"]
     assert [c[i]["activity"] for i in (0, 2)] == ["idle", "idle"]

@@ -65,7 +65,7 @@ def running_doc(target, r=None):
             "cid": act.thread_cid, "process": act.thread_process,
             "next_thread": "0x%x" % c.next_thread if c.next_thread else None,
             "idle": idle, "irql": irql, "activity": what,
-            "routine": routine_name(s.routine) if s is not None and s.kind else None,
+            "function": routine_name(s.routine) if s is not None and s.kind else None,
             "module": s.driver.module.image if s is not None and s.driver is not None else None,
             "spinning_in": _spinning(running_frames) if not (idle and not kind) else None,
             "bugchecked_here": act.bugchecked,

@@ -40,12 +40,13 @@ def report_dict(r, target, build):
             "cpu": c.index, "prcb": hx(c.prcb), "readable": c.readable,
             "thread": hx(c.current_thread) if c.current_thread else None, "cid": act.thread_cid,
             "process": act.thread_process, "idle": c.idle,
-            "current_dpc_routine": describe(c.current_dpc_routine) if c.current_dpc_routine else None,
+            "current_dpc_routine": hx(c.current_dpc_routine) if c.current_dpc_routine else None,
+            "current_dpc_symbol": describe(c.current_dpc_routine) if c.current_dpc_routine else None,
             "dpc_routine_active": c.dpc_routine_active,
             "watchdog": {WATCHDOG_KEYS[k]: v for k, v in c.watchdog.items()},
             "bugchecked_here": act.bugchecked, "draining_dpcs": act.in_dpc,
             "running": None if s is None else {
-                "kind": s.kind, "routine": routine_name(s.routine), "driver_frame": _frame(s.driver),
+                "kind": s.kind, "function": routine_name(s.routine), "driver_frame": _frame(s.driver),
                 "module": s.driver.module.image if s.driver is not None else None,
                 "spinning_in": s.spin.function if s.spin is not None else None},
             "stack": [f.symbol for f in act.frames],
@@ -56,7 +57,7 @@ def report_dict(r, target, build):
         "dpcs", target.name, build, r.interrupted, r.diagnostics,
         bugcheck=bugcheck_dict(bc),
         culprit=None if c is None else {
-            "module": c.module, "routine": c.routine, "cpu": c.cpu, "reason": c.reason,
+            "module": c.module, "function": c.routine, "cpu": c.cpu, "reason": c.reason,
             "spinning": c.spinning, "could_hold_the_lock": c.holders},
         cpus=cpus)
 
@@ -112,8 +113,8 @@ def render_text(d, out, style, header):
     for x in d["cpus"]:
         run = x["running"] or {}
         doing = "idle" if x["idle"] and not x["draining_dpcs"] else (
-            "DPC %s" % run["routine"] if run.get("kind") == "DPC" else
-            "ISR %s" % run["routine"] if run.get("kind") == "ISR" else _top(x["stack"]) or "?")
+            "DPC %s" % run["function"] if run.get("kind") == "DPC" else
+            "ISR %s" % run["function"] if run.get("kind") == "ISR" else _top(x["stack"]) or "?")
         if run.get("spinning_in"):
             doing += "  [spinning in %s]" % run["spinning_in"]
         depth = "/".join(str(q["depth"]) if q["depth"] is not None else "?" for q in x["queues"])

@@ -12,7 +12,7 @@ def render_text(doc, out, style, title):
         w("bug check %s (%s)" % (doc["bugcheck"]["code"], ", ".join(doc["bugcheck"]["args"])))
     rows = []
     for c in doc["cpus"]:
-        what = c["activity"] if not c["routine"] else "%s %s" % (c["activity"].split(" (")[0], c["routine"]) + \
+        what = c["activity"] if not c["function"] else "%s %s" % (c["activity"].split(" (")[0], c["function"]) + \
             (" (in the idle loop)" if "idle loop" in c["activity"] else "")
         if c["spinning_in"]:
             what += ", spinning in %s" % c["spinning_in"]
