@@ -33,7 +33,7 @@ def triage_one(path):
     from .cli import main
     out, err = io.StringIO(), io.StringIO()
     code = main(["triage", "--target", path, "--format", "json", "--no-progress"], out=out, err=err)
-    if code != 0:
+    if code not in (0, 3):                  # 3: a partial reading, its document says complete: false
         return path, None, (err.getvalue().strip().splitlines() or ["exit %d" % code])[0]
     return path, json.loads(out.getvalue()), None
 
@@ -47,7 +47,7 @@ def run(paths, jobs, write, summary_only=False):
                 line = {"target": path, "error": error}
             else:
                 v = doc["verdict"]
-                line = {"target": path, "signature": doc["signature"], "driver": v["driver"],
+                line = {"target": path, "signature": doc["signature"], "module": v["module"],
                         "what": v["what"], "complete": doc["complete"]}
             rows.append(line)
             if not summary_only:

@@ -5,8 +5,16 @@ The target is one of: `--target FILE` (a mock target or a recording), `--dump FI
 dump through pykd), `--kdnet CONNECTION` (a kernel debugging connection through pykd); with
 none of them, inside WinDbg/KD, the debugger's current session.
 
-Exit status: 0 when the analysis ran (whatever it found), 2 for a bad argument or an
-unusable target, 130 when interrupted before anything could be reported.
+Exit status (the same for text and JSON output):
+  0    the analysis ran to the end and its results are complete (whatever it found)
+  3    the results are partial: printed, and the document says "complete": false -- the run was
+       interrupted (Ctrl+C / Ctrl+Break), hit --max-seconds or the read budget, or a warning says
+       a reading was cut short (a list that loops, an unreadable structure); the text says so on
+       its first line
+  2    unusable input: a bad argument, a target that cannot be opened or lacks the types needed
+  130  interrupted before anything could be reported
+Commands decide 0 or 3 from their document (commands/common.status); `_main` makes sure a run
+that hit --max-seconds or the read budget never exits 0.
 """
 import argparse
 import gc
@@ -16,6 +24,7 @@ import sys
 
 from . import __version__
 from .commands import COMMANDS
+from .commands.common import EXIT_OK, EXIT_PARTIAL
 from .errors import FieldNotFound, PykdExtError, TargetUnavailable, TypeNotFound, UsageError
 from .progress import STOP_CTRL_BREAK, STOP_CTRL_C, STOP_NONE, Progress
 from .render.out import for_debugger, safe_stream
@@ -23,7 +32,7 @@ from .render.style import FORCE, text_output
 from .target.cache import PAGE, CachedTarget, check_unit, unit_for_link
 from .target.mock import partial_recording
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -174,7 +183,7 @@ def _main(args, out, err):
         return EXIT_USAGE
     except (KeyboardInterrupt, SystemExit) as e:
         err.write("pykd-ext: %s: interrupted while opening the target (%s)\n" % (args.command, str(e) or "Ctrl+C"))
-        return 130
+        return EXIT_INTERRUPTED
     recorded = getattr(backend, "recorded_commands", None)
     if recorded is not None and args.command != "record" and args.command not in recorded:
         # a recording holds only what its commands read: another command would get confident
@@ -198,22 +207,26 @@ def _main(args, out, err):
         if target.progress is None:
             target.progress = Progress(None, prefix="pykd-ext %s" % args.command)
         target.progress.set_deadline(args.max_seconds)
-    partial = partial_recording(backend)
+    recording_partial = partial_recording(backend)
     try:
-        if partial is None:
+        if recording_partial is None:
             code = run_command(args, target, out)
         else:
-            code = run_partial(args, target, out, partial)
+            code = run_partial(args, target, out, recording_partial)
+        # what a partial recording did not read is missing: its answers are partial too
+        partial = recording_partial is not None
         if target.progress is not None:
             target.progress.finish()
             if target.progress.timed_out:
+                partial = True
                 err.write("pykd-ext: %s: --max-seconds %g reached: the results are partial (see the "
                           "warning in the report)\n" % (args.command, args.max_seconds))
         if target.budget_exhausted:
+            partial = True
             err.write("pykd-ext: %s: warning: stopped reading after %d reads (the read budget): this target's "
                       "structures loop or are far larger than a kernel's; the results are partial\n"
                       % (args.command, target.read_budget))
-        return code
+        return EXIT_PARTIAL if partial and code == EXIT_OK else code
     except UsageError as e:
         err.write("pykd-ext: %s\n" % e)
         return EXIT_USAGE
@@ -221,7 +234,7 @@ def _main(args, out, err):
         hint = getattr(backend, "symbol_hint", None)
         err.write("pykd-ext: %s: unusable target %s: %s%s%s\n" % (
             args.command, target.name, e, "; " + hint() if hint else "",
-            "; it is a partial recording (%s)" % partial if partial else ""))
+            "; it is a partial recording (%s)" % recording_partial if recording_partial else ""))
         return EXIT_USAGE
     except PykdExtError as e:
         err.write("pykd-ext: %s: %s\n" % (args.command, e))
@@ -234,7 +247,7 @@ def _main(args, out, err):
         return EXIT_OK
     except KeyboardInterrupt:
         err.write("pykd-ext: %s: interrupted\n" % args.command)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         release = getattr(backend, "release", None)
         if release is not None:

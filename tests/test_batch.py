@@ -21,6 +21,6 @@ def test_all_shipped_targets_in_parallel_grouped_by_signature(tmp_path):
     assert errors[0]["error"].startswith("pykd-ext: ")
     by_name = {os.path.basename(r["target"]): r for r in rows if "error" not in r}
     assert by_name["power_9f4_zteusbnet.json.gz"]["signature"] == "0x9F_4_ZTEusbnet.sys"
-    assert by_name["pushlock_recursive_win11.json.gz"]["driver"] == "FsFilter.sys"
+    assert by_name["pushlock_recursive_win11.json.gz"]["module"] == "FsFilter.sys"
     assert len(groups["NO_BUGCHECK_TestDriver.sys!FileMoveThread"]) >= 3     # the seed 001 family
     assert "signature" in "".join(lines) and "targets" in "".join(lines)

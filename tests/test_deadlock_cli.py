@@ -124,16 +124,18 @@ def test_every_shipped_target_has_expectations():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_json_facts(name):
     code, out, err = run_cli("deadlock", "--target", mock(name), "--format", "json")
-    assert code == 0 and err == ""
-    d = json.loads(out)
     cycles, chains, warnings = EXPECTED[name]
+    # a target read with warnings gives partial results: exit 3, complete false
+    assert code == (3 if warnings else 0) and err == ""
+    d = json.loads(out)
+    assert d["complete"] is (not warnings) and d["interrupted"] is None
     got = [([d["threads"][t]["start"] for t in c["threads"]], c["locks"], [e["evidence"] for e in c["edges"]])
            for c in d["cycles"]]
     assert got == cycles
     for c in d["cycles"]:                         # each edge: waits for a lock held by the next thread
         n = len(c["threads"])
         for i, e in enumerate(c["edges"]):
-            assert (e["thread"], e["waits_for"], e["held_by"]) == (
+            assert (e["thread"], e["lock"], e["held_by"]) == (
                 c["threads"][i], c["locks"][i], c["threads"][(i + 1) % n])
             assert e["mode"] == ("self" if e["evidence"] == "stack-pattern" else "exclusive")
     assert [(c["root"], c["waiters"]) for c in d["chains"]] == [(r, w) for r, _, w in chains]
@@ -151,12 +153,15 @@ def test_seed_001_facts_in_detail():
     # six minutes of waiting in ExpWaitForResource: 0.5 s, then 4 s re-waits; WaitTime is the
     # start of the last one, 3.5 s ago (224 ticks), and the reading says it is a slice
     assert (move["wait_ticks"], move["wait_seconds"], move["wait_is_slice"]) == (224, 3.5, True)
-    assert move["holds"] == [{"lock": c["locks"][1], "mode": "exclusive"}]
-    assert dele["holds"] == [{"lock": c["locks"][0], "mode": "exclusive"}]
-    assert move["driver"] == dele["driver"] == "TestDriver.sys"
-    assert c["drivers"] == ["TestDriver.sys"]
+    assert [(h["lock"], h["lock_kind"], h["mode"]) for h in move["holds"]] == [
+        (c["locks"][1], "eresource", "exclusive")]
+    assert [(h["lock"], h["lock_kind"], h["mode"]) for h in dele["holds"]] == [
+        (c["locks"][0], "eresource", "exclusive")]
+    assert move["holds"][0]["lock_name"] == d["locks"][c["locks"][1]]["lock_name"]
+    assert move["module"] == dele["module"] == "TestDriver.sys"
+    assert c["modules"] == ["TestDriver.sys"]
     # FileResource1 and FileResource2 are named by where they live: TestDriver's device extension
-    names = [d["locks"][l]["name"] for l in c["locks"]]
+    names = [d["locks"][l]["lock_name"] for l in c["locks"]]
     assert [n.split(" extension")[1] for n in names] == ["+0x68", "+0x0"]
     assert all(n.startswith("\\Driver\\TestDriver device 0x") for n in names)
     # FileCreationThread finished: it is terminated and part of no cycle or chain
@@ -167,19 +172,20 @@ def test_seed_001_facts_in_detail():
 def test_hang_chain_paths_go_through_the_mutex_holder():
     d = json.loads(run_cli("deadlock", "--target", mock("hang_no_cycle"), "--format", "json")[1])
     ch = d["chains"][0]
-    assert ch["driver"] == "SlowFlt.sys"
+    assert ch["module"] == "SlowFlt.sys"
     lock = "0xfffff88000e10000"
-    assert d["locks"][lock]["name"] == "SlowFlt!gConfigLock"
+    assert d["locks"][lock]["lock_name"] == "SlowFlt!gConfigLock"
     modes = sorted((p[0]["thread"], p[0]["mode"], len(p)) for p in ch["paths"])
     assert modes == [("0xfffffa8000c12060", "exclusive", 1), ("0xfffffa8000c12950", "shared", 1),
                      ("0xfffffa8000c132b0", "exclusive", 2)]
     via_mutex = [p for p in ch["paths"] if len(p) == 2][0]
-    assert [e["waits_for"] for e in via_mutex] == ["0xfffffa8000c13270", lock]
+    assert [e["lock"] for e in via_mutex] == ["0xfffffa8000c13270", lock]
+    assert [e["lock_kind"] for e in via_mutex] == ["mutant", "eresource"]
     # the shared waiter queued behind the exclusive one sits in an owner-table entry (as
     # ExpFindFreeEntry puts it): reported as a queued waiter, not an owner
     assert d["locks"][lock]["waiters_in_owner_entries"] == ["0xfffffa8000c12950"]
     assert [o["owner"] for o in d["locks"][lock]["owners"]] == ["0xfffffa8000c11770"]
-    assert d["locks"]["0xfffffa8000c13270"]["kind"] == "mutant"
+    assert d["locks"]["0xfffffa8000c13270"]["lock_kind"] == "mutant"
 
 
 def test_text_matches_golden_and_states_the_facts():
@@ -290,5 +296,10 @@ def test_an_interrupted_run_says_so_first(monkeypatch):
     monkeypatch.setattr(wg, "all_resources", stop)
     code, out, err = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--no-color")
     lines = [l for l in out.splitlines() if l.strip()]
-    assert lines[2].startswith("INTERRUPTED (KeyboardInterrupt): partial results")
+    # the first line under the title, before any count or finding; exit 3: partial results
+    assert lines[1].startswith("INTERRUPTED (Ctrl+C): partial results")
+    assert code == 3
     assert "No deadlock cycle" not in out and "Nothing found before the interruption." in out
+    code, out, err = run_cli("deadlock", "--target", mock("eresource_deadlock"), "--format", "json")
+    d = json.loads(out)
+    assert code == 3 and (d["complete"], d["interrupted"]) == (False, "Ctrl+C")

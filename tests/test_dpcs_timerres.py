@@ -18,7 +18,9 @@ from conftest import BUILDS, MOCKS, ROOT, cached, mock, run_cli
 
 def run(cmd, name, fmt="json"):
     code, out, err = run_cli(cmd, "--target", mock(name), "--format", fmt)
-    assert code == 0 and err == ""
+    assert err == ""
+    complete = json.loads(run_cli(cmd, "--target", mock(name), "--format", "json")[1])["complete"]
+    assert code == (0 if complete else 3)             # 3: partial results
     return json.loads(out) if fmt == "json" else out
 
 
@@ -28,7 +30,7 @@ def test_seed_133_culprit_is_athwbx_spinning_on_a_spin_lock():
     d = run("dpcs", "dpc_133_athwbx")
     assert d["bugcheck"]["args"] == ["0x0", "0x501", "0x500", "0x0"]
     c = d["culprit"]
-    assert (c["module"], c["routine"], c["cpu"], c["spinning"]) == ("athwbx.sys", "ndis!ndisInterruptDpc", 3, True)
+    assert (c["module"], c["function"], c["cpu"], c["spinning"]) == ("athwbx.sys", "ndis!ndisInterruptDpc", 3, True)
     assert "spinning on a spin lock" in c["reason"] and "0x501 ticks against 0x500" in c["reason"]
     assert c["could_hold_the_lock"] == [1]           # CPU 1 runs an athwbx thread; 0 and 2 are idle
     text = run("dpcs", "dpc_133_athwbx", "text")
@@ -45,9 +47,9 @@ def test_seed_133_queue_is_what_dpcs_printed():
                     ("normal", "nt!PopExecuteProcessorCallback", "DpcObject"),
                     ("threaded", "nt!KiDpcWatchdog", "ThreadedDpcObject")]
     assert [q["depth"] for q in cpu3["queues"]] == [3, 1]
-    assert cpu3["watchdog"] == {"dpc_time_count": 0x501, "dpc_time_limit": 0x500, "watchdog_count": 0x1a2,
-                                "watchdog_period": 0x4e20}
-    assert cpu3["running"] == {"kind": "DPC", "routine": "ndis!ndisInterruptDpc", "driver_frame": "athwbx+0x161751",
+    assert cpu3["watchdog"] == {"dpc_time_ticks": 0x501, "dpc_time_limit_ticks": 0x500, "watchdog_ticks": 0x1a2,
+                                "watchdog_period_ticks": 0x4e20}
+    assert cpu3["running"] == {"kind": "DPC", "function": "ndis!ndisInterruptDpc", "driver_frame": "athwbx+0x161751",
                                "module": "athwbx.sys", "spinning_in": "nt!KeAcquireSpinLockRaiseToDpc"}
     assert cpu3["dpc_routine_active"] and cpu3["current_dpc_routine"] is None   # 8.1 has no CurrentDpcRoutine
     assert all(q["dpcs"] == [] for x in d["cpus"][:3] for q in x["queues"])
@@ -56,17 +58,19 @@ def test_seed_133_queue_is_what_dpcs_printed():
 def test_cumulative_133_shows_every_processor_and_names_what_ran():
     d = run("dpcs", "dpc_133_cumulative")
     c = d["culprit"]
-    assert (c["module"], c["routine"], c["cpu"], c["spinning"]) == ("BusyNet.sys", "BusyNet!RxDpc", 0, False)
+    assert (c["module"], c["function"], c["cpu"], c["spinning"]) == ("BusyNet.sys", "BusyNet!RxDpc", 0, False)
     assert "cumulatively" in c["reason"]
-    doing = [(x["cpu"], x["idle"], (x["running"] or {}).get("kind"), (x["running"] or {}).get("routine"))
+    doing = [(x["cpu"], x["idle"], (x["running"] or {}).get("kind"), (x["running"] or {}).get("function"))
              for x in d["cpus"]]
     assert doing == [(0, True, "DPC", "BusyNet!RxDpc"), (1, False, "DPC", "BusyNet!TxCompleteDpc"),
                      (2, False, None, None), (3, True, None, None)]
     assert [sum(q["depth"] for q in x["queues"]) for x in d["cpus"]] == [8, 2, 0, 0]
     # Windows 11 names: DpcTimeLimitTicks, DpcWatchdogPeriodTicks; CurrentDpcRoutine is there
-    assert d["cpus"][0]["watchdog"]["watchdog_period"] == 0x1e00
-    assert d["cpus"][0]["current_dpc_routine"] == "BusyNet!RxDpc"
-    assert d["cpus"][1]["thread_process"] == "smss.exe"
+    assert d["cpus"][0]["watchdog"]["watchdog_period_ticks"] == 0x1e00
+    assert d["cpus"][0]["current_dpc_symbol"] == "BusyNet!RxDpc"
+    assert d["cpus"][0]["current_dpc_routine"].startswith("0x")
+    assert d["cpus"][1]["process"] == "smss.exe"
+    assert d["cpus"][1]["thread"].startswith("0x") and d["cpus"][1]["cid"].count(".") == 1
 
 
 def test_no_culprit_without_a_0x133():
@@ -179,7 +183,7 @@ def test_dpcs_and_timerres_survive_corrupted_targets(name):
     for cmd in ("dpcs", "timerres"):
         for fmt in ("text", "json"):
             code, out, err = run_cli(cmd, "--target", mock(name), "--format", fmt)
-            assert code == 0 and err == "" and "Traceback" not in out
+            assert code in (0, 3) and err == "" and "Traceback" not in out
 
 
 def test_dpcs_text_matches_golden():

@@ -91,13 +91,16 @@ def test_irp_text_and_json_on_the_seed_target():
     code, out, err = run_cli("irp", "%x`%08x" % (irp >> 32, irp & 0xffffffff), "--target", mock("power_9f4_zteusbnet"))
     assert code == 0, err
     assert "IRP 0x%x  10 stack locations, current 10 (0x%x)" % (irp, irp + 0x358) in out
-    assert "locations 0-8 unused" in out
+    assert "locations 1-9 unused" in out              # numbered as "current 10": from 1
     assert "pending at \\Driver\\ZTEusbnet (ZTEusbnet.sys), device 0x%x (NDMP14)" % fdo in out
     assert "Cid 0004.0048  System" in out
     d = json.loads(run_cli("irp", hex(irp), "--target", mock("power_9f4_zteusbnet"), "--format", "json")[1])
     assert d["pending_at"] == {"device": hex(fdo), "device_name": "NDMP14", "driver": "\\Driver\\ZTEusbnet",
                                "module": "ZTEusbnet.sys"}
     assert d["thread"] == hex(worker) and d["current_location"] == 10
+    assert d["location"] == {"number": 10, "of": 10, "address": hex(irp + 0x358)}
+    assert [x["number"] for x in d["locations"] if x["current"]] == [10]
+    assert (d["cid"], d["process"]) == ("0004.0048", "System")
     assert d["locations"][9]["minor_name"] == "IRP_MN_SURPRISE_REMOVAL"
 
 
@@ -132,7 +135,9 @@ def test_irp_with_unreadable_stack_locations_shows_what_it_can(tmp_path):
     assert irp.current == 6 and not irp.current_loc.readable
     assert any("stack location 6 is unreadable" in d.message for d in irp.diagnostics)
     code, out, err = run_cli("irp", hex(a), "--target", _save(b, tmp_path))
-    assert code == 0 and "unreadable" in out and "WARNINGS" in out
+    # the unreadable locations make the results partial: said first, and exit 3
+    assert code == 3 and "unreadable" in out and "WARNINGS" in out
+    assert out.splitlines()[1].startswith("PARTIAL RESULTS: ")
 
 
 def test_device_stack_that_loops_is_cut_with_a_warning():

@@ -149,7 +149,7 @@ def test_triage_shows_the_lints_in_json_and_text():
     assert [sorted(x) for x in d["lints"]] == [sorted(["lint", "module", "threads", "evidence", "why", "read"])]
     assert d["lints"][0]["lint"] == "wait-at-dispatch" and d["lints"][0]["threads"][0]["thread"].startswith("0x")
     # nothing stronger on this hang: the lint is the verdict
-    assert d["verdict"]["driver"] == "AcmeUsb.sys" and d["signature"] == "NO_BUGCHECK_AcmeUsb.sys!EvtIoRead"
+    assert d["verdict"]["module"] == "AcmeUsb.sys" and d["signature"] == "NO_BUGCHECK_AcmeUsb.sys!EvtIoRead"
     code, out, err = run_cli("triage", "--target", mock("lint_unload_during_init"), "--no-color")
     assert "== lints ==" in out and "unload-during-init in IsoFlt.sys" in out
     assert out.index("VERDICT") < out.index("== lints ==") < out.index("== deadlock ==")

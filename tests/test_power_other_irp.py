@@ -213,7 +213,7 @@ def test_triage_blames_the_driver_holding_the_ioctl(name):
     code, out, err = run_cli("triage", "--target", mock(name), "--format", "json")
     d = json.loads(out)
     assert code == 0 and err == ""
-    assert d["verdict"]["driver"] == "AcmeBus.sys" and d["signature"] == "0x9F_4_AcmeBus.sys"
+    assert d["verdict"]["module"] == "AcmeBus.sys" and d["signature"] == "0x9F_4_AcmeBus.sys"
     p = json.loads(run_cli("powerirps", "--target", mock(name), "--format", "json")[1])
     q = p["culprit"]["depends_on"][0]
     # the IRP blamed is the one on the holder's IrpList whose current location is at AcmeBus's device

@@ -100,7 +100,7 @@ def test_shipped_push_lock_targets_through_the_cli(name):
     assert "No deadlock cycle and no thread waiting on an owned lock was found" not in out
     assert "push lock 0x" in out and "[wait-block-chain]" in out
     d = json.loads(run_cli("deadlock", "--target", mock(name), "--format", "json")[1])
-    kinds = {l["kind"] for l in d["locks"].values()}
+    kinds = {l["lock_kind"] for l in d["locks"].values()}
     assert kinds == {"push lock"}
     if name.startswith("pushlock_shared"):
         owners = [o for l in d["locks"].values() for o in l["owners"]]

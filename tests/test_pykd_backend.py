@@ -276,7 +276,7 @@ def _run_counting(monkeypatch, *argv):
         seen["cache"] = self
     monkeypatch.setattr(CachedTarget, "__init__", spy)
     code, out, err = run_cli(*argv)
-    assert code == 0, err
+    assert code in (0, 3), err                      # 3: a corrupted target's partial results
     return seen["cache"]
 
 
@@ -363,7 +363,8 @@ def test_ctrl_break_while_unwinding_keeps_what_was_found(fake, monkeypatch):
         return real(inlineFrames)
     monkeypatch.setattr(fake, "getStack", get_stack)
     code, out, err = run_cli("deadlock")
-    assert code == 0
+    assert code == 3                                              # partial results
+    assert out.splitlines()[1].startswith("INTERRUPTED (Ctrl+Break): partial results")
     assert "interrupted (CTRL+BREAK)" in out
     assert "DEADLOCK 1: 2 threads, 2 locks" in out                # the cycle is already known
     assert fake.implicit_thread == start

@@ -52,7 +52,7 @@ def kind(cmd):
 def _dml(argv):
     out = DebuggerOut()
     code = main(argv, out=out, err=io.StringIO())
-    assert code in (0, 2), argv
+    assert code in (0, 2, 3), argv
     return "".join(out.dml)
 
 

@@ -19,18 +19,18 @@ def test_the_0x133_processor_runs_a_dpc_in_its_idle_loop_spinning():
     c = cpus("dpc_133_athwbx")
     assert sorted(c) == [0, 1, 2, 3]
     three = c[3]
-    assert (three["activity"], three["routine"], three["driver"]) == (
+    assert (three["activity"], three["function"], three["module"]) == (
         "DPC (in the idle loop)", "ndis!ndisInterruptDpc", "athwbx.sys")
     assert three["spinning_in"] == "nt!KeAcquireSpinLockRaiseToDpc" and three["bugchecked_here"]
     assert [c[i]["activity"] for i in (0, 2)] == ["idle", "idle"]
-    assert (c[1]["activity"], c[1]["process"], c[1]["driver"]) == ("thread", "System", "athwbx.sys")
+    assert (c[1]["activity"], c[1]["process"], c[1]["module"]) == ("thread", "System", "athwbx.sys")
 
 
 def test_both_abba_processors_spin_at_dispatch_level():
     c = cpus("spinlock_queued_abba")
     for i in (1, 2):
         assert c[i]["spinning_in"] == "nt!KxWaitForLockOwnerShip" and c[i]["irql"] == 2
-        assert c[i]["driver"] == "NetFlt.sys"
+        assert c[i]["module"] == "NetFlt.sys"
     code, out, err = run_cli("running", "--target", mock("spinlock_queued_abba"), "--no-color")
     assert "thread, spinning in nt!KxWaitForLockOwnerShip" in out
     assert "CPU 1: nt!KeYieldProcessorEx+0x17 < nt!KxWaitForLockOwnerShip+0x2a" in out

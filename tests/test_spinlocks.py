@@ -146,7 +146,7 @@ def test_json_and_text_say_what_is_recorded_and_what_is_inferred(name):
     code, text, err = run_cli("deadlock", "--target", mock(name))
     assert code == 0 and "SPIN LOCKS" in text
     if name == "spinlock_queued_abba":
-        assert [(s["name"], s["kind"], [x["cpu"] for x in s["spinners"]], s["holder"]["cpu"],
+        assert [(s["lock_name"], s["lock_kind"], [x["cpu"] for x in s["spinners"]], s["holder"]["cpu"],
                  s["holder"]["evidence"], s["holder"]["recorded"]) for s in spins] == [
             ("NetFlt!gAdapterLock", "queued spin lock", [2], 1, "queue-head", True),
             ("NetFlt!gFilterLock", "queued spin lock", [1], 2, "queue-head", True)]
@@ -154,7 +154,7 @@ def test_json_and_text_say_what_is_recorded_and_what_is_inferred(name):
         assert text.count("[recorded: queue-head]") == 2 and "DEADLOCK 1" in text
     else:
         (s,) = spins
-        assert (s["name"], s["kind"], s["lock_word"], s["holder"]) == (
+        assert (s["lock_name"], s["lock_kind"], s["lock_word"], s["holder"]) == (
             "StorFlt!gRequestQueueLock", "spin lock", "held (0x1)", None)
         assert [(x["cpu"], x["evidence"]) for x in s["spinners"]] == [(1, "spin-frame"), (2, "spin-frame")]
         assert [(c["cpu"], c["evidence"], c["recorded"]) for c in s["holder_candidates"]] == [

@@ -24,7 +24,7 @@ def test_every_thread_once_in_groups_of_identical_stacks():
 def test_filters():
     by_module = doc("--module", "SlowFlt")
     assert sorted(g["threads"][0]["cid"] for g in by_module["groups"]) == ["0004.02c4", "03e8.04d0", "0f3c.1b20"]
-    assert {g["driver"] for g in by_module["groups"]} == {"SlowFlt.sys"}
+    assert {g["module"] for g in by_module["groups"]} == {"SlowFlt.sys"}
     waiting = doc("--wait-reason", "WrResource")
     assert sorted(t["cid"] for g in waiting["groups"] for t in g["threads"]) == ["03e8.04d0", "0f3c.1b20"]
     assert all(g["wait_is_slice"] for g in waiting["groups"])

@@ -10,8 +10,9 @@ from conftest import MOCKS, mock, run_cli
 
 def doc(name):
     code, out, err = run_cli("triage", "--target", mock(name), "--format", "json")
-    assert code == 0 and err == ""
-    return json.loads(out)
+    d = json.loads(out)
+    assert code == (0 if d["complete"] else 3) and err == ""      # 3: partial results
+    return d
 
 
 @pytest.mark.parametrize("name, route, driver, signature", [
@@ -31,9 +32,10 @@ def doc(name):
 ])
 def test_routes_verdicts_and_signatures(name, route, driver, signature):
     d = doc(name)
-    assert list(d)[:4] == ["target", "build", "verdict", "signature"]
+    # the shared keys (VOCABULARY.md), then the verdict first
+    assert list(d)[:7] == ["command", "target", "build", "complete", "interrupted", "verdict", "signature"]
     assert d["route"] == route and sorted(d["sections"]) == sorted(route)
-    assert d["verdict"]["driver"] == driver and d["signature"] == signature
+    assert d["verdict"]["module"] == driver and d["signature"] == signature
     assert d["complete"] is True and d["verdict"]["reading"] == "complete"
 
 
@@ -49,7 +51,9 @@ def test_the_verdict_comes_first_in_text():
 @pytest.mark.parametrize("name", sorted(f[:-8] for f in os.listdir(MOCKS) if f.startswith("corrupt_")))
 def test_corrupted_targets_read_as_partial(name):
     d = doc(name)
-    assert d["complete"] is False and d["verdict"]["why_partial"]
+    assert d["complete"] is False and d["verdict"]["why_partial"] and d["warnings"]
+    code, out, err = run_cli("triage", "--target", mock(name), "--no-color")
+    assert code == 3 and out.splitlines()[1].startswith("PARTIAL RESULTS: ")
 
 
 SHIPPED = sorted(f[:-8] for f in os.listdir(MOCKS) if f.endswith(".json.gz"))
@@ -59,7 +63,7 @@ SHIPPED = sorted(f[:-8] for f in os.listdir(MOCKS) if f.endswith(".json.gz"))
 def test_the_verdict_agrees_with_the_specialised_command(name):
     d = doc(name)
     bc = d["bugcheck"]
-    driver = d["verdict"]["driver"]
+    driver = d["verdict"]["module"]
     if bc and bc["code"] == "0x9f":
         p = json.loads(run_cli("powerirps", "--target", mock(name), "--format", "json")[1])
         assert driver == (p["culprit"]["module"] if p["culprit"] else None)
@@ -67,21 +71,21 @@ def test_the_verdict_agrees_with_the_specialised_command(name):
         # the processor parameter 3's PRCB belongs to, as running shows it
         p = json.loads(run_cli("running", "--target", mock(name), "--format", "json")[1])
         cpu = next((c for c in p["cpus"] if c["prcb"] == bc["args"][2]), None)
-        assert driver == (cpu["driver"] if cpu else None)
+        assert driver == (cpu["module"] if cpu else None)
     elif bc and bc["code"] in ("0xa", "0xd1"):
         # the module of the faulting instruction, which running shows on the bug-checking processor
         p = json.loads(run_cli("running", "--target", mock(name), "--format", "json")[1])
         here = next(c for c in p["cpus"] if c["bugchecked_here"])
-        assert driver == here["driver"]
+        assert driver == here["module"]
     elif bc and bc["code"] == "0x133":
         p = json.loads(run_cli("dpcs", "--target", mock(name), "--format", "json")[1])
         assert driver == (p["culprit"]["module"] if p["culprit"] else None)
     else:
         dl = json.loads(run_cli("deadlock", "--target", mock(name), "--format", "json")[1])
         if dl["cycles"]:
-            assert driver in dl["cycles"][0]["drivers"]
+            assert driver in dl["cycles"][0]["modules"]
         elif dl["chains"]:
-            drivers = {c["driver"] for c in dl["chains"]} | {dl["threads"][w]["driver"]
+            drivers = {c["module"] for c in dl["chains"]} | {dl["threads"][w]["module"]
                                                            for c in dl["chains"] for w in c["waiters"]
                                                            if w in dl["threads"]}
             assert driver in drivers

@@ -27,7 +27,7 @@ def test_0x1cc_is_the_chain_of_the_resource_that_timed_out():
     d = json.loads(out)
     dl = json.loads(run_cli("deadlock", "--target", mock("livedump_1cc_eresource"), "--format", "json")[1])
     lock = d["bugcheck"]["args"][0]
-    chain = next(ch for ch in dl["chains"] if any(e["waits_for"] == lock for p in ch["paths"] for e in p))
+    chain = next(ch for ch in dl["chains"] if any(e["lock"] == lock for p in ch["paths"] for e in p))
     assert chain["root"] in d["verdict"]["what"] and lock in d["verdict"]["what"]
     assert d["signature"] == "0x1CC_SlowFlt.sys!WaitForService"
     assert any("a live dump" in e for e in d["verdict"]["evidence"])

@@ -33,14 +33,14 @@ def test_0x101_names_the_processor_of_parameter_3_and_blames_its_driver():
     h = d["hung_processor"]
     assert h["cpu"] == cpu["cpu"] == 2 and h["prcb"] == prcb
     assert h["irql"] == 2 and h["spinning_in"] == "nt!KxWaitForSpinLockAndAcquire"
-    assert h["routine"] == "NicDrv!TxCompleteDpc" and h["frame"] == "NicDrv!TxReapRing+0x3a"
+    assert h["function"] == "NicDrv!TxCompleteDpc" and h["frame"] == "NicDrv!TxReapRing+0x3a"
     t = MockTarget.load(mock("bugcheck_101_hung_cpu"))
     lock = h["spin_lock"]
     assert lock["lock"] == "0x%x" % t.symbol("NicDrv!gAdapterLock")
     # a plain spin lock records no owner: CPU 3 (NicDrv at DISPATCH_LEVEL) is only a candidate
     assert lock["holder"] is None and [c["cpu"] for c in lock["holder_candidates"]] == [3]
     v = d["verdict"]
-    assert v["driver"] == "NicDrv.sys" and v["function"] == "NicDrv!TxReapRing"
+    assert v["module"] == "NicDrv.sys" and v["function"] == "NicDrv!TxReapRing"
     assert d["signature"] == "0x101_NicDrv.sys!TxReapRing"
     assert v["what"].startswith("CPU 2 took no clock interrupt for 0x18 ticks")
     assert any("CPU 3" in e for e in v["evidence"])
@@ -60,7 +60,7 @@ def test_0x101_with_a_prcb_of_no_processor_says_so():
     b = scenarios.bugcheck_101_hung_cpu()
     b.bugcheck(0x101, 0x18, 0, 0xfffff80012345000, 0)
     d = built_doc(b)
-    assert d["hung_processor"]["cpu"] is None and d["verdict"]["driver"] is None
+    assert d["hung_processor"]["cpu"] is None and d["verdict"]["module"] is None
     assert "PRCB of no processor" in d["verdict"]["what"]
 
 
@@ -76,7 +76,7 @@ def test_0xd1_names_the_faulting_function_the_access_and_the_lock_it_holds():
     assert [h["lock"] for h in f["holds"]] == ["0x%x" % t.symbol("AcmeNet!gRxQueueLock")]
     assert f["holds"][0]["evidence"] == "recorded: queue-head" and "CPU 2" in f["holds"][0]["waiters"]
     v = d["verdict"]
-    assert v["driver"] == "AcmeNet.sys" and d["signature"] == "0xD1_AcmeNet.sys!ParsePacket"
+    assert v["module"] == "AcmeNet.sys" and d["signature"] == "0xD1_AcmeNet.sys!ParsePacket"
     assert "read of 0xffffb20c4a1f3010 at IRQL 2 (DISPATCH_LEVEL)" in v["what"]
     assert "holds a lock others wait for" in v["what"]
 
@@ -116,7 +116,7 @@ def test_a_clock_finer_or_coarser_than_every_request_is_said(current, requested,
     assert d["timer_resolution"]["kind"] == kind and d["timer_resolution"]["current_ticks"] == current
     assert any(kind in e and "timer resolution" in e for e in d["verdict"]["evidence"])
     # a hang's verdict does not change for it
-    assert d["verdict"]["what"].startswith("no deadlock cycle") and d["verdict"]["driver"] is None
+    assert d["verdict"]["what"].startswith("no deadlock cycle") and d["verdict"]["module"] is None
 
 
 def test_a_clock_set_by_its_requester_is_not_a_section():

@@ -272,7 +272,7 @@ def test_on_python_3_8_the_break_arrives_and_progress_says_so(monkeypatch):
     f = _in_windbg(monkeypatch, (3, 8), break_at=2)
     monkeypatch.setattr(cli.sys, "version_info", (3, 8, 18, "final", 0))
     out, err = DbgOut(), DbgOut()
-    assert cli.main(["deadlock", "--no-color"], out=out, err=err) == 0
+    assert cli.main(["deadlock", "--no-color"], out=out, err=err) == 3        # partial results
     assert "interrupted (CTRL+BREAK)" in out.getvalue()
     assert progress.STOP_CTRL_BREAK in err.getvalue()
     assert cli.stop_hint(io.StringIO()) == progress.STOP_CTRL_C         # a console: Ctrl+C does work
@@ -289,9 +289,9 @@ def test_max_seconds_gives_the_partial_result_with_a_warning(monkeypatch):
     monkeypatch.setattr(f, "loadBytes", slow)
     monkeypatch.setattr("pykd_ext.progress.time", types.SimpleNamespace(monotonic=lambda: now[0]))
     out, err = DbgOut(), DbgOut()
-    assert cli.main(["deadlock", "--no-color", "--max-seconds", "3", "--format", "json"], out=out, err=err) == 0
+    assert cli.main(["deadlock", "--no-color", "--max-seconds", "3", "--format", "json"], out=out, err=err) == 3
     doc = json.loads(out.getvalue())
-    assert doc["complete"] is False
+    assert doc["complete"] is False and doc["interrupted"] == "--max-seconds 3"
     assert any("--max-seconds 3 reached" in w["message"] for w in doc["warnings"])
     assert "--max-seconds 3 reached: the results are partial" in err.getvalue()
 

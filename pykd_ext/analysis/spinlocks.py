@@ -44,17 +44,18 @@ RECORDED = ("queue-head", "queue-owner-bit", "lock-word-thread")
 
 
 class Spinner(object):
-    __slots__ = ("cpu", "thread", "function", "lock", "evidence", "module", "entry")
+    __slots__ = ("cpu", "thread", "function", "lock", "evidence", "module", "image", "entry")
 
     def __init__(self, cpu, thread, function):
         self.cpu, self.thread, self.function = cpu, thread, function
         self.lock = self.evidence = self.module = None
+        self.image = None            # the module's image file name, as the JSON names a module
         self.entry = None            # its own queue entry, when the lock is a queued one
 
     def as_dict(self):
         return {"cpu": self.cpu.index, "thread": "0x%x" % self.thread, "spins_in": self.function,
                 "lock": None if self.lock is None else "0x%x" % self.lock, "evidence": self.evidence,
-                "module": self.module}
+                "module": self.image}
 
 
 class Processor(object):
@@ -85,13 +86,15 @@ class SpinLockReport(object):
         self.holder = None
         self.candidates = []
         self.module = None
+        self.image = None            # its image file name ("NetFlt.sys"), as the JSON names a module
         self.number = None           # KSPIN_LOCK_QUEUE_NUMBER of a numbered queued lock
 
-    def as_dict(self, name=""):
+    def as_dict(self, name=None):
         h = self.holder
-        return {"lock": None if self.address is None else "0x%x" % self.address, "kind": self.kind, "name": name,
+        return {"lock": None if self.address is None else "0x%x" % self.address,
+                "lock_kind": self.kind.lower() if self.kind else None, "lock_name": name or None,
                 "lock_word": None if self.word is None else self.word.describe(),
-                "queue_number": self.number, "module": self.module,
+                "queue_number": self.number, "module": self.image,
                 "spinners": [s.as_dict() for s in self.spinners],
                 "holder": None if h is None else {"cpu": h[0], "thread": None if h[1] is None else "0x%x" % h[1],
                                                   "evidence": h[2], "recorded": True},
@@ -195,7 +198,8 @@ class SpinLocks(object):
         while last + 1 < len(frames) and _fn(frames[last + 1]) in PLAIN | QUEUED:
             last += 1
         caller = frames[last + 1] if last + 1 < len(frames) else None
-        sp.module = next((f.module.name for f in frames[last + 1:] if f.module is not None and not f.is_kernel), None)
+        mod = next((f.module for f in frames[last + 1:] if f.module is not None and not f.is_kernel), None)
+        sp.module, sp.image = (mod.name, mod.image) if mod is not None else (None, None)
         lo = frames[top].sp
         hi = (caller.sp if caller is not None else frames[last].sp) + 0x40
         if not lo or hi <= lo or hi - lo > MAX_FRAME_SCAN:
@@ -265,7 +269,8 @@ class SpinLocks(object):
                 r = self.reports[sp.lock] = SpinLockReport(sp.lock, "queued spin lock" if word.kind == "queued"
                                                            else "spin lock", word)
             r.spinners.append(sp)
-            r.module = r.module or sp.module
+            if r.module is None:
+                r.module, r.image = sp.module, sp.image
         self._numbered(cpus, spinners, listed)
         entries = self._queue_entries(cpus)
         edged = set()
@@ -285,7 +290,7 @@ class SpinLocks(object):
             if s.lock is None:       # spinning, but no held spin lock was found in its acquire frames
                 r = SpinLockReport(None, "spin lock", None)
                 r.spinners.append(s)
-                r.module = s.module
+                r.module, r.image = s.module, s.image
                 a.spin_locks.append(r)
         return a.spin_locks
 

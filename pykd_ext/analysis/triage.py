@@ -35,20 +35,10 @@ from ..errors import MemoryFault
 from ..kernel.diag import Diagnostics
 from ..kernel.spinlocks import saved_irql
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
+from ..target.base import BUGCHECK_NAMES, LIVE_DUMPS
 from ..kernel.timers import explain, increments, kernel_request, process_request_count, requests
 
-NAMES = {0x9F: "DRIVER_POWER_STATE_FAILURE", 0x133: "DPC_WATCHDOG_VIOLATION", 0x101: "CLOCK_WATCHDOG_TIMEOUT",
-         0x13C: "INVALID_IO_BOOST_STATE", 0x162: "KERNEL_AUTO_BOOST_INVALID_LOCK_RELEASE",
-         0xA: "IRQL_NOT_LESS_OR_EQUAL", 0xD1: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
-         0xC4: "DRIVER_VERIFIER_DETECTED_VIOLATION", 0xE2: "MANUALLY_INITIATED_CRASH",
-         0x1CC: "EXRESOURCE_TIMEOUT_LIVEDUMP", 0x1A3: "CALL_HAS_NOT_RETURNED_WATCHDOG_TIMEOUT_LIVEDUMP",
-         0x1D4: "UCMUCSI_LIVEDUMP", 0x15C: "PDC_WATCHDOG_TIMEOUT_LIVEDUMP",
-         0x166: "CLUSTER_RESOURCE_CALL_TIMEOUT_LIVEDUMP", 0x198: "UFX_LIVEDUMP"}
-
-#: Codes Microsoft lists as live dumps ("can never be used for a real bug check; it is used to
-#: identify live dumps"): the system kept running while its memory was captured, so a list can be
-#: caught mid-change -- the verdict says so.  Each is read as a hang.
-LIVE_DUMPS = frozenset((0x1CC, 0x1A3, 0x1D4, 0x15C, 0x166, 0x198))
+NAMES = BUGCHECK_NAMES
 
 ROUTES = {0x9F: ("powerirps",), 0x133: ("dpcs", "running", "deadlock"), 0x101: ("dpcs", "running", "deadlock"),
           0x13C: ("deadlock",), 0x162: ("deadlock", "running"), 0xA: ("running", "deadlock"),

@@ -5,8 +5,14 @@ import json
 import re
 
 from ..errors import MemoryFault, SymbolNotFound, UsageError
+from ..render.doc import note_read_budget
 from ..render.style import text_output
 from ..target.base import wrapped
+
+# the exit status of a command that ran (cli.py's docstring lists them all): 0 the results are
+# complete, 3 they are partial (the document says complete: false -- interrupted, --max-seconds,
+# the read budget, or a warning that a reading was cut short), whether printed as text or JSON
+EXIT_OK, EXIT_PARTIAL = 0, 3
 
 _ADDRESS = re.compile(r"^(0x)?([0-9a-f]+)$")
 
@@ -24,15 +30,22 @@ def add_format(p, *extra):
                    help="text for people (default; DML inside WinDbg), json for programs")
 
 
-def emit(args, out, doc, render_text, links, title):
-    """Write a command's document: as JSON, or as text (DML with `links()` inside WinDbg)."""
+def status(doc):
+    """The exit status a command's document calls for: EXIT_PARTIAL unless it is complete."""
+    return EXIT_OK if doc["complete"] else EXIT_PARTIAL
+
+
+def emit(args, out, doc, render_text, links, title, target=None):
+    """Write a command's document: as JSON, or as text (DML with `links()` inside WinDbg); the
+    exit status: EXIT_PARTIAL for a partial document (`target`'s read budget spent makes it one)."""
+    note_read_budget(doc, target)
     if args.format == "json":
         json.dump(doc, out, indent=2)
         out.write("\n")
-        return 0
+        return status(doc)
     style, stream = text_output(out, args.no_color, links)
     render_text(doc, stream, style, title)
-    return 0
+    return status(doc)
 
 
 # -- addresses as WinDbg users type them ---------------------------------------------------------

@@ -6,8 +6,10 @@ Examples:
   pykd-ext deadlock --target case.json.gz --format dot | dot -Tsvg > waits.svg
 """
 from ..analysis.waitgraph import analyze
-from ..render.deadlock import links, render_dot, render_json, render_text
+from ..render.deadlock import links, render_dot, render_json, render_text, to_dict
+from ..render.doc import note_read_budget
 from ..render.style import text_output
+from .common import status
 
 NAME = "deadlock"
 HELP = "find wait-for cycles and wait chains among threads and locks"
@@ -22,10 +24,10 @@ def run(args, target, out):
     a = analyze(target)
     build = target.layouts().build
     if args.format == "json":
-        render_json(a, out, target.name, build)
-    elif args.format == "dot":
+        return status(render_json(a, out, target.name, build, target))
+    if args.format == "dot":
         render_dot(a, out, "deadlock -- %s (%s)" % (target.name, build))
     else:
         style, stream = text_output(out, args.no_color, lambda: links(a))
         render_text(a, stream, style, "deadlock -- %s (%s)" % (target.name, build))
-    return 0
+    return status(note_read_budget(to_dict(a, target.name, build), target))

@@ -6,9 +6,10 @@ Examples:
 """
 from ..errors import UsageError
 from ..kernel.io import device_stack
+from ..render.doc import note_read_budget
 from ..render.io import device_links, devstack_dict, render_devstack_text, render_json
 from ..render.style import text_output
-from .common import evaluate, expression
+from .common import evaluate, expression, status
 
 NAME = "devstack"
 NEEDS_ARGUMENTS = True
@@ -28,12 +29,11 @@ def run(args, target, out):
     if not st.devices[0].readable and len(st.devices) == 1:
         raise UsageError("devstack: %s" % (st.diagnostics[0].message if st.diagnostics
                                            else "0x%x is unreadable" % args.device))
+    doc = note_read_budget(devstack_dict(st, target.name, target.layouts().build), target)
     if args.format == "json":
-        doc = devstack_dict(st)
-        doc.update({"target": target.name, "build": target.layouts().build})
         render_json(doc, out)
-        return 0
+        return status(doc)
     style, stream = text_output(out, args.no_color, lambda: device_links(st.devices))
     render_devstack_text(st, stream, style, "devstack 0x%x -- %s (%s)" % (
-        args.device, target.name, target.layouts().build))
-    return 0
+        args.device, target.name, target.layouts().build), doc)
+    return status(doc)

@@ -23,4 +23,4 @@ def run(args, target, out):
     r = analyze_dpcs(target)
     build = target.layouts().build
     return emit(args, out, report_dict(r, target, build), render_text, lambda: links(r),
-                "dpcs -- %s (%s)" % (target.name, build))
+                "dpcs -- %s (%s)" % (target.name, build), target)

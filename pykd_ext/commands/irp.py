@@ -9,9 +9,10 @@ Examples:
 from ..errors import MemoryFault, UsageError
 from ..kernel.io import decode_device, decode_irp
 from ..kernel.processes import decode_process, decode_thread
+from ..render.doc import note_read_budget
 from ..render.io import device_links, irp_dict, render_irp_text, render_json
 from ..render.style import text_output
-from .common import evaluate, expression
+from .common import evaluate, expression, status
 
 NAME = "irp"
 NEEDS_ARGUMENTS = True
@@ -46,14 +47,14 @@ def run(args, target, out):
         if loc.device and loc.device not in devices:
             devices[loc.device] = decode_device(target, loc.device, irp.diagnostics)
     thread = thread_summary(target, irp.thread)
-    doc = irp_dict(irp, devices, thread, target.describe)
-    doc.update({"target": target.name, "build": target.layouts().build})
+    doc = note_read_budget(irp_dict(irp, devices, thread, target.describe, target.name,
+                                     target.layouts().build), target)
     if args.format == "json":
         render_json(doc, out)
-        return 0
+        return status(doc)
     extra = {irp.address: "!irp 0x%x" % irp.address}
     if irp.thread:
         extra[irp.thread] = "!thread 0x%x" % irp.thread
     style, stream = text_output(out, args.no_color, lambda: device_links(devices.values(), extra))
     render_irp_text(doc, stream, style, "irp 0x%x -- %s (%s)" % (args.irp, target.name, target.layouts().build))
-    return 0
+    return status(doc)

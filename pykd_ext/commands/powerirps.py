@@ -23,4 +23,4 @@ def run(args, target, out):
     r = analyze_power(target)
     build = target.layouts().build
     return emit(args, out, report_dict(r, target.name, build), render_text, lambda: links(r),
-                "powerirps -- %s (%s)" % (target.name, build))
+                "powerirps -- %s (%s)" % (target.name, build), target)

@@ -12,6 +12,7 @@ from ..analysis.dpc import analyze_dpcs, routine_name
 from ..analysis.spinlocks import PLAIN, QUEUED, SKIP
 from ..errors import MemoryFault
 from ..kernel.spinlocks import saved_irql
+from ..render.doc import bugcheck_dict, document
 from ..render.running import render_text
 from .common import add_format, emit
 
@@ -38,9 +39,8 @@ def run(args, target, out):
     doc = running_doc(target)
     cpus = doc["cpus"]
     return emit(args, out, doc, render_text,
-                lambda: {int(c["current_thread"], 16): "!thread %s" % c["current_thread"]
-                         for c in cpus if c["current_thread"]},
-                "running -- %s (%s)" % (target.name, doc["build"]))
+                lambda: {int(c["thread"], 16): "!thread %s" % c["thread"] for c in cpus if c["thread"]},
+                "running -- %s (%s)" % (target.name, doc["build"]), target)
 
 
 def running_doc(target, r=None):
@@ -61,18 +61,15 @@ def running_doc(target, r=None):
         frames = [f.symbol for f in running_frames]
         cpus.append({
             "cpu": c.index, "prcb": "0x%x" % c.prcb, "readable": c.readable,
-            "current_thread": "0x%x" % c.current_thread if c.current_thread else None,
+            "thread": "0x%x" % c.current_thread if c.current_thread else None,
             "cid": act.thread_cid, "process": act.thread_process,
             "next_thread": "0x%x" % c.next_thread if c.next_thread else None,
             "idle": idle, "irql": irql, "activity": what,
-            "routine": routine_name(s.routine) if s is not None and s.kind else None,
-            "driver": s.driver.module.image if s is not None and s.driver is not None else None,
+            "function": routine_name(s.routine) if s is not None and s.kind else None,
+            "module": s.driver.module.image if s is not None and s.driver is not None else None,
             "spinning_in": _spinning(running_frames) if not (idle and not kind) else None,
             "bugchecked_here": act.bugchecked,
             "stack": [f.symbol for f in act.frames][:64], "running_frames": frames[:TOP],
         })
-    doc = {"target": target.name, "build": target.layouts().build,
-           "bugcheck": None if r.bugcheck is None else {"code": "0x%x" % r.bugcheck.code,
-                                                        "args": ["0x%x" % x for x in r.bugcheck.args]},
-           "cpus": cpus, "warnings": [d.as_dict() for d in r.diagnostics], "complete": r.interrupted is None}
-    return doc
+    return document("running", target.name, target.layouts().build, r.interrupted, r.diagnostics,
+                    bugcheck=bugcheck_dict(r.bugcheck), cpus=cpus)

@@ -35,4 +35,4 @@ def run(args, target, out):
     doc = report_dict(res, target.name, target.layouts().build)
     return emit(args, out, doc, render_text,
                 lambda: {int(t["thread"], 16): "!thread %s" % t["thread"] for g in doc["groups"] for t in g["threads"]},
-                "stacks -- %s (%s)" % (target.name, target.layouts().build))
+                "stacks -- %s (%s)" % (target.name, target.layouts().build), target)

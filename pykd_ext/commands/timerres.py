@@ -33,4 +33,4 @@ def run(args, target, out):
     doc = report_dict(reqs, complete, inc, diags, target.name, build, kernel, explain(reqs, kernel, inc), count)
     return emit(args, out, doc, render_text,
                 lambda: {r.process: "!process 0x%x 0" % r.process for r in reqs},
-                "timerres -- %s (%s)" % (target.name, build))
+                "timerres -- %s (%s)" % (target.name, build), target)

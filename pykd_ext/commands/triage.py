@@ -21,6 +21,7 @@ from ..render import deadlock as render_deadlock
 from ..render import dpc as render_dpc
 from ..render import power as render_power
 from ..render import running as render_running
+from ..render.doc import bugcheck_dict, document, lock_kind, lock_name, write_partial_headline
 from ..render.timerres import _verdict_lines as timer_lines, report_dict as timer_dict
 from .common import add_format, emit
 from .running import running_doc
@@ -55,14 +56,14 @@ def _hung_doc(t, running):
     cpu = next((c for c in running["cpus"] if int(c["prcb"], 16) == h.prcb), None) if running else None
     d = {"cpu": h.activity.cpu.index if h.activity is not None else None, "prcb": "0x%x" % h.prcb}
     if cpu is not None:
-        for k in ("current_thread", "cid", "process", "idle", "irql", "activity", "routine", "driver", "spinning_in",
+        for k in ("thread", "cid", "process", "idle", "irql", "activity", "function", "spinning_in",
                   "running_frames", "stack"):
             d[k] = cpu[k]
     d["module"] = h.frame.module.image if h.frame is not None else None
     d["frame"] = h.frame.symbol if h.frame is not None else None
     r = h.spin
     d["spin_lock"] = None if r is None else {
-        "lock": None if r.address is None else "0x%x" % r.address, "lock_kind": r.kind,
+        "lock": None if r.address is None else "0x%x" % r.address, "lock_kind": lock_kind(r.kind),
         "holder": None if r.holder is None else {"cpu": r.holder[0],
                                                  "thread": None if r.holder[1] is None else "0x%x" % r.holder[1],
                                                  "evidence": r.holder[2], "recorded": True},
@@ -78,7 +79,7 @@ def _fault_doc(t):
     return {"address": "0x%x" % f.address, "irql": f.irql, "access": f.access, "ip": "0x%x" % f.ip,
             "module": t.verdict.driver, "function": t.verdict.function, "cpu": f.cpu,
             "thread": None if f.thread is None else "0x%x" % f.thread,
-            "holds": [{"lock": "0x%x" % lock, "lock_kind": kind, "lock_name": name, "waiters": others,
+            "holds": [{"lock": "0x%x" % lock, "lock_kind": lock_kind(kind), "lock_name": lock_name(name), "waiters": others,
                        "evidence": how} for lock, kind, name, others, how in f.holds]}
 
 
@@ -94,25 +95,30 @@ def _timer_doc(t, target, build):
 def report(t, target):
     build = target.layouts().build
     v = t.verdict
-    bc = t.bugcheck
     sections = _sections(t, target, build)
     running = sections.get("running")
     if t.hung is not None and running is None:
         running = running_doc(target, t.results.get("dpcs"))
-    return {
-        "target": target.name, "build": build,
-        "verdict": {"what": v.what, "driver": v.driver, "function": v.function, "evidence": v.evidence,
-                    "reading": "complete" if v.complete else "partial", "why_partial": v.why_partial},
-        "signature": t.signature, "complete": v.complete,
-        "bugcheck": None if bc is None else {"code": "0x%x" % bc.code, "name": t.name,
-                                             "args": ["0x%x" % x for x in bc.args]},
-        "route": list(t.route),
-        "hung_processor": _hung_doc(t, running),
-        "fault": _fault_doc(t),
-        "lints": [f.as_dict() for f in t.lints.findings] if t.lints is not None else [],
-        "timer_resolution": _timer_doc(t, target, build),
-        "sections": sections,
-    }
+    # the run's warnings are its sections' (once each); it was interrupted if one of them was
+    warnings, seen = [], set()
+    for s in sections.values():
+        for w in s["warnings"]:
+            key = (w["kind"], w["address"], w["message"])
+            if key not in seen:
+                seen.add(key)
+                warnings.append(w)
+    interrupted = next((s["interrupted"] for s in sections.values() if s["interrupted"]), None)
+    doc = document(
+        "triage", target.name, build, interrupted, warnings,
+        verdict={"what": v.what, "module": v.driver, "function": v.function, "evidence": v.evidence,
+                 "reading": "complete" if v.complete else "partial", "why_partial": v.why_partial},
+        signature=t.signature, bugcheck=bugcheck_dict(t.bugcheck), route=list(t.route),
+        hung_processor=_hung_doc(t, running), fault=_fault_doc(t),
+        lints=[f.as_dict() for f in t.lints.findings] if t.lints is not None else [],
+        timer_resolution=_timer_doc(t, target, build), sections=sections)
+    if not v.complete:
+        doc["complete"] = False
+    return doc
 
 
 def run(args, target, out):
@@ -122,13 +128,16 @@ def run(args, target, out):
     def render_text(d, stream, style, title):
         w = lambda text="": stream.write(text + "\n")
         w(style("head", title))
+        write_partial_headline(d, w, style)
         v = d["verdict"]
         if d["bugcheck"]:
-            w("bug check %s %s (%s)" % (d["bugcheck"]["code"], d["bugcheck"]["name"], ", ".join(d["bugcheck"]["args"])))
+            bc = d["bugcheck"]
+            w("bug check %s %s (%s)" % (bc["code"], bc["name"] or bc["code"].upper().replace("0X", "0x"),
+                                        ", ".join(bc["args"])))
         else:
             w("no bug check: read as a hang")
         w(style("bad", "VERDICT: ") + v["what"])
-        w("  driver to look at: %s" % (style("drv", v["driver"]) if v["driver"] else "not named"))
+        w("  driver to look at: %s" % (style("drv", v["module"]) if v["module"] else "not named"))
         if v["evidence"]:
             w("  evidence: %s" % "; ".join(v["evidence"]))
         w("  reading: %s%s" % (v["reading"], (" (%s)" % "; ".join(v["why_partial"])) if v["why_partial"] else ""))
@@ -163,4 +172,4 @@ def run(args, target, out):
             stream.write(buf.getvalue())
             w()
 
-    return emit(args, out, doc, render_text, lambda: {}, "triage -- %s (%s)" % (target.name, doc["build"]))
+    return emit(args, out, doc, render_text, lambda: {}, "triage -- %s (%s)" % (target.name, doc["build"]), target)

@@ -4,39 +4,62 @@ import json
 from tabulate import tabulate
 
 from ..analysis.waitgraph import format_duration, reported_locks
+from .doc import document, hx, lock_kind, lock_name, note_read_budget, write_partial_headline
 
 SCHEDULER_FRAMES = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
 TOP_FRAMES = 4
 
 
-def hx(v):
-    return None if v is None else "0x%x" % v
+def lock_ref(a, addr):
+    """{"lock_kind", "lock_name"} of a lock the analysis knows (nulls for one it does not)."""
+    lk = a.locks.get(addr) if a is not None and addr is not None else None
+    return {"lock_kind": lock_kind(lk.kind) if lk else None, "lock_name": lock_name(lk.name) if lk else None}
+
+
+def holds_list(f, a):
+    """A thread's "holds": [{"lock", "lock_kind", "lock_name", "mode"}]."""
+    out = []
+    for addr, mode in f.holds:
+        h = {"lock": hx(addr)}
+        h.update(lock_ref(a, addr))
+        h["mode"] = mode
+        out.append(h)
+    return out
+
+
+def edge_dict(e, a):
+    """One wait: the thread, the lock it waits for (with its kind and name), who holds it."""
+    d = {"thread": hx(e.thread), "lock": hx(e.lock)}
+    d.update(lock_ref(a, e.lock))
+    d.update({"mode": e.mode, "held_by": hx(e.holder), "evidence": e.evidence,
+              "or_any_of": [hx(o) for o in e.any_of]})
+    return d
 
 
 # -- findings as plain data (the JSON document) --------------------------------------------------
 
-def thread_dict(f):
+def thread_dict(f, a=None):
     t = f.thread
-    return {"address": hx(t.address), "cid": t.cid, "process": t.process.name if t.process else None,
+    return {"thread": hx(t.address), "cid": t.cid, "process": t.process.name if t.process else None,
             "start": f.start_symbol, "state": f.state, "wait_reason": f.wait_reason,
             "wait_ticks": f.ticks, "wait_seconds": None if f.seconds is None else round(f.seconds, 3),
             "wait_is_slice": f.wait_slice,
             "wait_seconds_at_least": None if f.seconds is None else round(
                 f.seconds + 0.5 if f.wait_slice and f.seconds > 0.5 else f.seconds, 3),
-            "holds": [{"lock": hx(a), "mode": m} for a, m in f.holds],
+            "holds": holds_list(f, a),
             "waits_on_objects": [{"object": hx(o), "type": k} for o, k in f.waits_on],
-            "driver": f.driver, "stack": [fr.symbol for fr in f.frames or []]}
+            "module": f.driver, "stack": [fr.symbol for fr in f.frames or []]}
 
 
 def to_dict(a, target_name=None, build=None):
     cycles = []
     for c in a.cycles:
         cycles.append({"threads": [hx(t) for t in c.threads], "locks": [hx(l) for l in c.locks],
-                       "edges": [e.as_dict() for e in c.edges],
+                       "edges": [edge_dict(e, a) for e in c.edges],
                        "conditional_on": [hx(o) for o in c.conditional],
                        "inferred_owners": [{"lock": hx(lk), "owner": hx(o), "evidence": ev}
                                            for lk, o, ev in c.inferred],
-                       "drivers": _drivers(a, c.threads)})
+                       "modules": _drivers(a, c.threads)})
     chains = []
     for ch in a.chains:
         waiters = []
@@ -49,27 +72,24 @@ def to_dict(a, target_name=None, build=None):
                            "events": [{"event": hx(o), "where": w} for o, w in ch.suspected["events"]],
                            "same_driver_waiters": [hx(t) for t in ch.suspected["same_driver_waiters"]],
                            "reason": ch.suspected["reason"]},
-                       "driver": a.threads[ch.root].driver if ch.root in a.threads else None,
-                       "waiters": waiters, "paths": [[e.as_dict() for e in p] for p in ch.paths]})
-    return {
-        "target": target_name, "build": build, "scanned": dict(a.counts),
-        "cycles": cycles, "chains": chains,
-        "threads": {hx(k): thread_dict(f) for k, f in sorted(a.threads.items())},
-        "locks": {hx(k): {"kind": l.kind, "name": l.name or "",
-                          "owners": [{"owner": hx(o), "mode": m,
-                                      "owner_pointer": hx(l.owner_pointers.get(o)),
-                                      "evidence": l.owner_evidence.get(o, "recorded")} for o, m in l.owners],
-                          "owner_candidates": [hx(t) for t in l.candidates],
-                          "lock_word": l.word,
-                          "waiters_in_owner_entries": [hx(t) for t in l.queued],
-                          "note": l.note,
-                          "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(reported_locks(a).items())},
-        "spin_locks": [r.as_dict((a.locks[r.address].name or "") if r.address in a.locks else "")
-                       for r in a.spin_locks],
-        "verifier": _verifier_dict(a),
-        "warnings": [d.as_dict() for d in a.diagnostics],
-        "complete": a.interrupted is None,
-    }
+                       "module": a.threads[ch.root].driver if ch.root in a.threads else None,
+                       "waiters": waiters, "paths": [[edge_dict(e, a) for e in p] for p in ch.paths]})
+    return document(
+        "deadlock", target_name, build, a.interrupted, a.diagnostics,
+        scanned=dict(a.counts), cycles=cycles, chains=chains,
+        threads={hx(k): thread_dict(f, a) for k, f in sorted(a.threads.items())},
+        locks={hx(k): {"lock": hx(k), "lock_kind": lock_kind(l.kind), "lock_name": lock_name(l.name),
+                       "owners": [{"owner": hx(o), "mode": m,
+                                   "owner_pointer": hx(l.owner_pointers.get(o)),
+                                   "evidence": l.owner_evidence.get(o, "recorded")} for o, m in l.owners],
+                       "owner_candidates": [hx(t) for t in l.candidates],
+                       "lock_word": l.word,
+                       "waiters_in_owner_entries": [hx(t) for t in l.queued],
+                       "note": l.note,
+                       "waiters": [hx(w) for w in l.waiters]} for k, l in sorted(reported_locks(a).items())},
+        spin_locks=[r.as_dict(a.locks[r.address].name if r.address in a.locks else None)
+                    for r in a.spin_locks],
+        verifier=_verifier_dict(a))
 
 
 def _verifier_dict(a):
@@ -81,9 +101,11 @@ def _verifier_dict(a):
                               "node": hx(p.node), "stack": list(p.symbols)} for p in v.participants]}
 
 
-def render_json(a, out, target_name=None, build=None):
-    json.dump(to_dict(a, target_name, build), out, indent=2, sort_keys=False)
+def render_json(a, out, target_name=None, build=None, target=None):
+    doc = note_read_budget(to_dict(a, target_name, build), target)
+    json.dump(doc, out, indent=2, sort_keys=False)
     out.write("\n")
+    return doc
 
 
 def _drivers(a, threads):
@@ -179,14 +201,12 @@ class TextRenderer(object):
     def render(self, header):
         a, s = self.a, self.s
         self.w(s("head", header))
+        # a partial run says so first: what follows is what was read before the stop (or around
+        # what could not be read), not the whole machine
+        write_partial_headline(document("deadlock", None, None, a.interrupted, a.diagnostics), self.w, s)
         self.w("scanned %d processes, %d threads, %d ERESOURCEs" % (
             a.counts["processes"], a.counts["threads"], a.counts["resources"]))
         self.w()
-        if a.interrupted:
-            # said first: what follows is what was read before the stop, not the whole machine
-            self.w(s("warn", "INTERRUPTED (%s): partial results -- the findings below cover only what was "
-                     "read before it" % a.interrupted))
-            self.w()
         if not a.cycles and not a.chains:
             self.w("Nothing found before the interruption." if a.interrupted else
                    "No deadlock cycle and no thread waiting on an owned lock was found.")

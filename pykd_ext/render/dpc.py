@@ -2,11 +2,16 @@
 from tabulate import tabulate
 
 from ..analysis.dpc import routine_name
-from .deadlock import hx
+from .doc import bugcheck_dict, document, hx, write_partial_headline
 from .style import wrap
 
-BUGCHECK_133 = "DPC_WATCHDOG_VIOLATION"
 SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
+
+
+# the processor's DPC watchdog counters (kernel/dpc.WATCHDOG_FIELDS), clock ticks all: the JSON
+# names raw tick counts *_ticks (VOCABULARY.md)
+WATCHDOG_KEYS = {"dpc_time_count": "dpc_time_ticks", "dpc_time_limit": "dpc_time_limit_ticks",
+                 "watchdog_count": "watchdog_ticks", "watchdog_period": "watchdog_period_ticks"}
 
 
 def _frame(f):
@@ -33,32 +38,28 @@ def report_dict(r, target, build):
                           "reached_via": d.via} for d in q.dpcs]})
         cpus.append({
             "cpu": c.index, "prcb": hx(c.prcb), "readable": c.readable,
-            "current_thread": hx(c.current_thread), "thread_cid": act.thread_cid,
-            "thread_process": act.thread_process, "idle": c.idle,
-            "current_dpc_routine": describe(c.current_dpc_routine) if c.current_dpc_routine else None,
+            "thread": hx(c.current_thread) if c.current_thread else None, "cid": act.thread_cid,
+            "process": act.thread_process, "idle": c.idle,
+            "current_dpc_routine": hx(c.current_dpc_routine) if c.current_dpc_routine else None,
+            "current_dpc_symbol": describe(c.current_dpc_routine) if c.current_dpc_routine else None,
             "dpc_routine_active": c.dpc_routine_active,
-            "watchdog": dict(c.watchdog),
+            "watchdog": {WATCHDOG_KEYS[k]: v for k, v in c.watchdog.items()},
             "bugchecked_here": act.bugchecked, "draining_dpcs": act.in_dpc,
             "running": None if s is None else {
-                "kind": s.kind, "routine": routine_name(s.routine), "driver_frame": _frame(s.driver),
+                "kind": s.kind, "function": routine_name(s.routine), "driver_frame": _frame(s.driver),
                 "module": s.driver.module.image if s.driver is not None else None,
                 "spinning_in": s.spin.function if s.spin is not None else None},
             "stack": [f.symbol for f in act.frames],
             "queues": queues})
     bc = r.bugcheck
     c = r.culprit
-    return {
-        "target": target.name, "build": build,
-        "bugcheck": None if bc is None else {
-            "code": hx(bc.code), "name": BUGCHECK_133 if bc.code == 0x133 else None,
-            "args": [hx(a) for a in bc.args]},
-        "culprit": None if c is None else {
-            "module": c.module, "routine": c.routine, "cpu": c.cpu, "reason": c.reason,
+    return document(
+        "dpcs", target.name, build, r.interrupted, r.diagnostics,
+        bugcheck=bugcheck_dict(bc),
+        culprit=None if c is None else {
+            "module": c.module, "function": c.routine, "cpu": c.cpu, "reason": c.reason,
             "spinning": c.spinning, "could_hold_the_lock": c.holders},
-        "cpus": cpus,
-        "warnings": [d.as_dict() for d in r.diagnostics],
-        "complete": r.interrupted is None,
-    }
+        cpus=cpus)
 
 
 def _module(target, address):
@@ -85,8 +86,9 @@ def render_text(d, out, style, header):
     w = lambda text="": out.write(text + "\n")  # noqa: E731
     s = style
     w(s("head", header))
+    write_partial_headline(d, w, s)
     bc = d["bugcheck"]
-    if bc is not None and bc["name"]:
+    if bc is not None and bc["code"] == "0x133":
         a = [int(x, 16) for x in bc["args"]]
         if a[0] == 0:
             w(s("bad", "BUG CHECK 0x133 DPC_WATCHDOG_VIOLATION, arg1 0: a single DPC or ISR exceeded its time "
@@ -111,15 +113,16 @@ def render_text(d, out, style, header):
     for x in d["cpus"]:
         run = x["running"] or {}
         doing = "idle" if x["idle"] and not x["draining_dpcs"] else (
-            "DPC %s" % run["routine"] if run.get("kind") == "DPC" else
-            "ISR %s" % run["routine"] if run.get("kind") == "ISR" else _top(x["stack"]) or "?")
+            "DPC %s" % run["function"] if run.get("kind") == "DPC" else
+            "ISR %s" % run["function"] if run.get("kind") == "ISR" else _top(x["stack"]) or "?")
         if run.get("spinning_in"):
             doing += "  [spinning in %s]" % run["spinning_in"]
         depth = "/".join(str(q["depth"]) if q["depth"] is not None else "?" for q in x["queues"])
         wd = x["watchdog"]
-        rows.append(["%d%s" % (x["cpu"], "*" if x["bugchecked_here"] else ""), x["current_thread"],
-                     "%s %s" % (x["thread_cid"] or "", x["thread_process"] or ""), doing, depth,
-                     _pair(wd, "dpc_time_count", "dpc_time_limit"), _pair(wd, "watchdog_count", "watchdog_period")])
+        rows.append(["%d%s" % (x["cpu"], "*" if x["bugchecked_here"] else ""), x["thread"],
+                     "%s %s" % (x["cid"] or "", x["process"] or ""), doing, depth,
+                     _pair(wd, "dpc_time_ticks", "dpc_time_limit_ticks"),
+                     _pair(wd, "watchdog_ticks", "watchdog_period_ticks")])
     w(s("head", "PROCESSORS (%d)%s" % (len(rows), "  * bug checked here" if any(x["bugchecked_here"] for x in d["cpus"])
                                        else "")))
     for line in tabulate(rows, headers=["CPU", "thread", "Cid process", "running now", "queued n/t",

@@ -3,7 +3,7 @@ import json
 
 from tabulate import tabulate
 
-from .deadlock import hx
+from .doc import document, hx, write_partial_headline
 
 
 def driver_label(drv):
@@ -27,25 +27,36 @@ def device_links(stack_devices, extra=()):
     return out
 
 
+def location_dict(loc, stack_count):
+    """An IRP stack location as WinDbg numbers it: 1-based, "current N of M" (!irp); `loc.index`
+    is its 0-based index in the IRP's array (CurrentLocation - 1, kernel/io.decode_irp)."""
+    return None if loc is None else {"number": loc.index + 1, "of": stack_count, "address": hx(loc.address)}
+
+
 # -- devstack --------------------------------------------------------------------------------------
 
-def devstack_dict(st):
-    return {
-        "devices": [{"device": hx(d.address), "driver": driver_label(d.driver),
-                     "driver_object": hx(d.driver.address) if d.driver else None,
-                     "module": d.driver.image if d.driver else None,
-                     "extension": hx(d.extension), "name": d.name, "this": i == st.index}
-                    for i, d in enumerate(st.devices)],
-        "devnode": None if st.devnode is None else {
-            "address": hx(st.devnode.address), "instance_path": st.devnode.instance_path,
-            "service": st.devnode.service, "state": st.devnode.state, "pdo": hx(st.devnode.pdo)},
-        "warnings": [d.as_dict() for d in st.diagnostics], "complete": st.complete,
-    }
+def devstack_dict(st, target_name=None, build=None):
+    doc = document(
+        "devstack", target_name, build, None, st.diagnostics,
+        devices=[{"device": hx(d.address), "device_name": d.name or None,
+                  "driver": driver_label(d.driver) if d.driver else None,
+                  "driver_object": hx(d.driver.address) if d.driver else None,
+                  "module": d.driver.image if d.driver else None,
+                  "extension": hx(d.extension), "this": i == st.index}
+                 for i, d in enumerate(st.devices)],
+        devnode=None if st.devnode is None else {
+            "devnode": hx(st.devnode.address), "instance_path": st.devnode.instance_path,
+            "service": st.devnode.service, "state": st.devnode.state, "pdo": hx(st.devnode.pdo)})
+    if not st.complete:                  # a stack walk cut short (kernel/io.device_stack)
+        doc["complete"] = False
+    return doc
 
 
-def render_devstack_text(st, out, style, header):
+def render_devstack_text(st, out, style, header, doc=None):
     w = out.write
     w(style("head", header) + "\n")
+    if doc is not None:
+        write_partial_headline(doc, lambda text: w(text + "\n"), style)
     rows = []
     for i, d in enumerate(st.devices):
         rows.append([">" if i == st.index else "", "0x%x" % d.address, driver_label(d.driver),
@@ -69,18 +80,18 @@ def render_devstack_text(st, out, style, header):
 
 # -- irp -------------------------------------------------------------------------------------------
 
-def irp_dict(irp, devices, thread, describe):
+def irp_dict(irp, devices, thread, describe, target_name=None, build=None):
     locs = []
     for loc in irp.locations:
         dev = devices.get(loc.device)
         locs.append({
-            "index": loc.index, "address": hx(loc.address), "current": loc.index == irp.current,
+            "number": loc.index + 1, "address": hx(loc.address), "current": loc.index == irp.current,
             "major": loc.major, "major_name": loc.major_name, "minor": loc.minor,
             "minor_name": loc.minor_name,
             "power_type": loc.power[0] if loc.power else None,
             "power_state": loc.power[1] if loc.power else None,
             "control": loc.control, "pending": loc.pending, "flags": loc.flags,
-            "device": hx(loc.device), "device_name": dev.name if dev else None,
+            "device": hx(loc.device), "device_name": dev.name or None if dev else None,
             "driver": driver_label(dev.driver) if dev else None,
             "module": dev.driver.image if dev and dev.driver else None,
             "completion": hx(loc.completion),
@@ -88,28 +99,29 @@ def irp_dict(irp, devices, thread, describe):
             "context": hx(loc.context), "args": [hx(a) for a in loc.args], "readable": loc.readable})
     cur = irp.current_loc
     dev = devices.get(cur.device) if cur else None
-    return {
-        "irp": hx(irp.address), "stack_count": irp.stack_count,
-        "current_location": irp.current_location, "current": irp.current, "state": irp.state,
-        "thread": hx(irp.thread) if irp.thread else None, "thread_cid": thread[0] if thread else None,
-        "thread_process": thread[1] if thread else None,
-        "cancel": irp.cancel, "pending_returned": irp.pending_returned, "flags": irp.flags,
-        "status": irp.status,
-        "pending_at": None if cur is None else {
-            "device": hx(cur.device), "device_name": dev.name if dev else None,
+    return document(
+        "irp", target_name, build, None, irp.diagnostics,
+        irp=hx(irp.address), stack_count=irp.stack_count,
+        current_location=irp.current_location, location=location_dict(cur, irp.stack_count), state=irp.state,
+        thread=hx(irp.thread) if irp.thread else None, cid=thread[0] if thread else None,
+        process=thread[1] if thread else None,
+        cancel=irp.cancel, pending_returned=irp.pending_returned, flags=irp.flags,
+        status=irp.status,
+        pending_at=None if cur is None else {
+            "device": hx(cur.device), "device_name": dev.name or None if dev else None,
             "driver": driver_label(dev.driver) if dev else None,
             "module": dev.driver.image if dev and dev.driver else None},
-        "locations": locs, "warnings": [d.as_dict() for d in irp.diagnostics],
-    }
+        locations=locs)
 
 
 def render_irp_text(d, out, style, header):
     w = out.write
     w(style("head", header) + "\n")
-    cur = d["current"]
+    write_partial_headline(d, lambda text: w(text + "\n"), style)
+    cur = d["location"]
     state = d.get("state")
     if cur is not None:
-        where = "current %d (0x%s)" % (d["current_location"], d["locations"][cur]["address"][2:])
+        where = "current %d (0x%s)" % (cur["number"], cur["address"][2:])
     elif state == "completed":
         where = "completed (CurrentLocation %d = StackCount + 2: IoCompleteRequest walked every location)" % (
             d["current_location"])
@@ -120,7 +132,7 @@ def render_irp_text(d, out, style, header):
     w("IRP %s  %d stack location%s, %s\n" % (d["irp"], d["stack_count"], "s" if d["stack_count"] != 1 else "",
                                               where))
     if d["thread"]:
-        who = "  Cid %s  %s" % (d["thread_cid"], d["thread_process"]) if d["thread_cid"] else ""
+        who = "  Cid %s  %s" % (d["cid"], d["process"]) if d["cid"] else ""
         w("  thread      %s%s\n" % (d["thread"], who))
     w("  flags       0x%x   pending returned: %s   cancel: %s   status 0x%x\n" % (
         d["flags"], "yes" if d["pending_returned"] else "no", "yes" if d["cancel"] else "no", d["status"]))
@@ -129,14 +141,14 @@ def render_irp_text(d, out, style, header):
         empty = (loc["readable"] and not loc["major"] and not loc["minor"] and loc["device"] == "0x0"
                  and loc["completion"] == "0x0")
         if empty and not loc["current"]:
-            unused.append(loc["index"])
+            unused.append(loc["number"])
             continue
         fn = "%s / %s" % (loc["major_name"], loc["minor_name"]) if loc["readable"] else "unreadable"
         if loc["power_type"]:
             fn += "  %s %s" % (loc["power_type"], loc["power_state"])
         other = loc["control"] & ~0x01
         flags = ("pending " if loc["pending"] else "") + ("0x%02x" % other if other else "")
-        rows.append([">" if loc["current"] else "", loc["index"], fn,
+        rows.append([">" if loc["current"] else "", loc["number"], fn,
                      loc["device"] if loc["device"] != "0x0" else "-",
                      loc["driver"] or "", loc["device_name"] or "",
                      loc["completion_symbol"] or "-", flags.strip()])

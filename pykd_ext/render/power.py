@@ -3,12 +3,12 @@ people drawn from that same document (DML inside WinDbg)."""
 from tabulate import tabulate
 
 from ..analysis.waitgraph import format_duration
-from .deadlock import hx, thread_dict
+from .deadlock import edge_dict, thread_dict
 from .deadlock import links as deadlock_links
-from .io import device_links, driver_label
+from .doc import bugcheck_dict, document, hx, kind_label, write_partial_headline
+from .io import device_links, driver_label, location_dict
 from .style import wrap
 
-BUGCHECK_NAMES = {0x9F: "DRIVER_POWER_STATE_FAILURE"}
 SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
 
 
@@ -16,23 +16,18 @@ def _role_dict(role, a):
     f = role.facts
     d = {"thread": hx(role.address), "role": role.role}
     if f is not None:
-        d.update(thread_dict(f))
-        d.pop("address", None)
-        for h in d["holds"]:
-            lk = a.locks.get(int(h["lock"], 16))
-            h["kind"] = lk.kind if lk else None
-            h["name"] = (lk.name or None) if lk else None
+        d.update(thread_dict(f, a))
     else:
         d["state"] = None
     d["wait_chain"] = None
     if role.path is not None and role.path[0] == "chain":
         ch, edges = role.path[1], role.path[2]
         d["wait_chain"] = {"root": hx(ch.root), "root_kind": ch.root_kind, "reason": ch.reason,
-                           "root_driver": a.threads[ch.root].driver if ch.root in a.threads else None,
-                           "edges": [_edge_dict(e, a) for e in edges]}
+                           "root_module": a.threads[ch.root].driver if ch.root in a.threads else None,
+                           "edges": [edge_dict(e, a) for e in edges]}
     elif role.path is not None and role.path[0] == "cycle":
         c = role.path[1]
-        d["wait_chain"] = {"cycle": [hx(t) for t in c.threads], "edges": [_edge_dict(e, a) for e in c.edges]}
+        d["wait_chain"] = {"cycle": [hx(t) for t in c.threads], "edges": [edge_dict(e, a) for e in c.edges]}
     d["depends_on"] = [waited_dict(w) for w in role.depends_on]
     return d
 
@@ -80,16 +75,10 @@ def _chain(c):
     return out
 
 
-def _edge_dict(e, a):
-    d = e.as_dict()
-    lk = a.locks.get(e.lock)
-    d["lock_kind"] = lk.kind if lk else None
-    d["lock_name"] = (lk.name or None) if lk else None
-    return d
-
-
 def _device_dict(dev, here):
-    return {"device": hx(dev.address), "name": dev.name, "driver": driver_label(dev.driver),
+    return {"device": hx(dev.address), "device_name": dev.name or None,
+            "driver": driver_label(dev.driver) if dev.driver else None,
+            "driver_object": hx(dev.driver.address) if dev.driver else None,
             "module": dev.driver.image if dev.driver else None, "pending_here": here}
 
 
@@ -102,24 +91,23 @@ def pending_dict(p, a):
         "power_type": loc.power[0] if loc and loc.power else None,
         "power_state": loc.power[1] if loc and loc.power else None,
         "request": p.request,
-        "location": None if loc is None else {"index": loc.index, "of": irp.stack_count,
-                                              "address": hx(loc.address)},
+        "location": location_dict(loc, irp.stack_count),
         "pending_at": None if loc is None else {
-            "device": hx(loc.device), "device_name": p.device.name if p.device else None,
+            "device": hx(loc.device), "device_name": p.device.name or None if p.device else None,
             "driver": driver_label(p.driver) if p.driver else None, "module": p.module},
         "device_stack": [_device_dict(d, d.address == (loc.device if loc else None))
                          for d in (p.stack.devices if p.stack else [])],
         "devnode": None if p.stack is None or p.stack.devnode is None else {
-            "address": hx(p.stack.devnode.address), "instance_path": p.stack.devnode.instance_path,
+            "devnode": hx(p.stack.devnode.address), "instance_path": p.stack.devnode.instance_path,
             "service": p.stack.devnode.service, "state": p.stack.devnode.state},
         "age_seconds": None if p.age is None else round(p.age, 3),
         "held_seconds": None if p.waited is None else round(p.waited, 3),
-        "irp_thread": hx(irp.thread) if irp.thread else None, "state": irp.state,
+        "thread": hx(irp.thread) if irp.thread else None, "state": irp.state,
         "cancel": irp.cancel, "pending_returned": irp.pending_returned,
         "expected": p.normal is not None, "note": p.normal,
         "found_in": list(p.sources),
         "power_record": None if p.pop is None else {
-            "address": hx(p.pop.address), "pdo": hx(p.pop.pdo), "target_device": hx(p.pop.target_device),
+            "power_record": hx(p.pop.address), "pdo": hx(p.pop.pdo), "target_device": hx(p.pop.target_device),
             "current_device": hx(p.pop.current_device), "watchdog_start": p.pop.watchdog_start},
         "threads": [_role_dict(t, a) for t in p.threads],
         "more_threads": p.more_threads,
@@ -130,30 +118,26 @@ def report_dict(r, target_name, build):
     a = r.waits
     bc = r.bugcheck
     c = r.culprit
-    doc = {
-        "target": target_name, "build": build,
-        "bugcheck": None if bc is None else {
-            "code": hx(bc.code), "name": BUGCHECK_NAMES.get(bc.code), "args": [hx(x) for x in bc.args],
-            "subcode": hx(bc.subcode) if bc.subcode is not None else None, "meaning": bc.meaning,
-            "arg_names": list(bc.arg_names) if bc.subcode is not None else None},
-        "culprit": None if c is None else {
+    return document(
+        "powerirps", target_name, build, r.interrupted, r.diagnostics,
+        bugcheck=None if bc is None else bugcheck_dict(
+            bc, meaning=bc.meaning, arg_names=list(bc.arg_names) if bc.subcode is not None else None),
+        culprit=None if c is None else {
             "module": c.module, "irp": hx(c.irp), "thread": hx(c.thread), "reason": c.reason,
             "pending_at": None if c.pending is None or c.pending.location is None else {
+                "device": hx(c.pending.location.device),
+                "device_name": c.pending.device.name or None if c.pending.device else None,
                 "driver": driver_label(c.pending.driver) if c.pending.driver else None,
-                "module": c.pending.module, "device": hx(c.pending.location.device)},
+                "module": c.pending.module},
             "blocked_thread": hx(c.blocked.address) if c.blocked else None,
             "root_blocker": hx(c.root),
             "depends_on": [waited_dict(c.waits_for)] if c.waits_for is not None else [],
             "chain": _chain(c)},
-        "pnp_lock_holder": None if r.holder is None or a is None else _role_dict(r.holder, a),
-        "pending_irps": [pending_dict(p, a) for p in r.pending],
-        "allocated_not_at_a_driver": r.not_sent,
-        "completed_not_freed": r.completed,
-        "sources": dict(r.sources),
-        "warnings": [d.as_dict() for d in r.diagnostics],
-        "complete": r.interrupted is None,
-    }
-    return doc
+        pnp_lock_holder=None if r.holder is None or a is None else _role_dict(r.holder, a),
+        pending_irps=[pending_dict(p, a) for p in r.pending],
+        allocated_not_at_a_driver=r.not_sent,
+        completed_not_freed=r.completed,
+        sources=dict(r.sources))
 
 
 def links(r):
@@ -190,10 +174,12 @@ def render_text(d, out, style, header):
     w = lambda text="": out.write(text + "\n")  # noqa: E731
     s = style
     w(s("head", header))
+    write_partial_headline(d, w, s)
     bc = d["bugcheck"]
+    power = bc is not None and bc["code"] == "0x9f" and bc["arg_names"] is not None
     if bc is not None:
         name = " %s" % bc["name"] if bc["name"] else ""
-        if bc["subcode"] is not None:
+        if power:
             w(s("bad", "BUG CHECK %s%s, subcode %s: %s" % (bc["code"], name, bc["subcode"],
                                                           bc["meaning"] or "not a documented subcode")))
             for i, (v, n) in enumerate(zip(bc["args"][1:], bc["arg_names"]), 2):
@@ -206,9 +192,10 @@ def render_text(d, out, style, header):
     c = d["culprit"]
     w()
     if c is None:
-        if bc is None or bc["subcode"] is None:
-            w("No stuck power IRP: nothing has been pending long enough (%d s) to blame a driver." % 60
-              if d["pending_irps"] else "No pending power or PnP IRP was found.")
+        if not power:
+            before = " before the interruption" if d["interrupted"] else ""
+            w("No stuck power IRP%s: nothing has been pending long enough (%d s) to blame a driver." % (before, 60)
+              if d["pending_irps"] else "No pending power or PnP IRP was found%s." % before)
     else:
         w(s("bad", "CULPRIT: %s" % (s("drv", c["module"]) if c["module"] else "no driver can be named")))
         for line in wrap(c["reason"], 96):
@@ -259,20 +246,20 @@ def render_text(d, out, style, header):
         loc = p["location"]
         if loc is not None:
             at = p["pending_at"]
-            w("  pending at %s, device %s%s, stack location %d of %d" % (
+            w("  pending at %s, device %s%s, stack location current %d of %d" % (
                 at["driver"] or "?", at["device"], " (%s)" % at["device_name"] if at["device_name"] else "",
-                loc["index"], loc["of"]))
+                loc["number"], loc["of"]))
         if p["age_seconds"] is not None:
             w("  power watchdog armed %s ago" % _dur(p["age_seconds"]))
         if p["device_stack"]:
-            rows = [[">" if x["pending_here"] else "", x["device"], x["driver"], x["name"], x["module"] or ""]
+            rows = [[">" if x["pending_here"] else "", x["device"], x["driver"], x["device_name"], x["module"] or ""]
                     for x in p["device_stack"]]
             for line in tabulate(rows, headers=["at", "device", "driver", "name", "module"],
                                  tablefmt="simple", disable_numparse=True).splitlines():
                 w("    " + line)
         n = p["devnode"]
         if n is not None:
-            w("  device node %s  %s  %s  service %s" % (n["address"], n["state"], n["instance_path"] or "?",
+            w("  device node %s  %s  %s  service %s" % (n["devnode"], n["state"], n["instance_path"] or "?",
                                                           n["service"] or "?"))
         for t in p["threads"]:
             _thread_lines(t, w, s, "  ")
@@ -325,10 +312,11 @@ def _thread_lines(t, w, s, ind):
     objs = ", ".join("%s %s" % (o["type"], o["object"]) for o in t.get("waits_on_objects") or [])
     w("%s  %s%s%s" % (ind, state, waited, (" on " + objs) if objs else ""))
     if t.get("holds"):
-        w("%s  holds  %s" % (ind, ", ".join("%s %s%s %s" % (h["kind"] or "lock", h["lock"], " (%s)" % h["name"]
-                                                              if h["name"] else "", h["mode"]) for h in t["holds"])))
-    if t.get("driver"):
-        w("%s  driver %s" % (ind, s("drv", t["driver"])))
+        w("%s  holds  %s" % (ind, ", ".join("%s %s%s %s" % (kind_label(h["lock_kind"]) or "lock", h["lock"],
+                                                              " (%s)" % h["lock_name"] if h["lock_name"] else "",
+                                                              h["mode"]) for h in t["holds"])))
+    if t.get("module"):
+        w("%s  driver %s" % (ind, s("drv", t["module"])))
     frames = [f for f in t.get("stack") or [] if f.split("+")[0].lower() not in SCHEDULER]
     if frames:
         w("%s  stack  %s" % (ind, frames[0]))
@@ -341,10 +329,10 @@ def _thread_lines(t, w, s, ind):
     if ch and "root" in ch:
         for e in ch["edges"]:
             name = " (%s)" % e["lock_name"] if e["lock_name"] else ""
-            w("%s  waits for %s %s%s %s, held by thread %s" % (ind, e["lock_kind"] or "lock", e["waits_for"], name,
+            w("%s  waits for %s %s%s %s, held by thread %s" % (ind, kind_label(e["lock_kind"]) or "lock", e["lock"], name,
                                                              e["mode"], e["held_by"] or "?"))
         w("%s  root blocker %s: %s%s" % (ind, ch["root"], s("bad", ch["reason"]),
-                                         (" in " + s("drv", ch["root_driver"])) if ch.get("root_driver") else ""))
+                                         (" in " + s("drv", ch["root_module"])) if ch.get("root_module") else ""))
     elif ch and "cycle" in ch:
         w("%s  %s" % (ind, s("bad", "in a deadlock cycle: %s" % " -> ".join(ch["cycle"]))))
 

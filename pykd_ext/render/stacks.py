@@ -1,5 +1,6 @@
 """The unique-stacks report: JSON document and text."""
 from ..analysis.waitgraph import format_duration
+from .doc import document, write_partial_headline
 
 
 def report_dict(res, target_name, build):
@@ -7,7 +8,7 @@ def report_dict(res, target_name, build):
     for g in res.groups:
         lo, hi = g.wait_range()
         groups.append({
-            "count": g.count, "driver": g.driver, "frames": list(g.frames),
+            "count": g.count, "module": g.driver, "frames": list(g.frames),
             "states": sorted({t.state for t in g.threads}),
             "wait_reasons": sorted({t.wait_reason for t in g.threads if t.wait_reason}),
             "wait_seconds_min": None if lo is None else round(lo, 3),
@@ -19,14 +20,14 @@ def report_dict(res, target_name, build):
                          "wait_seconds": None if t.seconds is None else round(t.seconds, 3),
                          "wait_is_slice": t.slice} for t in g.threads],
         })
-    return {"target": target_name, "build": build, "threads_scanned": res.threads_seen,
-            "threads_shown": res.threads_shown, "groups": groups,
-            "warnings": [d.as_dict() for d in res.diagnostics], "complete": res.interrupted is None}
+    return document("stacks", target_name, build, res.interrupted, res.diagnostics,
+                    threads_scanned=res.threads_seen, threads_shown=res.threads_shown, groups=groups)
 
 
 def render_text(doc, out, style, title):
     w = lambda text="": out.write(text + "\n")
     w(style("head", title))
+    write_partial_headline(doc, w, style)
     w("%d of %d threads in %d unique stacks" % (doc["threads_shown"], doc["threads_scanned"], len(doc["groups"])))
     w()
     for i, g in enumerate(doc["groups"], 1):
@@ -39,7 +40,7 @@ def render_text(doc, out, style, title):
         what = "/".join(g["states"]) + ("(%s)" % ",".join(g["wait_reasons"]) if g["wait_reasons"] else "")
         w(style("warn", "%d. %d thread%s" % (i, g["count"], "s" if g["count"] > 1 else "")) +
           "  %s%s  %s%s" % (what, waited, ", ".join(g["processes"]),
-                             ("  -- " + style("drv", g["driver"])) if g["driver"] else ""))
+                             ("  -- " + style("drv", g["module"])) if g["module"] else ""))
         for f in g["frames"]:
             w("      %s" % f)
         shown = g["threads"][:8]

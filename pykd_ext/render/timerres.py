@@ -7,7 +7,7 @@ clock (see kernel/timers.explain)."""
 from tabulate import tabulate
 
 from ..kernel.timers import IGNORED, LIVE, STALE
-from .deadlock import hx
+from .doc import document, hx, write_partial_headline
 
 _ORDER = {LIVE: 0, IGNORED: 1, STALE: 2}
 
@@ -35,30 +35,31 @@ def report_dict(reqs, complete, inc, diags, target_name, build, kernel=None, ver
     setters = set(id(x) for x in verdict["set_by"] if x != "drivers")
     finest_live = verdict.get("finest_live")
     lo = inc.get("minimum") or 0
-    return {
-        "target": target_name, "build": build,
-        "rows": [{"process": r.name, "pid": r.pid, "eprocess": hx(r.process),
-                  "requested": r.requested, "smallest": r.smallest,
-                  "requested_ms": ms(r.requested) if r.requested else None,
-                  "smallest_ms": ms(r.smallest) if r.smallest else None,
-                  "finest": r.state == LIVE and finest_live is not None and max(r.requested, lo) == finest_live,
-                  "readable": r.readable,
-                  "state": r.state, "set_timer_resolution": r.set_flag, "ignored": r.ignored,
-                  "sets_clock": id(r) in setters} for r in rows],
-        "kernel": {"available": kernel["available"], "requested": kernel["requested"],
-                   "requested_ms": ms(kernel["requested"]) if kernel["requested"] else None,
-                   "count": kernel["count"], "live": kernel["live"],
-                   "sets_clock": "drivers" in verdict["set_by"]},
-        "process_request_count": process_count,
-        "verdict": {"kind": verdict["kind"], "set_by": [_who(x) for x in verdict["set_by"]],
-                    "not_honoured": [_who(x) for x in verdict["not_honoured"]],
-                    "ignored": [_who(x) for x in verdict["ignored"]],
-                    "expected": verdict["expected"], "expected_ms": ms(verdict["expected"])},
-        "current": inc.get("current"), "maximum": inc.get("maximum"), "minimum": inc.get("minimum"),
-        "current_ms": ms(inc.get("current")), "maximum_ms": ms(inc.get("maximum")),
-        "minimum_ms": ms(inc.get("minimum")),
-        "warnings": [d.as_dict() for d in diags], "complete": complete,
-    }
+    doc = document(
+        "timerres", target_name, build, None, diags,
+        rows=[{"process": r.name, "pid": r.pid, "eprocess": hx(r.process),
+               "requested": r.requested, "smallest": r.smallest,
+               "requested_ms": ms(r.requested) if r.requested else None,
+               "smallest_ms": ms(r.smallest) if r.smallest else None,
+               "finest": r.state == LIVE and finest_live is not None and max(r.requested, lo) == finest_live,
+               "readable": r.readable,
+               "state": r.state, "set_timer_resolution": r.set_flag, "ignored": r.ignored,
+               "sets_clock": id(r) in setters} for r in rows],
+        kernel={"available": kernel["available"], "requested": kernel["requested"],
+                "requested_ms": ms(kernel["requested"]) if kernel["requested"] else None,
+                "count": kernel["count"], "live": kernel["live"],
+                "sets_clock": "drivers" in verdict["set_by"]},
+        process_request_count=process_count,
+        verdict={"kind": verdict["kind"], "set_by": [_who(x) for x in verdict["set_by"]],
+                 "not_honoured": [_who(x) for x in verdict["not_honoured"]],
+                 "ignored": [_who(x) for x in verdict["ignored"]],
+                 "expected": verdict["expected"], "expected_ms": ms(verdict["expected"])},
+        current=inc.get("current"), maximum=inc.get("maximum"), minimum=inc.get("minimum"),
+        current_ms=ms(inc.get("current")), maximum_ms=ms(inc.get("maximum")),
+        minimum_ms=ms(inc.get("minimum")))
+    if not complete:                     # the request list was cut short (kernel/timers.requests)
+        doc["complete"] = False
+    return doc
 
 
 def _pid(pid):
@@ -138,6 +139,7 @@ def render_text(d, out, style, header):
     w = lambda text="": out.write(text + "\n")  # noqa: E731
     s = style
     w(s("head", header))
+    write_partial_headline(d, w, s)
     w("clock interval now %s; coarsest %s; finest possible %s" % (
         _res(d["current"]), _res(d["maximum"]), _res(d["minimum"])))
     rows = d["rows"]

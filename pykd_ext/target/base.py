@@ -33,6 +33,22 @@ class Processor(object):
         self.index, self.prcb = index, prcb
 
 
+#: Bug check codes by name (Microsoft's bug check and kernel live dump code references), for
+#: the codes these commands read or route.
+BUGCHECK_NAMES = {
+    0x9F: "DRIVER_POWER_STATE_FAILURE", 0x133: "DPC_WATCHDOG_VIOLATION", 0x101: "CLOCK_WATCHDOG_TIMEOUT",
+    0x13C: "INVALID_IO_BOOST_STATE", 0x162: "KERNEL_AUTO_BOOST_INVALID_LOCK_RELEASE",
+    0xA: "IRQL_NOT_LESS_OR_EQUAL", 0xD1: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+    0xC4: "DRIVER_VERIFIER_DETECTED_VIOLATION", 0xE2: "MANUALLY_INITIATED_CRASH",
+    0x1CC: "EXRESOURCE_TIMEOUT_LIVEDUMP", 0x1A3: "CALL_HAS_NOT_RETURNED_WATCHDOG_TIMEOUT_LIVEDUMP",
+    0x1D4: "UCMUCSI_LIVEDUMP", 0x15C: "PDC_WATCHDOG_TIMEOUT_LIVEDUMP",
+    0x166: "CLUSTER_RESOURCE_CALL_TIMEOUT_LIVEDUMP", 0x198: "UFX_LIVEDUMP"}
+
+#: Codes Microsoft lists as live dumps ("can never be used for a real bug check; it is used to
+#: identify live dumps"): the system kept running while its memory was captured.
+LIVE_DUMPS = frozenset((0x1CC, 0x1A3, 0x1D4, 0x15C, 0x166, 0x198))
+
+
 class BugCheck(object):
     __slots__ = ("code", "args")
 
