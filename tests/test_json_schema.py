@@ -1,4 +1,4 @@
-"""Issue 17, point 1: every command's JSON follows one vocabulary (VOCABULARY.md), pinned by a
+"""Issue 17, point 1: every command's JSON follows one vocabulary (README: "JSON output"), pinned by a
 JSON Schema per command in pykd_ext/schemas (draft 2020-12, no unknown keys); `complete` means
 the same everywhere and a partial result exits 3.
 
@@ -139,7 +139,7 @@ def test_a_corrupted_target_is_partial_in_json_text_and_exit_status(name):
     for cmd in WHOLE_MACHINE:
         doc = run_json(cmd, "--target", mock(name))
         assert validate(doc) == []
-        # complete is false iff a warning or an interruption says so (VOCABULARY.md)
+        # complete is false iff a warning or an interruption says so (README: "JSON output")
         assert doc["complete"] is (not doc["warnings"] and doc["interrupted"] is None)
         code, text, _ = run_cli(cmd, "--target", mock(name), "--no-color", "--no-progress")
         assert code == (0 if doc["complete"] else 3)

@@ -32,7 +32,7 @@ def doc(name):
 ])
 def test_routes_verdicts_and_signatures(name, route, driver, signature):
     d = doc(name)
-    # the shared keys (VOCABULARY.md), then the verdict first
+    # the shared keys (README: "JSON output"), then the verdict first
     assert list(d)[:7] == ["command", "target", "build", "complete", "interrupted", "verdict", "signature"]
     assert d["route"] == route and sorted(d["sections"]) == sorted(route)
     assert d["verdict"]["module"] == driver and d["signature"] == signature

@@ -1,4 +1,4 @@
-"""What every command's JSON document shares (the vocabulary of /work VOCABULARY.md, issue 17.1;
+"""What every command's JSON document shares (the vocabulary README.md documents under "JSON output", issue 17.1;
 the JSON Schemas in pykd_ext/schemas pin it): the top-level keys, the bug check object, how a
 lock's kind and name are written, and when a document is complete.
 

@@ -9,7 +9,7 @@ SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
 
 
 # the processor's DPC watchdog counters (kernel/dpc.WATCHDOG_FIELDS), clock ticks all: the JSON
-# names raw tick counts *_ticks (VOCABULARY.md)
+# names raw tick counts *_ticks (README: "JSON output")
 WATCHDOG_KEYS = {"dpc_time_count": "dpc_time_ticks", "dpc_time_limit": "dpc_time_limit_ticks",
                  "watchdog_count": "watchdog_ticks", "watchdog_period": "watchdog_period_ticks"}
 
