@@ -31,6 +31,10 @@ def test_every_table_is_built_with_number_parsing_off():
         kw = {k.arg: k.value for k in node.keywords}
         assert "disable_numparse" in kw and getattr(kw["disable_numparse"], "value", None) is True, \
             "%s:%d: tabulate(...) without disable_numparse=True" % (where, node.lineno)
+        headers = kw.get("headers")
+        if isinstance(headers, (ast.List, ast.Tuple)):      # every column says what it holds
+            blank = [i for i, h in enumerate(headers.elts) if isinstance(h, ast.Constant) and not str(h.value).strip()]
+            assert not blank, "%s:%d: tabulate(...) with an unlabelled column" % (where, node.lineno)
 
 
 @pytest.mark.parametrize("build", [WIN7, WIN10])

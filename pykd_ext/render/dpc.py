@@ -139,8 +139,10 @@ def render_text(d, out, style, header):
     w()
     w(s("head", "QUEUED DPCs (%d)" % len(qrows)))
     if qrows:
-        for line in tabulate(qrows, headers=["CPU", "type", "KDPC", "routine", "module", "importance", ""],
-                             tablefmt="simple", disable_numparse=True).splitlines():
+        headers = ["CPU", "type", "KDPC", "routine", "module", "importance", "reached"]
+        if not any(r[-1] for r in qrows):       # every entry reached the usual way: no column for it
+            headers, qrows = headers[:-1], [r[:-1] for r in qrows]
+        for line in tabulate(qrows, headers=headers, tablefmt="simple", disable_numparse=True).splitlines():
             w("  " + line)
     for x in d["cpus"]:
         if x["bugchecked_here"] and x["stack"]:
