@@ -128,7 +128,11 @@ def links(a):
         if d.get("kind") == "thread":
             out[n] = "!thread 0x%x" % n
     for addr, lk in a.locks.items():
-        out[addr] = "dt nt!%s 0x%x" % (lk.typename or "_DISPATCHER_HEADER", addr)
+        if lk.typename == "KSPIN_LOCK":
+            # KSPIN_LOCK is a ULONG_PTR, no structure to dt: the lock word itself
+            out[addr] = "dq 0x%x L1" % addr
+        else:
+            out[addr] = "dt nt!%s 0x%x" % (lk.typename or "_DISPATCHER_HEADER", addr)
         if lk.device:
             out[lk.device] = "!devstack 0x%x" % lk.device
     for f in a.threads.values():
