@@ -56,8 +56,9 @@ INIT_CALLERS = frozenset(["nt!ioploaddriver", "nt!pnpcalldriverentry", "nt!iopin
                           "nt!iopinitializedrivermodule", "nt!pnpcalladddevice", "nt!ppvutilcalladddevice",
                           "nt!iopinitializedevice"])
 MAX_STACK_SCAN = 0x8000          # bytes of a loader/unloader thread's stack searched for its driver object
-IRQL_NAMES = {0: "PASSIVE_LEVEL", 1: "APC_LEVEL", 2: "DISPATCH_LEVEL", 13: "CLOCK_LEVEL", 14: "IPI_LEVEL",
-              15: "HIGH_LEVEL"}   # x64 wdm.h; 3..12 are device IRQLs
+IRQL_NAMES = {0: "PASSIVE_LEVEL", 1: "APC_LEVEL", 2: "DISPATCH_LEVEL", 12: "SYNCH_LEVEL", 13: "CLOCK_LEVEL",
+              14: "IPI_LEVEL", 15: "HIGH_LEVEL"}
+# x64 wdm.h (SYNCH_LEVEL = IPI_LEVEL - 2; MS docs !irql: "12 (SYNCH_LEVEL)" on x64); 3..11 are device IRQLs
 
 
 def irql_name(irql):

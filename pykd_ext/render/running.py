@@ -1,6 +1,8 @@
 """The `running` report as text: a table of processors, then each busy one's running frames."""
 from tabulate import tabulate
 
+from ..analysis.lints import irql_name
+
 from .doc import write_partial_headline
 
 
@@ -22,7 +24,7 @@ def render_text(doc, out, style, title):
         if c["thread"] and not c["idle"]:
             thread += " %s %s" % (c["process"] or "?", c["cid"] or "")
         rows.append([c["cpu"], c["prcb"], thread, c["next_thread"] or "-",
-                     "-" if c["irql"] is None else c["irql"], what, c["module"] or ""])
+                     "-" if c["irql"] is None else "%d %s" % (c["irql"], irql_name(c["irql"])), what, c["module"] or ""])
     for line in tabulate(rows, headers=["cpu", "prcb", "current thread", "next (standby)", "irql", "running",
                                         "driver"], tablefmt="simple", disable_numparse=True).splitlines():
         w("  " + line)
