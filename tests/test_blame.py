@@ -12,7 +12,7 @@ TOP = ["nt!KiSwapContext+0x76", "nt!KiSwapThread+0x3a7", "nt!KiCommitThreadWait+
 
 def _driver(frames):
     b = ScenarioBuilder(WIN10)
-    for m in ("Wdf01000", "AcmeUsb", "ndis", "FLTMGR"):
+    for m in ("Wdf01000", "AcmeUsb", "ndis", "FLTMGR", "SpbCx", "AcmeI2c"):
         b.module(m, m + ".sys")
     sysp = b.process("System", 4)
     r = b.eresource()
@@ -37,3 +37,19 @@ def test_the_client_of_a_framework_is_blamed_not_the_framework():
 
 def test_a_stack_with_only_framework_code_blames_the_framework():
     assert _driver(["FLTMGR!FltpWaitForCallbacks+0x18", "FLTMGR!FltpDispatch+0x90"]) == "FLTMGR.sys"
+
+
+def test_the_frameworks_are_a_data_file_each_with_what_it_is_and_where_it_is_documented():
+    """issue 16: 'a data file of framework and port/class modules ... and how to find the client
+    driver under them' -- pykd_ext/data/frameworks.json, shipped with the package."""
+    import json
+    import os
+    import pykd_ext
+    from pykd_ext.kernel.stacks import FRAMEWORK_MODULES
+    doc = json.load(open(os.path.join(os.path.dirname(pykd_ext.__file__), "data", "frameworks.json")))
+    assert doc["client"] and len(doc["modules"]) == len(FRAMEWORK_MODULES) >= 12
+    for m in doc["modules"]:
+        assert m["module"] and m["what"] and m["read"].startswith("MS docs:"), m
+    assert {"wdf01000", "ndis", "storport", "fltmgr", "portcls", "ks"} <= FRAMEWORK_MODULES
+    # a class extension from the file, not from a list in the code: the I2C controller's driver
+    assert _driver(["SpbCx!SpbRequestWait+0x22", "AcmeI2c!OnRead+0x31", "SpbCx!SpbDispatch+0x80"]) == "AcmeI2c.sys"

@@ -1,4 +1,6 @@
 """Symbolised kernel stacks and the driver to look at on them."""
+import json
+import os
 
 #: module names that are the kernel itself, never the driver to blame
 KERNEL_MODULES = frozenset(["nt", "ntoskrnl", "ntkrnlmp", "ntkrnlpa", "ntkrpamp", "hal", "halmacpi"])
@@ -35,15 +37,17 @@ def frames(target, thread_address):
     return out
 
 
-#: Microsoft's driver frameworks and port/class libraries: they call their client drivers'
-#: callbacks (KMDF's Wdf01000 and its loader, NDIS miniport/filter callbacks, Storport/ATAport/
-#: SCSIport miniports, the Filter Manager's minifilters, PortCls and Kernel Streaming
-#: minidrivers, UCX client drivers, the disk class library, HID and USB generic parents).  A
-#: framework frame innermost on a stack is usually waiting or working on its client's behalf:
-#: the client driver on the same stack is the driver to look at.
-FRAMEWORK_MODULES = frozenset([
-    "wdf01000", "wdfldr", "ndis", "storport", "ataport", "scsiport", "fltmgr", "portcls", "ks",
-    "ucx01000", "classpnp", "hidclass"])
+def _load_frameworks():
+    """The framework, port/class library and class extension modules, from the data file
+    pykd_ext/data/frameworks.json (each with what it is and where Microsoft documents it): a
+    frame of theirs on a stack is usually working or waiting for a client driver, and the client
+    on the same stack is the driver to look at."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "frameworks.json")
+    with open(path, encoding="utf-8") as f:
+        return frozenset(m["module"].lower() for m in json.load(f)["modules"])
+
+
+FRAMEWORK_MODULES = _load_frameworks()
 
 
 def is_framework(frame):
