@@ -55,10 +55,16 @@ def run(paths, jobs, write, summary_only=False):
     groups = {}
     for r in rows:
         groups.setdefault(r.get("signature") or "ERROR", []).append(r)
-    table = [[sig, len(rs), ", ".join(os.path.basename(r["target"]) for r in rs[:4]) + (" ..." if len(rs) > 4 else "")]
+    # a partial reading (a list that loops, an unreadable structure) may have grouped a dump
+    # under the wrong signature: the table says how many of each group were read only in part
+    table = [[sig, len(rs), sum(1 for r in rs if r.get("complete") is False),
+              ", ".join(os.path.basename(r["target"]) for r in rs[:4]) + (" ..." if len(rs) > 4 else "")]
              for sig, rs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
-    write("\n%d targets, %d signatures\n" % (len(rows), len(groups)))
-    write(tabulate(table, headers=["signature", "targets", "examples"], tablefmt="simple",
+    partial = sum(1 for r in rows if r.get("complete") is False)
+    errors = sum(1 for r in rows if "error" in r)
+    write("\n%d targets, %d signatures, %d read in part, %d not readable\n" % (len(rows), len(groups), partial,
+                                                                                 errors))
+    write(tabulate(table, headers=["signature", "targets", "partial", "examples"], tablefmt="simple",
                    disable_numparse=True) + "\n")
     return groups
 

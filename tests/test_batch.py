@@ -24,3 +24,12 @@ def test_all_shipped_targets_in_parallel_grouped_by_signature(tmp_path):
     assert by_name["pushlock_recursive_win11.json.gz"]["module"] == "FsFilter.sys"
     assert len(groups["NO_BUGCHECK_TestDriver.sys!FileMoveThread"]) >= 3     # the seed 001 family
     assert "signature" in "".join(lines) and "targets" in "".join(lines)
+    # the summary says how many of each group were read only in part (the corrupted fixtures)
+    summary = "".join(l for l in lines if not l.startswith("{"))
+    partial = sorted(os.path.basename(r["target"]) for r in rows if r.get("complete") is False)
+    assert partial and all(p.startswith("corrupt_") for p in partial)
+    assert "%d read in part, 1 not readable" % len(partial) in summary
+    row = next(l for l in summary.splitlines() if l.startswith("NO_BUGCHECK_TestDriver.sys!FileMoveThread"))
+    assert row.split()[1:3] == [str(len(groups["NO_BUGCHECK_TestDriver.sys!FileMoveThread"])),
+                                str(sum(1 for r in groups["NO_BUGCHECK_TestDriver.sys!FileMoveThread"]
+                                        if r.get("complete") is False))]
