@@ -7,21 +7,11 @@ import re
 import pytest
 
 from conftest import MOCKS, ROOT
+from test_pykd_backend import DebuggerOut
 from pykd_ext.cli import main
 from pykd_ext.commands import COMMANDS
 
 SHIPPED = sorted(os.path.join(MOCKS, n) for n in os.listdir(MOCKS) if n.endswith(".json.gz"))
-
-
-class DebuggerOut(io.StringIO):
-    """pykd's sys.stdout inside WinDbg: write() and writedml()."""
-
-    def __init__(self):
-        io.StringIO.__init__(self)
-        self.dml = []
-
-    def writedml(self, text):
-        self.dml.append(text)
 
 
 def promised():

@@ -212,18 +212,23 @@ def test_a_bad_command_to_record_is_said_once():
     assert err.strip() == "pykd-ext: record: irp: the following arguments are required: irp"
 
 
+def _record_broken_in(monkeypatch, module, name, rec, *commands):
+    """`record` of eresource_deadlock into `rec`, with Ctrl+C arriving when `module.name` is
+    called (and only during the recording)."""
+    def stop(*a, **k):
+        raise KeyboardInterrupt()
+    with monkeypatch.context() as m:
+        m.setattr(module, name, stop)
+        return run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, *commands)
+
+
 def test_ctrl_c_stops_record_and_marks_the_recording_partial(tmp_path, monkeypatch):
     # the break lands inside deadlock's analysis (after the waits were read), which catches it
     # and reports what it read before -- the command returns normally, yet record must stop
     # there, not run on to stacks
     import pykd_ext.analysis.crossobject as xo
-
-    def stop(*a, **k):
-        raise KeyboardInterrupt()
-    with monkeypatch.context() as m:
-        m.setattr(xo, "suspect", stop)
-        rec = str(tmp_path / "case.json.gz")
-        code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock", "stacks")
+    rec = str(tmp_path / "case.json.gz")
+    code, out, err = _record_broken_in(monkeypatch, xo, "suspect", rec, "deadlock", "stacks")
     assert code == 3, (out, err)
     lines = out.splitlines()
     assert lines[0].startswith("INTERRUPTED (Ctrl+C): partial recording -- %s " % rec)
@@ -256,13 +261,8 @@ def test_a_partial_recording_that_lacks_a_layout_says_why(tmp_path, monkeypatch)
     # interrupted before deadlock read its lock layouts: the replay cannot run, and says the
     # recording is partial rather than only "unusable target"
     import pykd_ext.analysis.waitgraph as wg
-
-    def stop(*a, **k):
-        raise KeyboardInterrupt()
-    with monkeypatch.context() as m:
-        m.setattr(wg, "all_resources", stop)
-        rec = str(tmp_path / "case.json.gz")
-        assert run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "deadlock")[0] == 3
+    rec = str(tmp_path / "case.json.gz")
+    assert _record_broken_in(monkeypatch, wg, "all_resources", rec, "deadlock")[0] == 3
     code, out, err = run_cli("deadlock", "--target", rec, "--no-color")
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith("pykd-ext: deadlock: unusable target %s (recorded from " % rec)

@@ -9,8 +9,7 @@ import os
 import pytest
 
 from conftest import ROOT, WIN10, WIN7, run_cli
-from pykd_ext.mock.builder import ScenarioBuilder
-from test_waitgraph import ACQ_X, START, TOP
+from test_waitgraph import eresource_abba
 
 
 def _tabulate_calls():
@@ -39,16 +38,8 @@ def test_every_table_is_built_with_number_parsing_off():
 
 @pytest.mark.parametrize("build", [WIN7, WIN10])
 def test_number_like_process_names_and_cids_print_as_read(tmp_path, build):
-    b = ScenarioBuilder(build)
-    b.module("Drv", "Drv.sys")
-    p = b.process("1234", 4)                     # a process whose image name is digits
-    t1 = b.thread(p, 0x1070, "Drv!A", frames=TOP + ACQ_X + ["Drv!A+0x10"] + START)
-    t2 = b.thread(p, 0x0e50, "Drv!B", frames=TOP + ACQ_X + ["Drv!B+0x10"] + START)
-    r1, r2 = b.eresource(name="Drv!gOne"), b.eresource(name="Drv!gTwo")
-    b.acquire_resource(r1, t1)
-    b.acquire_resource(r2, t2)
-    b.wait_resource(t1, r2)
-    b.wait_resource(t2, r1)
+    # a process whose image name is digits, thread ids that read as a decimal and a float
+    b, (t1, t2), _ = eresource_abba(build, process="1234", tids=(0x1070, 0x0e50))
     path = str(tmp_path / "t.json.gz")
     b.save(path)
     code, out, err = run_cli("deadlock", "--target", path, "--no-color")

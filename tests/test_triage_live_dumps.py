@@ -9,9 +9,8 @@ import pytest
 from conftest import WIN10, cached, mock, run_cli
 from pykd_ext.analysis.triage import triage
 from pykd_ext.errors import SymbolNotFound
-from pykd_ext.mock import scenarios
 from pykd_ext.target.mock import MockTarget
-from test_waitgraph import ACQ_X, START, TOP
+from test_waitgraph import START, eresource_abba
 
 
 def test_a_live_dump_keeps_its_code_in_the_header_not_in_kibugcheckdata():
@@ -34,17 +33,7 @@ def test_0x1cc_is_the_chain_of_the_resource_that_timed_out():
 
 
 def _abba(build=WIN10):
-    b = scenarios.ScenarioBuilder(build)
-    b.module("Drv", "Drv.sys")
-    p = b.process("System", 4)
-    t1 = b.thread(p, 0x10, "Drv!A", frames=TOP + ACQ_X + ["Drv!A+0x10"] + START)
-    t2 = b.thread(p, 0x14, "Drv!B", frames=TOP + ACQ_X + ["Drv!B+0x10"] + START)
-    r1, r2 = b.eresource(name="Drv!gOne"), b.eresource(name="Drv!gTwo")
-    b.acquire_resource(r1, t1)
-    b.acquire_resource(r2, t2)
-    b.wait_resource(t1, r2)
-    b.wait_resource(t2, r1)
-    return b, (t1, t2), (r1, r2)
+    return eresource_abba(build)
 
 
 def test_0x1cc_on_a_lock_in_a_cycle_says_the_cycle():

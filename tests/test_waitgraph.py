@@ -219,3 +219,19 @@ def test_event_wait_is_not_a_lock_edge():
     b.wait_on(t, [b.event()])
     a = analyze(cached(b))
     assert not a.edges and not a.cycles and not a.chains
+
+
+def eresource_abba(build, process="System", tids=(0x10, 0x14)):
+    """Two threads of Drv.sys in `process` (pid 4), each holding one ERESOURCE and waiting for
+    the other's: (builder, (thread1, thread2), (lock1, lock2))."""
+    b = ScenarioBuilder(build)
+    b.module("Drv", "Drv.sys")
+    p = b.process(process, 4)
+    t1 = b.thread(p, tids[0], "Drv!A", frames=TOP + ACQ_X + ["Drv!A+0x10"] + START)
+    t2 = b.thread(p, tids[1], "Drv!B", frames=TOP + ACQ_X + ["Drv!B+0x10"] + START)
+    r1, r2 = b.eresource(name="Drv!gOne"), b.eresource(name="Drv!gTwo")
+    b.acquire_resource(r1, t1)
+    b.acquire_resource(r2, t2)
+    b.wait_resource(t1, r2)
+    b.wait_resource(t2, r1)
+    return b, (t1, t2), (r1, r2)

@@ -278,10 +278,7 @@ def spinlock_queued_abba(build=WIN10):
     FilterOid's frame) and spins for the adapter lock.  Each spinner's handle waits
     (LOCK_QUEUE_WAIT) behind the other's: a deadlock the queues record.  Broken in with the
     debugger; both processors at DISPATCH_LEVEL."""
-    b = ScenarioBuilder(build, comment="in-stack queued spin locks taken ABBA on two processors (%s)" % build)
-    system = b.process("System", 4)
-    _background(b, system)
-    idle = b.process("Idle", 0, listed=False)
+    b, system, _, idle = _machine(build, "in-stack queued spin locks taken ABBA on two processors (%s)" % build)
     b.module("NetFlt", "NetFlt.sys", size=0x40000)
     adapter = b.spin_lock(name="NetFlt!gAdapterLock")
     filt = b.spin_lock(name="NetFlt!gFilterLock")
@@ -312,11 +309,8 @@ def spinlock_plain_spinners(build=WIN10):
     fires (bug check 0x133 arg1 0); CPU 2's submit path spins too (KeYieldProcessorEx on top).
     Decoys: CPU 4 runs StorFlt's IOCTL path at PASSIVE_LEVEL, CPU 5 ndis's DPC at
     DISPATCH_LEVEL: neither can be the holder."""
-    b = ScenarioBuilder(build, comment="plain spin lock: two spinners, a DISPATCH-level holder of the same "
-                                       "driver (%s)" % build)
-    system = b.process("System", 4)
-    smss = _background(b, system)
-    idle = b.process("Idle", 0, listed=False)
+    b, system, smss, idle = _machine(build, "plain spin lock: two spinners, a DISPATCH-level holder of the "
+                                            "same driver (%s)" % build)
     b.module("StorFlt", "StorFlt.sys", size=0x30000)
     b.module("ndis", "ndis.sys", size=0x100000)
     lock = b.spin_lock(name="StorFlt!gRequestQueueLock")
@@ -671,6 +665,17 @@ SEED_133_STACK = [
     "nt!KiExecuteAllDpcs+0x1b0", "nt!KiRetireDpcList+0xdb", "nt!KiIdleLoop+0x5a"]
 
 
+def _machine(build, comment):
+    """A machine with processors to lay out: the System process and its background threads,
+    and the Idle process (on no process list) for the processors' idle threads:
+    (builder, System, smss.exe, Idle)."""
+    b = ScenarioBuilder(build, comment=comment)
+    system = b.process("System", 4)
+    smss = _background(b, system)
+    idle = b.process("Idle", 0, listed=False)
+    return b, system, smss, idle
+
+
 def _idle_cpu(b, idle, index, frames=IDLE_LOOP):
     """Processor `index` in its idle loop (its idle thread current), or running `frames` there."""
     t = b.thread(idle, 0, "nt!KiIdleLoop", state="Running", frames=frames)
@@ -685,10 +690,7 @@ def dpc_133_athwbx(build=WIN81):
     queue still holds ndis!ndisMTimerObjectDpc, nt!PpmPerfAction and
     nt!PopExecuteProcessorCallback (normal) and nt!KiDpcWatchdog (threaded).  CPU 1 runs an
     athwbx system thread; CPUs 0 and 2 are idle."""
-    b = ScenarioBuilder(build, comment="0x133/0: athwbx spins on a spin lock inside ndis's interrupt DPC (seed 003)")
-    system = b.process("System", 4)
-    _background(b, system)
-    idle = b.process("Idle", 0, listed=False)
+    b, system, _, idle = _machine(build, "0x133/0: athwbx spins on a spin lock inside ndis's interrupt DPC (seed 003)")
     b.module("athwbx", "athwbx.sys", size=0x300000)
     b.module("ndis", "ndis.sys", size=0x100000)
     worker = b.thread(system, 0x74, "athwbx+0x1c2a0", state="Running",
@@ -715,10 +717,7 @@ def dpc_133_cumulative(build=WIN11):
     """Bug check 0x133 arg1 1 on Windows 11: too long at DISPATCH_LEVEL, cumulatively.  CPU 0
     drains a deep queue of BusyNet's receive DPCs; CPU 1 runs BusyNet's transmit-completion DPC
     from a user thread; CPU 2 runs explorer; CPU 3 is idle."""
-    b = ScenarioBuilder(build, comment="0x133/1: BusyNet's DPCs keep the processors at DISPATCH_LEVEL")
-    system = b.process("System", 4)
-    smss = _background(b, system)
-    idle = b.process("Idle", 0, listed=False)
+    b, system, smss, idle = _machine(build, "0x133/1: BusyNet's DPCs keep the processors at DISPATCH_LEVEL")
     explorer = b.process("explorer.exe", 0xf3c)
     b.module("BusyNet", "BusyNet.sys", size=0x60000)
     clock = ["nt!KeBugCheckEx", "nt!KeAccumulateTicks+0x1846d4", "nt!KeClockInterruptNotify+0x8b6",
@@ -916,11 +915,8 @@ def bugcheck_101_hung_cpu(build=WIN10):
     NicDrv's adapter lock; CPU 3 runs NicDrv's reset worker, which took that lock and polls a
     controller that does not answer.  CPU 0 took the clock interrupt and bug checked from its
     idle loop; CPU 1 runs an explorer thread at PASSIVE_LEVEL."""
-    b = ScenarioBuilder(build, comment="0x101: NicDrv's DPC spins with interrupts off for a lock its reset worker "
-                                       "holds (%s)" % build)
-    system = b.process("System", 4)
-    _background(b, system)
-    idle = b.process("Idle", 0, listed=False)
+    b, system, _, idle = _machine(build, "0x101: NicDrv's DPC spins with interrupts off for a lock its reset "
+                                         "worker holds (%s)" % build)
     explorer = b.process("explorer.exe", 0xf3c)
     b.module("NicDrv", "NicDrv.sys", size=0x50000)
     lock = b.spin_lock(name="NicDrv!gAdapterLock")
@@ -956,10 +952,7 @@ def bugcheck_d1_lock_holder(build=WIN10):
     read a pageable buffer at DISPATCH_LEVEL: arg1 the address, arg2 2, arg3 0 (read), arg4
     AcmeNet!ParsePacket+0x4a.  CPU 2's send worker spins in the lock's queue behind it.
     CPU 3 is idle."""
-    b = ScenarioBuilder(build, comment="0xD1: AcmeNet faults at DISPATCH_LEVEL holding a queued spin lock (%s)" % build)
-    system = b.process("System", 4)
-    _background(b, system)
-    idle = b.process("Idle", 0, listed=False)
+    b, system, _, idle = _machine(build, "0xD1: AcmeNet faults at DISPATCH_LEVEL holding a queued spin lock (%s)" % build)
     b.module("AcmeNet", "AcmeNet.sys", size=0x40000)
     rxlock = b.spin_lock(name="AcmeNet!gRxQueueLock")
     fault = b.thread(idle, 0, "nt!KiIdleLoop", state="Running",
