@@ -252,9 +252,10 @@ def render_text(d, out, style, header):
         if p["age_seconds"] is not None:
             w("  power watchdog armed %s ago" % _dur(p["age_seconds"]))
         if p["device_stack"]:
-            rows = [[">" if x["pending_here"] else "", x["device"], x["driver"], x["device_name"], x["module"] or ""]
-                    for x in p["device_stack"]]
-            for line in tabulate(rows, headers=["at", "device", "driver", "name", "module"],
+            # the driver object's address is printed so that, inside WinDbg, it links to !drvobj
+            rows = [[">" if x["pending_here"] else "", x["device"], x["driver"], x["driver_object"] or "-",
+                     x["device_name"], x["module"] or ""] for x in p["device_stack"]]
+            for line in tabulate(rows, headers=["at", "device", "driver", "driver object", "name", "module"],
                                  tablefmt="simple", disable_numparse=True).splitlines():
                 w("    " + line)
         n = p["devnode"]
