@@ -45,7 +45,7 @@ EXPECTED = {
         [], [("0xfffffa8000c0fa90", "running on processor 1 (not waiting)", ["0xfffffa8000c1bf00"])], []),
     # the lint targets hold no lock anyone waits for
     "lint_unload_during_init": ([], [], []),
-    "lint_unload_during_init_win7": ([], [], []),
+    "lint_unload_during_init_legacy": ([], [], []),
     "lint_wait_at_dispatch": ([], [], []),
     "lint_wait_at_dispatch_win11": ([], [], []),
     # the power worker and AcmeAudio's stream thread queue behind OemHelper's sleeping poll thread

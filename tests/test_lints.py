@@ -61,23 +61,42 @@ def test_wait_irql_as_the_wait_routines_record_it(build, sleep):
 
 # -- unload-during-init -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["lint_unload_during_init", "lint_unload_during_init_win7"])
-def test_an_unload_during_driver_entry_is_found_by_the_driver_object(name):
+def _roles(name):
     found = lints_of(name)
     assert [f.lint for f in found] == ["unload-during-init"]
     f = found[0]
-    assert f.module == "IsoFlt.sys"
+    assert f.module == "IsoFlt.sys" and "osr.com" in f.read
     roles = {t["role"]: t for t in f.threads}
     assert sorted(roles) == ["init", "unload"]
-    assert roles["unload"]["cid"] == "1d4c.1d50" and roles["unload"]["frame"] == "IsoFlt!IsoUnload+0xd3"
+    return f, roles
+
+
+def test_seed_002_a_minifilter_unloaded_by_the_filter_manager_while_driver_entry_runs():
+    """As the seed's two threads: both System workers, the filter manager running IsoFlt's
+    unload callback (which faults: 0x7E) while IopLoadDriver's DriverEntry still runs."""
+    f, roles = _roles("lint_unload_during_init")
+    assert roles["unload"]["cid"] == "0004.0038" and roles["unload"]["frame"] == "IsoFlt!UnloadCallback+0xd3"
     assert roles["init"]["cid"] == "0004.0044" and roles["init"]["frame"] == "IsoFlt!GsDriverEntry+0x20"
-    t = MockTarget.load(mock(name))
+    assert any("called by fltmgr!FltpDoUnloadFilter" in e for e in f.evidence)
+    t = MockTarget.load(mock("lint_unload_during_init"))
+    drv = next(w for w in f.evidence if "DriverInit" in w).split("driver object ")[1].split()[0]
+    from pykd_ext.kernel.views import Struct
+    d = Struct(t, "_DRIVER_OBJECT", int(drv, 16))
+    assert d["DriverInit"] == t.symbol("IsoFlt!GsDriverEntry") and d["DriverUnload"] == 0
+
+
+def test_a_legacy_driver_unloaded_by_the_io_managers_worker_while_driver_entry_runs():
+    """The I/O manager's worker runs the DriverUnload DriverEntry already stored; sc.exe,
+    which asked for the unload, only waits in IopUnloadDriver and is neither role."""
+    f, roles = _roles("lint_unload_during_init_legacy")
+    assert roles["unload"]["cid"] == "0004.0038" and roles["unload"]["frame"] == "IsoFlt!IsoUnload+0xd3"
+    assert roles["init"]["cid"] == "0004.0044"
+    assert not any(t["cid"] == "1d4c.1d50" for t in f.threads)
+    t = MockTarget.load(mock("lint_unload_during_init_legacy"))
     drv = next(w for w in f.evidence if "DriverUnload" in w).split("driver object ")[1].split()[0]
-    # the driver object the evidence names is IsoFlt's, and its DriverUnload is IsoUnload
     from pykd_ext.kernel.views import Struct
     d = Struct(t, "_DRIVER_OBJECT", int(drv, 16))
     assert d["DriverUnload"] == t.symbol("IsoFlt!IsoUnload") and d["DriverInit"] == t.symbol("IsoFlt!GsDriverEntry")
-    assert "osr.com" in f.read
 
 
 def _two_threads(unload_frames, init_frames, build=WIN10, keep_object=True, unload_routine="Acme!Shutdown",
@@ -101,7 +120,7 @@ def _two_threads(unload_frames, init_frames, build=WIN10, keep_object=True, unlo
 def test_routines_are_matched_by_address_not_by_name():
     # the unloading thread keeps the driver object; the other thread runs a dispatch routine
     # under IofCallDriver, which no kernel caller names: MajorFunction[0xe] does
-    t = _two_threads(["Acme!Flush+0x10", "Acme!Shutdown+0x22", "nt!IopUnloadDriver+0x29a"],
+    t = _two_threads(["Acme!Flush+0x10", "Acme!Shutdown+0x22", "nt!IopLoadUnloadDriver+0x2b5"],
                      ["Acme!Helper+0x8", "Acme!Ioctl+0x31", "nt!IofCallDriver+0x55"], major={0xe: "Acme!Ioctl"})
     found = run_lints(t).findings
     assert [(f.lint, f.module) for f in found] == [("unload-during-init", "Acme.sys")]
@@ -121,7 +140,7 @@ def test_names_alone_are_not_enough():
 
 
 def test_the_kernel_callers_name_the_routines_when_the_object_is_out_of_reach():
-    t = _two_threads(["Acme!Flush+0x10", "Acme!Shutdown+0x22", "nt!IopUnloadDriver+0x29a"],
+    t = _two_threads(["Acme!Flush+0x10", "Acme!Shutdown+0x22", "nt!IopLoadUnloadDriver+0x2b5"],
                      ["Acme!Helper+0x8", "Acme!Start+0x31", "nt!IopLoadDriver+0xa07"], keep_object=False)
     found = run_lints(t).findings
     assert [f.module for f in found] == ["Acme.sys"]
@@ -154,3 +173,12 @@ def test_triage_shows_the_lints_in_json_and_text():
     assert "== lints ==" in out and "unload-during-init in IsoFlt.sys" in out
     assert out.index("VERDICT") < out.index("== lints ==") < out.index("== deadlock ==")
     assert triage_doc("eresource_deadlock")["lints"] == []
+
+
+def test_a_load_through_the_load_unload_worker_is_not_an_unload():
+    # Windows 7's nt!IopLoadUnloadDriver also runs loads: IopLoadDriver between it and the
+    # driver makes the driver frame an entry point, not an unload routine
+    t = _two_threads(["Acme!Start+0x31", "nt!IopLoadDriver+0xa07", "nt!IopLoadUnloadDriver+0x55"],
+                     ["Acme!Helper+0x8", "Acme!Ioctl+0x31", "nt!IofCallDriver+0x55"], keep_object=False,
+                     major={0xe: "Acme!Ioctl"})
+    assert run_lints(t).findings == []

@@ -27,7 +27,8 @@ def doc(name):
     ("spinlock_queued_abba", ["deadlock", "powerirps"], "NetFlt.sys", "NO_BUGCHECK_NetFlt.sys!FilterSendLocked"),
     ("bugcheck_101_hung_cpu", ["dpcs", "running", "deadlock"], "NicDrv.sys", "0x101_NicDrv.sys!TxReapRing"),
     ("bugcheck_d1_lock_holder", ["running", "deadlock"], "AcmeNet.sys", "0xD1_AcmeNet.sys!ParsePacket"),
-    ("lint_unload_during_init", ["deadlock", "powerirps"], "IsoFlt.sys", "NO_BUGCHECK_IsoFlt.sys!IsoUnload"),
+    ("lint_unload_during_init", ["deadlock", "powerirps"], "IsoFlt.sys", "0x7E_C0000005_IsoFlt.sys!StopWorkerQueues"),
+    ("lint_unload_during_init_legacy", ["deadlock", "powerirps"], "IsoFlt.sys", "NO_BUGCHECK_IsoFlt.sys!IsoUnload"),
     ("lint_wait_at_dispatch", ["deadlock", "powerirps"], "AcmeUsb.sys", "NO_BUGCHECK_AcmeUsb.sys!EvtIoRead"),
 ])
 def test_routes_verdicts_and_signatures(name, route, driver, signature):

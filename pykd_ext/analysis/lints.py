@@ -20,9 +20,10 @@ unload-during-init (seed 002).  The I/O manager calls a driver's unload routine
 routine can still be called; before Windows 8 load and unload were not serialised, so one
 thread could run the unload while another still ran DriverEntry (OSR, "One Driver: Loading
 and Unloading... At The Same Time").  A thread's frame is the unload routine when its
-function starts at DriverUnload of the driver object, or it is the driver frame called by
-nt!IopUnloadDriver (ReactOS ntoskrnl/io/iomgr/driver.c IopUnloadDriver calls
-`DriverObject->DriverUnload(DriverObject)`) or a minifilter's unload callback called by
+function starts at DriverUnload of the driver object, or it is the driver frame called by the
+I/O manager's load/unload worker (IopUnloadDriver queues the unload to it: ReactOS
+ntoskrnl/io/iomgr/driver.c IopLoadUnloadDriverWorker calls `DriverObject->DriverUnload`; Windows
+7's nt!IopLoadUnloadDriver) or a minifilter's unload callback called by
 fltmgr!FltpDoUnloadFilter.  A frame is the driver's initialisation or dispatch code when its
 function starts at DriverInit, DriverExtension->AddDevice or a MajorFunction[] entry in the
 driver's image, or it is the driver frame called by nt!IopLoadDriver (and the routines that
@@ -46,9 +47,13 @@ UNLOAD_READ = ("OSR, One Driver: Loading and Unloading... At The Same Time, "
                "https://www.osr.com/nt-insider/2014-issue2/load-unload/; MS docs: Writing an Unload Routine, "
                "https://learn.microsoft.com/windows-hardware/drivers/kernel/writing-an-unload-routine")
 
-#: kernel routines whose callee in a driver is its unload routine (ReactOS io/iomgr/driver.c
-#: IopUnloadDriver; a minifilter's FilterUnloadCallback, MS docs PFLT_FILTER_UNLOAD_CALLBACK)
-UNLOAD_CALLERS = frozenset(["nt!iopunloaddriver", "fltmgr!fltpdounloadfilter"])
+#: kernel routines whose callee in a driver is its unload routine: the I/O manager's load/unload
+#: worker, to which IopUnloadDriver hands the unload (ReactOS io/iomgr/driver.c
+#: IopLoadUnloadDriverWorker calls `LoadParams->DriverObject->DriverUnload(...)`; on Windows 7
+#: nt!IopLoadUnloadDriver, as seed 002's load thread shows, calls IopLoadDriver for a load and
+#: the unload routine for an unload); a minifilter's FilterUnloadCallback, which the Filter
+#: Manager calls (MS docs PFLT_FILTER_UNLOAD_CALLBACK; seed 002's fltmgr!FltpDoUnloadFilter)
+UNLOAD_CALLERS = frozenset(["nt!ioploadunloaddriver", "nt!ioploadunloaddriverworker", "fltmgr!fltpdounloadfilter"])
 #: kernel routines whose callee in a driver is its entry point or AddDevice (WRK io/iomgr
 #: IopLoadDriver; ReactOS IopInitializeDriverModule; Windows 10 PnpCallDriverEntry between
 #: IopLoadDriver and the driver; PnP's AddDevice callers)
@@ -183,12 +188,18 @@ def _fn(frame):
 
 
 def _callee(frames, i):
-    """The driver frame a kernel routine at index i called: the nearest inner frame in a
-    module that is not the kernel (within two frames: a Verifier thunk may sit between)."""
+    """The driver frame a kernel routine at index i called: the next inner frame when it is in
+    a module that is not the kernel, or the one after a Driver Verifier thunk (nt!Vf*/Vi*, which
+    Verifier puts between the I/O manager and a verified driver's routines).  Any other kernel
+    frame between means the routine called into the kernel, not the driver (Windows 7's
+    nt!IopLoadUnloadDriver -> nt!IopLoadDriver -> DriverInit is a load, not an unload)."""
     for j in range(i - 1, max(i - 3, -1), -1):
         f = frames[j]
         if f.module is not None and not f.is_kernel:
             return f
+        fn = (f.function or "").lower()
+        if not (fn.startswith("nt!vf") or fn.startswith("nt!vi")):
+            return None
     return None
 
 

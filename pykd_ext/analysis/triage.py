@@ -270,7 +270,9 @@ def _verdict(t, target):
             v.function = next((x.get("frame") for x in lint.threads if x.get("frame") and "!" in x["frame"]), None)
             v.evidence = ["lint %s: %s" % (lint.lint, e) for e in lint.evidence]
             found = True
-        if code == 0x1CC and a is not None:
+        if code in (0x7E, 0x1000007E):
+            found = _system_thread_exception(v, bc, target, t.lints) or found
+        elif code == 0x1CC and a is not None:
             found = _resource_timeout(v, a, bc) or found
         elif code == 0x1A3 and a is not None:
             found = _call_not_returned(v, a, bc, target) or found
@@ -294,11 +296,32 @@ def _verdict(t, target):
     sub = ""
     if bc is not None and code in (0x9F, 0x133, 0xC4):
         sub = "_%X" % bc.args[0]
+    elif bc is not None and code in (0x7E, 0x1000007E):
+        sub = "_%X" % bc.args[0]                # the exception code: an access violation, a breakpoint...
     name = NAMES.get(code, "NONE" if code is None else "0x%X" % code)
     t.signature = "%s%s_%s%s" % ("0x%X" % code if code is not None else "NO_BUGCHECK", sub,
                                  v.driver or "UNKNOWN", ("!" + v.function.split("!", 1)[-1].split("+")[0])
                                  if v.function else "")
     t.name = name
+
+
+def _system_thread_exception(v, bc, target, lints):
+    """0x7E SYSTEM_THREAD_EXCEPTION_NOT_HANDLED (MS docs: parameter 1 the exception code, 2 the
+    address where it happened, 3 the exception record, 4 the context record): the module and
+    function at parameter 2; a lint about that module is the likely why (seed 002: the unload
+    touched what DriverEntry had not made yet)."""
+    ip = bc.args[1]
+    mod = target.module_at(ip)
+    v.driver = mod.image if mod is not None else None
+    v.function = target.describe(ip) if mod is not None else None
+    v.what = "exception 0x%x at %s was not handled in a system thread" % (
+        bc.args[0], target.describe(ip) if mod is not None else "0x%x (in no loaded module)" % ip)
+    v.evidence = ["parameter 2: where the exception happened"]
+    for lint in (lints.findings if lints is not None else []):
+        if v.driver and lint.module == v.driver:
+            v.what += "; at the same time %s" % lint.summary()
+            v.evidence += ["lint %s: %s" % (lint.lint, e) for e in lint.evidence]
+    return mod is not None
 
 
 def _resource_timeout(v, a, bc):

@@ -839,21 +839,26 @@ def corrupt_dpc_lists():
     return b
 
 
-def lint_unload_during_init(build=WIN10):
-    """Seed 002: IsoFlt's entry point still runs on a System worker (nt!IopLoadDriver called
-    its DriverInit, IsoFlt!GsDriverEntry, which called DriverEntry, which is creating the
-    threads of its work queues) while sc.exe's NtUnloadDriver runs IsoFlt's unload routine
-    (IsoFlt!IsoUnload, the DriverUnload DriverEntry had already stored) on another: the unload
-    waits for the read queue to stop, an event no queue thread exists yet to set.  Both keep
-    the driver object in a local of the kernel routine that called the driver."""
-    b = ScenarioBuilder(build, comment="seed 002: a driver's unload runs while its DriverEntry still runs (%s)" % build)
-    system = b.process("System", 4)
-    _background(b, system)
+def lint_unload_during_init(build=WIN7, legacy=False):
+    """Seed 002, on Windows 7 (Microsoft fixed the race in Windows 8, per the seed): IsoFlt's
+    entry point still runs on a System worker (nt!IopLoadUnloadDriver -> nt!IopLoadDriver ->
+    IsoFlt!GsDriverEntry -> DriverEntry, creating the threads of its work queues) while another
+    System worker unloads it.  As the seed has it, a minifilter: fltmgr!FltpSyncOpWorker ->
+    FltpDoUnloadFilter calls IsoFlt's FilterUnloadCallback, which touches a queue DriverEntry
+    has not made yet and faults -- bug check 0x7E SYSTEM_THREAD_EXCEPTION_NOT_HANDLED, both
+    threads Running (CPUs 2 and 1).  `legacy`: a legacy driver instead, whose DriverUnload
+    (stored by DriverEntry) the I/O manager's worker calls (ReactOS io/iomgr/driver.c
+    IopLoadUnloadDriverWorker: `LoadParams->DriverObject->DriverUnload(...)`, queued by
+    IopUnloadDriver for sc.exe's NtUnloadDriver, which waits); the unload waits for the read
+    queue to stop, an event no queue thread exists yet to set: a hang, no bug check."""
+    b, system, _, idle = _machine(build, "seed 002: a driver's unload runs while its DriverEntry still runs (%s%s)"
+                                  % (build, ", legacy unload" if legacy else ""))
     sc = b.process("sc.exe", 0x1d4c)
     b.module("IsoFlt", "IsoFlt.sys", size=0x40000)
+    b.module("fltmgr", "fltmgr.sys", size=0x60000)
     drv = b.load_driver_object("\\FileSystem\\IsoFlt", "IsoFlt", "IsoFlt!GsDriverEntry")
-    b.driver_entry_sets(drv, unload="IsoFlt!IsoUnload", major={0x0: "IsoFlt!IsoCreate", 0x2: "IsoFlt!IsoClose",
-                                                               0xe: "IsoFlt!IsoDeviceControl"})
+    b.driver_entry_sets(drv, unload="IsoFlt!IsoUnload" if legacy else None,
+                        major={0x0: "IsoFlt!IsoCreate", 0x2: "IsoFlt!IsoClose", 0xe: "IsoFlt!IsoDeviceControl"})
     init = b.thread(system, 0x44, "nt!ExpWorkerThread", state="Running",
                     frames=["nt!ObLogSecurityDescriptor+0x50", "nt!SeDefaultObjectMethod+0x57",
                             "nt!ObpAssignSecurity+0xc7", "nt!ObInsertObjectEx+0x1e2", "nt!PspInsertThread+0x2f3",
@@ -861,15 +866,34 @@ def lint_unload_during_init(build=WIN10):
                             "IsoFlt!SetupReadWorkQueue+0xe2", "IsoFlt!SetupWorkerQueues+0x22c",
                             "IsoFlt!DriverEntry+0x72", "IsoFlt!GsDriverEntry+0x20", "nt!IopLoadDriver+0xa07",
                             "nt!IopLoadUnloadDriver+0x55"] + WORKER)
-    b.processor(1, current_thread=init)
+    b.processor(2, current_thread=init, idle_thread=_idle_thread(b, idle))
     b.stack_word(init, "nt!IopLoadDriver", 0x30, drv)
+    if not legacy:
+        fault = b.code("IsoFlt!StopWorkerQueues+0x14")
+        unload = b.thread(system, 0x38, "nt!ExpWorkerThread", state="Running",
+                          frames=["nt!KeBugCheckEx", "nt!PspUnhandledExceptionInSystemThread+0x24",
+                                  "nt!_C_specific_handler+0x8c", "nt!RtlpExecuteHandlerForException+0xd",
+                                  "nt!RtlDispatchException+0x415", "nt!KiDispatchException+0x135",
+                                  "nt!KiExceptionDispatch+0xc2", "nt!KiPageFault+0x23a",
+                                  "IsoFlt!StopWorkerQueues+0x14", "IsoFlt!UnloadCallback+0xd3",
+                                  "fltmgr!FltpDoUnloadFilter+0xf9", "fltmgr!FltpSyncOpWorker+0x2d"] + WORKER)
+        b.processor(1, current_thread=unload, idle_thread=_idle_thread(b, idle))
+        # 0x7E: parameter 1 the exception code, 2 where it happened, 3 the exception record,
+        # 4 the context record (MS docs, Bug Check 0x7E); the faulting processor saved the IRQL
+        # it ran at, PASSIVE_LEVEL for a worker thread
+        b.bugcheck(0x7E, 0xC0000005, fault, b.alloc(0x98), b.alloc(0x4d0), cpu=1, irql=0)
+        return b
     stopped = b.event(notification=True, address=b.global_("IsoFlt!gReadQueueStopped", b.size("_KEVENT")))
-    unload = b.thread(sc, 0x1d50, "ntdll!RtlUserThreadStart", wait_reason="Executive", waited_ticks=0x300,
+    unload = b.thread(system, 0x38, "nt!ExpWorkerThread", wait_reason="Executive", waited_ticks=0x300,
                       frames=WAIT_TOP + ["IsoFlt!StopWorkerQueues+0x5c", "IsoFlt!IsoUnload+0xd3",
-                                         "nt!IopUnloadDriver+0x29a", "nt!NtUnloadDriver+0x11",
-                                         "nt!KiSystemServiceCopyEnd+0x13"])
+                                         "nt!IopLoadUnloadDriver+0x2b5"] + WORKER)
     b.wait_on(unload, [stopped], "Executive")
-    b.stack_word(unload, "nt!IopUnloadDriver", 0x30, drv)
+    b.stack_word(unload, "nt!IopLoadUnloadDriver", 0x30, drv)
+    # sc.exe's NtUnloadDriver queued the unload to that worker and waits for it (IopUnloadDriver)
+    caller = b.thread(sc, 0x1d50, "ntdll!RtlUserThreadStart", wait_reason="Executive", waited_ticks=0x300,
+                      frames=WAIT_TOP + ["nt!IopUnloadDriver+0x29a", "nt!NtUnloadDriver+0x11",
+                                         "nt!KiSystemServiceCopyEnd+0x13"])
+    b.wait_on(caller, [b.event(notification=False)], "Executive")
     return b
 
 
@@ -1010,8 +1034,8 @@ SHIPPED = {
     "timerres_win81": timerres_win81,
     "timerres_win10": timerres_win10,
     "corrupt_dpc_lists": corrupt_dpc_lists,
-    "lint_unload_during_init": lambda: lint_unload_during_init(WIN10),
-    "lint_unload_during_init_win7": lambda: lint_unload_during_init(WIN7),
+    "lint_unload_during_init": lambda: lint_unload_during_init(WIN7),
+    "lint_unload_during_init_legacy": lambda: lint_unload_during_init(WIN7, legacy=True),
     "lint_wait_at_dispatch": lambda: lint_wait_at_dispatch(WIN10),
     "lint_wait_at_dispatch_win11": lambda: lint_wait_at_dispatch(WIN11),
     "bugcheck_101_hung_cpu": lambda: bugcheck_101_hung_cpu(WIN10),
