@@ -19,7 +19,7 @@ def doc(name):
     ("power_9f4_zteusbnet", ["powerirps"], "ZTEusbnet.sys", "0x9F_4_ZTEusbnet.sys"),
     ("power_9f4_other_irp", ["powerirps"], "AcmeBus.sys", "0x9F_4_AcmeBus.sys"),
     ("power_9f3_filter", ["powerirps"], "AcmeFlt.sys", "0x9F_3_AcmeFlt.sys"),
-    ("dpc_133_athwbx", ["dpcs", "running", "deadlock"], "athwbx.sys", "0x133_0_athwbx.sys!ndisInterruptDpc"),
+    ("dpc_133_athwbx", ["dpcs", "running", "deadlock"], "athwbx.sys", "0x133_0_athwbx.sys"),       # ndis's DPC, athwbx's code: no function of athwbx to name
     ("eresource_deadlock", ["deadlock", "powerirps"], "TestDriver.sys", "NO_BUGCHECK_TestDriver.sys!FileMoveThread"),
     ("hang_no_cycle", ["deadlock", "powerirps"], "SlowFlt.sys", "NO_BUGCHECK_SlowFlt.sys!WaitForService"),
     ("livedump_1cc_eresource", ["deadlock", "powerirps"], "SlowFlt.sys", "0x1CC_SlowFlt.sys!WaitForService"),

@@ -10,7 +10,7 @@ from conftest import WIN10, cached, mock, run_cli
 from pykd_ext.analysis.triage import triage
 from pykd_ext.errors import SymbolNotFound
 from pykd_ext.target.mock import MockTarget
-from test_waitgraph import START, eresource_abba
+from test_waitgraph import ACQ_X, START, TOP, eresource_abba
 
 
 def test_a_live_dump_keeps_its_code_in_the_header_not_in_kibugcheckdata():
@@ -49,7 +49,8 @@ def test_0x1cc_on_a_lock_nobody_holds_now_says_so():
     idle = b.eresource(name="Drv!gIdle")
     b.live_dump(0x1CC, idle, threads[0], 3, 120)
     t = triage(cached(b))
-    assert "no thread holds or waits for it" in t.verdict.what and "0x%x" % idle in t.verdict.what
+    said = t.verdict.evidence[0]
+    assert "no thread holds or waits for it" in said and "0x%x (Drv!gIdle)" % idle in said
 
 
 def test_0x1a3_follows_the_thread_whose_call_has_not_returned():
@@ -73,3 +74,37 @@ def test_0x1d4_names_the_ucsi_command():
     b.live_dump(0x1D4, 0, 0x6, 0xffffc00012345000, 0)
     v = triage(cached(b)).verdict
     assert any("UCSI command 0x6 timed out" in e and "0xffffc00012345000" in e for e in v.evidence)
+
+
+def test_0x1cc_names_the_cycle_its_lock_is_in_even_when_it_is_not_the_first():
+    b, (t1, t2), (r1, r2) = _abba()
+    p = b.process("Other.exe", 0x40)
+    b.module("Oth", "Oth.sys")
+    u1 = b.thread(p, 0x50, "Oth!C", frames=TOP + ACQ_X + ["Oth!C+0x10"] + START)
+    u2 = b.thread(p, 0x54, "Oth!D", frames=TOP + ACQ_X + ["Oth!D+0x10"] + START)
+    r3, r4 = b.eresource(name="Oth!gThree"), b.eresource(name="Oth!gFour")
+    b.acquire_resource(r3, u1)
+    b.acquire_resource(r4, u2)
+    b.wait_resource(u1, r4)
+    b.wait_resource(u2, r3)
+    for lock, module in ((r4, "Oth.sys"), (r1, "Drv.sys")):
+        b.live_dump(0x1CC, lock, u1, 1, 120)
+        t = triage(cached(b))
+        assert "it is in a deadlock: 2 threads, 2 locks" in t.verdict.what
+        assert t.verdict.driver == module and t.signature.startswith("0x1CC_%s!" % module)
+
+
+def test_0x1cc_on_a_lock_nobody_holds_keeps_what_else_was_found():
+    b, threads, locks = _abba()
+    b.live_dump(0x1CC, 0, threads[0], 3, 120)      # parameter 1 names nothing the dump holds
+    t = triage(cached(b))
+    assert t.verdict.what.startswith("deadlock: 2 threads") and t.verdict.driver == "Drv.sys"
+    assert t.verdict.evidence[0].startswith("ERESOURCE 0x0 timed out") and "no thread holds" in t.verdict.evidence[0]
+
+
+def test_0x1a3_with_no_such_thread_names_no_driver():
+    b, _, _ = _abba()
+    b.live_dump(0x1A3, 0, 0xfffffa80deadbee0, 30000, 0)
+    v = triage(cached(b)).verdict
+    assert "could not be unwound" in v.what or "unreadable" in v.what
+    assert "kernel only" not in v.what

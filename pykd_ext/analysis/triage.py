@@ -148,9 +148,11 @@ def _partial(v, name, result):
         v.why_partial.append("%s read with %d warning%s" % (name, warnings, "s" if warnings > 1 else ""))
 
 
-def _deadlock_verdict(v, a):
-    if a.cycles:
-        c = a.cycles[0]
+def _deadlock_verdict(v, a, cycle=None):
+    """The verdict of a deadlock analysis: `cycle` (default the first cycle), else the chain
+    with the most waiters; False when there is neither."""
+    if cycle is not None or a.cycles:
+        c = cycle if cycle is not None else a.cycles[0]
         drivers = [a.threads[th].driver for th in c.threads if th in a.threads and a.threads[th].driver]
         kinds = sorted({a.locks[lk].kind for lk in c.locks})
         v.what = "%sdeadlock: %d thread%s, %d lock%s (%s)" % (
@@ -218,7 +220,10 @@ def _verdict(t, target):
         c = r.culprit
         v.what = c.reason if c is not None else "bug check 0x%x: no processor's stack names what ran too long" % code
         v.driver = c.module if c is not None else None
-        v.function = c.routine if c is not None else None
+        # the signature's function is the blamed module's own: a DPC routine of another module
+        # (ndis's, calling its miniport) would pair one module with another's function
+        v.function = c.routine if c is not None and c.routine and c.module and "!" in c.routine and \
+            c.routine.split("!", 1)[0].lower() == c.module.rsplit(".", 1)[0].lower() else None
         if c is not None and c.spinning:
             v.evidence = ["spinning on a spin lock"] + (["CPUs that could hold it: %s" % ", ".join(map(str, c.holders))]
                                                         if c.holders else [])
@@ -229,11 +234,12 @@ def _verdict(t, target):
         ip = bc.args[3]
         mod = target.module_at(ip)
         v.driver = mod.image if mod is not None else None
-        v.function = target.describe(ip)
+        # a function only where a module holds the instruction: a bare address is no stable bucket
+        v.function = target.describe(ip) if mod is not None else None
         f = t.fault = _fault(t, target)
         v.what = "a%s %s of 0x%x at IRQL %d (%s) by %s%s" % (
             "n" if f.access == "execute" else "", f.access, bc.args[0], bc.args[1], irql_name(bc.args[1]),
-            v.function, "" if mod is not None else " (in no loaded module)")
+            v.function or "0x%x" % ip, "" if mod is not None else " (in no loaded module)")
         v.evidence = ["parameter 4: the faulting instruction"]
         if f.cpu is not None:
             v.evidence.append("faulted on CPU %d%s" % (f.cpu, (", thread 0x%x" % f.thread) if f.thread else ""))
@@ -335,8 +341,8 @@ def _resource_timeout(v, a, bc):
     v.evidence = [e for e in v.evidence]
     cycle = next((c for c in a.cycles if lock in c.locks), None)
     chain = next((ch for ch in a.chains if ch.root == lock or any(e.lock == lock for p in ch.paths for e in p)), None)
-    if cycle is not None and cycle is a.cycles[0]:
-        _deadlock_verdict(v, a)
+    if cycle is not None:
+        _deadlock_verdict(v, a, cycle)
         v.what = "%s: it is in a %s" % (said, v.what)
     elif chain is not None:
         f = a.threads.get(chain.root)
@@ -346,9 +352,15 @@ def _resource_timeout(v, a, bc):
         v.function = _blamed_function(f)
         v.evidence = sorted({e.evidence for p in chain.paths for e in p})
     else:
+        # what else the hang reading found stands; the resource itself is said first
+        if v.what:
+            v.evidence.insert(0, "%s; no thread holds or waits for it now (it may have been released after "
+                                 "the time-out, while the system ran)" % said)
+            return False
         v.what = "%s; no thread holds or waits for it in this dump (it may have been released after the " \
                  "time-out, while the system ran)" % said
-        v.evidence.append("parameter 1: the ERESOURCE")
+        v.driver = v.function = None
+        v.evidence = ["parameter 1: the ERESOURCE"]
         return False
     v.evidence.insert(0, "parameter 1: ERESOURCE 0x%x" % lock)
     return True
@@ -362,8 +374,8 @@ def _call_not_returned(v, a, bc, target):
     said = "thread 0x%x's call has not returned in %d ms (parameter 2)" % (thread, timeout_ms)
     cycle = next((c for c in a.cycles if thread in c.threads), None)
     chain = next((ch for ch in a.chains if any(p and p[0].thread == thread for p in ch.paths)), None)
-    if cycle is not None and cycle is a.cycles[0]:
-        _deadlock_verdict(v, a)
+    if cycle is not None:
+        _deadlock_verdict(v, a, cycle)
         v.what = "%s: it is in a %s" % (said, v.what)
         return True
     if chain is not None:
@@ -374,10 +386,18 @@ def _call_not_returned(v, a, bc, target):
     else:
         f = a.threads.get(thread)
         try:
-            drv = first_driver_frame(f.frames if f is not None and f.frames else stack_frames(target, thread))
+            fr = f.frames if f is not None and f.frames else stack_frames(target, thread)
         except MemoryFault as e:
             v.what = "%s; its stack is unreadable (0x%x)" % (said, e.address)
+            v.driver = v.function = None
             return False
+        if not fr:
+            # no frames: a thread on no process list, or an unwind that failed -- not "the kernel"
+            v.what = "%s; its stack could not be unwound (no thread at that address, or no frames)" % said
+            v.driver = v.function = None
+            v.evidence = ["parameter 2: no stack"]
+            return False
+        drv = first_driver_frame(fr)
         v.what = "%s: it is in %s" % (said, drv.symbol if drv is not None else "the kernel only")
         v.driver = drv.module.image if drv is not None else None
         v.function = drv.function if drv is not None else None
