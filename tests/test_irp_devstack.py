@@ -96,12 +96,13 @@ def test_irp_text_and_json_on_the_seed_target():
     assert "Cid 0004.0048  System" in out
     d = json.loads(run_cli("irp", hex(irp), "--target", mock("power_9f4_zteusbnet"), "--format", "json")[1])
     assert d["pending_at"] == {"device": hex(fdo), "device_name": "NDMP14", "driver": "\\Driver\\ZTEusbnet",
-                               "module": "ZTEusbnet.sys"}
+                               "driver_object": d["locations"][9]["driver_object"], "module": "ZTEusbnet.sys"}
+    assert d["pending_at"]["driver_object"].startswith("0x")
     assert d["thread"] == hex(worker) and d["current_location"] == 10
     assert d["location"] == {"number": 10, "of": 10, "address": hex(irp + 0x358)}
     assert [x["number"] for x in d["locations"] if x["current"]] == [10]
     assert (d["cid"], d["process"]) == ("0004.0048", "System")
-    assert d["locations"][9]["minor_name"] == "IRP_MN_SURPRISE_REMOVAL"
+    assert d["locations"][9]["minor"] == "IRP_MN_SURPRISE_REMOVAL" and d["locations"][9]["minor_code"] == 0x17
 
 
 def test_devstack_text_on_the_seed_target():

@@ -170,7 +170,7 @@ def test_a_completed_irp_reads_as_completed(build, tmp_path):
     assert code == 0 and "completed (CurrentLocation 4 = StackCount + 2" in out
     assert "WARNINGS" not in out and "outside" not in out
     d = json.loads(run_cli("irp", hex(irp), "--target", p, "--format", "json")[1])
-    assert d["state"] == "completed" and d["pending_at"] is None and d["warnings"] == []
+    assert d["irp_state"] == "completed" and d["pending_at"] is None and d["warnings"] == []
 
 
 @pytest.mark.parametrize("build", BUILDS)

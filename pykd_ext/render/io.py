@@ -12,6 +12,16 @@ def driver_label(drv):
     return drv.name or "driver 0x%x" % drv.address
 
 
+def device_ref(address, dev=None, driver=None, module=None):
+    """A device in the JSON vocabulary, the one shape everywhere: {"device", "device_name",
+    "driver" (the driver object's name), "driver_object", "module" (its image)}."""
+    drv = driver if driver is not None else (dev.driver if dev is not None else None)
+    return {"device": hx(address), "device_name": (dev.name or None) if dev is not None else None,
+            "driver": (driver_label(drv) or None) if drv is not None else None,
+            "driver_object": hx(drv.address) if drv is not None else None,
+            "module": module if module is not None else (drv.image if drv is not None else None)}
+
+
 def device_links(stack_devices, extra=()):
     """{address: debugger command} for devices, drivers and device nodes."""
     out = {}
@@ -84,16 +94,14 @@ def irp_dict(irp, devices, thread, describe, target_name=None, build=None):
     locs = []
     for loc in irp.locations:
         dev = devices.get(loc.device)
-        locs.append({
-            "number": loc.index + 1, "address": hx(loc.address), "current": loc.index == irp.current,
-            "major": loc.major, "major_name": loc.major_name, "minor": loc.minor,
-            "minor_name": loc.minor_name,
-            "power_type": loc.power[0] if loc.power else None,
-            "power_state": loc.power[1] if loc.power else None,
-            "control": loc.control, "pending": loc.pending, "flags": loc.flags,
-            "device": hx(loc.device), "device_name": dev.name or None if dev else None,
-            "driver": driver_label(dev.driver) if dev else None,
-            "module": dev.driver.image if dev and dev.driver else None,
+        d = {"number": loc.index + 1, "address": hx(loc.address), "current": loc.index == irp.current,
+             "major": loc.major_name, "minor": loc.minor_name, "major_code": loc.major, "minor_code": loc.minor,
+             "power_type": loc.power[0] if loc.power else None,
+             "power_state": loc.power[1] if loc.power else None,
+             "control": loc.control, "pending": loc.pending, "flags": loc.flags}
+        d.update(device_ref(loc.device, dev))
+        locs.append(d)
+        d.update({
             "completion": hx(loc.completion),
             "completion_symbol": describe(loc.completion) if loc.completion else None,
             "context": hx(loc.context), "args": [hx(a) for a in loc.args], "readable": loc.readable})
@@ -102,15 +110,12 @@ def irp_dict(irp, devices, thread, describe, target_name=None, build=None):
     return document(
         "irp", target_name, build, None, irp.diagnostics,
         irp=hx(irp.address), stack_count=irp.stack_count,
-        current_location=irp.current_location, location=location_dict(cur, irp.stack_count), state=irp.state,
+        current_location=irp.current_location, location=location_dict(cur, irp.stack_count), irp_state=irp.state,
         thread=hx(irp.thread) if irp.thread else None, cid=thread[0] if thread else None,
         process=thread[1] if thread else None,
         cancel=irp.cancel, pending_returned=irp.pending_returned, flags=irp.flags,
         status=irp.status,
-        pending_at=None if cur is None else {
-            "device": hx(cur.device), "device_name": dev.name or None if dev else None,
-            "driver": driver_label(dev.driver) if dev else None,
-            "module": dev.driver.image if dev and dev.driver else None},
+        pending_at=None if cur is None else device_ref(cur.device, dev),
         locations=locs)
 
 
@@ -119,7 +124,7 @@ def render_irp_text(d, out, style, header):
     w(style("head", header) + "\n")
     write_partial_headline(d, lambda text: w(text + "\n"), style)
     cur = d["location"]
-    state = d.get("state")
+    state = d.get("irp_state")
     if cur is not None:
         where = "current %d (0x%s)" % (cur["number"], cur["address"][2:])
     elif state == "completed":
@@ -138,12 +143,12 @@ def render_irp_text(d, out, style, header):
         d["flags"], "yes" if d["pending_returned"] else "no", "yes" if d["cancel"] else "no", d["status"]))
     rows, unused = [], []
     for loc in d["locations"]:
-        empty = (loc["readable"] and not loc["major"] and not loc["minor"] and loc["device"] == "0x0"
+        empty = (loc["readable"] and not loc["major_code"] and not loc["minor_code"] and loc["device"] == "0x0"
                  and loc["completion"] == "0x0")
         if empty and not loc["current"]:
             unused.append(loc["number"])
             continue
-        fn = "%s / %s" % (loc["major_name"], loc["minor_name"]) if loc["readable"] else "unreadable"
+        fn = "%s / %s" % (loc["major"], loc["minor"]) if loc["readable"] else "unreadable"
         if loc["power_type"]:
             fn += "  %s %s" % (loc["power_type"], loc["power_state"])
         other = loc["control"] & ~0x01

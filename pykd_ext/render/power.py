@@ -6,7 +6,7 @@ from ..analysis.waitgraph import format_duration
 from .deadlock import edge_dict, thread_dict
 from .deadlock import links as deadlock_links
 from .doc import bugcheck_dict, document, hx, kind_label, write_partial_headline
-from .io import device_links, driver_label, location_dict
+from .io import device_links, device_ref, driver_label, location_dict
 from .style import wrap
 
 SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
@@ -33,14 +33,11 @@ def _role_dict(role, a):
 
 
 def _pending_at(p):
-    """Where an IRP is pending, in the vocabulary's device shape."""
+    """Where an IRP is pending, in the vocabulary's device shape (render.io.device_ref)."""
     loc = p.location
     if loc is None:
         return None
-    drv = p.driver
-    return {"device": hx(loc.device), "device_name": (p.device.name or None) if p.device else None,
-            "driver": driver_label(drv) or None, "driver_object": hx(drv.address) if drv else None,
-            "module": p.module}
+    return device_ref(loc.device, p.device, p.driver, p.module)
 
 
 def waited_dict(w):
@@ -92,9 +89,7 @@ def pending_dict(p, a):
         "power_state": loc.power[1] if loc and loc.power else None,
         "request": p.request,
         "location": location_dict(loc, irp.stack_count),
-        "pending_at": None if loc is None else {
-            "device": hx(loc.device), "device_name": p.device.name or None if p.device else None,
-            "driver": driver_label(p.driver) if p.driver else None, "module": p.module},
+        "pending_at": _pending_at(p),
         "device_stack": [_device_dict(d, d.address == (loc.device if loc else None))
                          for d in (p.stack.devices if p.stack else [])],
         "devnode": None if p.stack is None or p.stack.devnode is None else {
@@ -102,7 +97,7 @@ def pending_dict(p, a):
             "service": p.stack.devnode.service, "state": p.stack.devnode.state},
         "age_seconds": None if p.age is None else round(p.age, 3),
         "held_seconds": None if p.waited is None else round(p.waited, 3),
-        "thread": hx(irp.thread) if irp.thread else None, "state": irp.state,
+        "thread": hx(irp.thread) if irp.thread else None, "irp_state": irp.state,
         "cancel": irp.cancel, "pending_returned": irp.pending_returned,
         "expected": p.normal is not None, "note": p.normal,
         "found_in": list(p.sources),
@@ -124,11 +119,7 @@ def report_dict(r, target_name, build):
             bc, meaning=bc.meaning, arg_names=list(bc.arg_names) if bc.subcode is not None else None),
         culprit=None if c is None else {
             "module": c.module, "irp": hx(c.irp), "thread": hx(c.thread), "reason": c.reason,
-            "pending_at": None if c.pending is None or c.pending.location is None else {
-                "device": hx(c.pending.location.device),
-                "device_name": c.pending.device.name or None if c.pending.device else None,
-                "driver": driver_label(c.pending.driver) if c.pending.driver else None,
-                "module": c.pending.module},
+            "pending_at": None if c.pending is None else _pending_at(c.pending),
             "blocked_thread": hx(c.blocked.address) if c.blocked else None,
             "root_blocker": hx(c.root),
             "depends_on": [waited_dict(c.waits_for)] if c.waits_for is not None else [],
