@@ -19,8 +19,12 @@ def doc(name):
 
 
 def built_doc(b):
+    """triage's document of a built target, checked against the shipped triage schema."""
+    from test_json_schema import validate
     t = cached(b)
-    return report(triage(t), t)
+    d = report(triage(t), t)
+    assert validate(d) == []
+    return d
 
 
 # -- 0x101 ----------------------------------------------------------------------------------------
@@ -70,11 +74,12 @@ def test_0xd1_names_the_faulting_function_the_access_and_the_lock_it_holds():
     d = doc("bugcheck_d1_lock_holder")
     t = MockTarget.load(mock("bugcheck_d1_lock_holder"))
     f = d["fault"]
-    assert f["module"] == "AcmeNet.sys" and f["function"] == "AcmeNet!ParsePacket+0x4a"
+    assert f["module"] == "AcmeNet.sys" and f["function"] == "AcmeNet!ParsePacket"
+    assert f["frame"] == "AcmeNet!ParsePacket+0x4a"
     assert f["ip"] == "0x%x" % (t.symbol("AcmeNet!ParsePacket") + 0x4a)
     assert f["access"] == "read" and f["irql"] == 2 and f["cpu"] == 1
-    assert [h["lock"] for h in f["holds"]] == ["0x%x" % t.symbol("AcmeNet!gRxQueueLock")]
-    assert f["holds"][0]["evidence"] == "recorded: queue-head" and "CPU 2" in f["holds"][0]["waiters"]
+    assert [h["lock"] for h in f["contended_locks"]] == ["0x%x" % t.symbol("AcmeNet!gRxQueueLock")]
+    assert f["contended_locks"][0]["evidence"] == "recorded: queue-head" and "CPU 2" in f["contended_locks"][0]["waiters"]
     v = d["verdict"]
     assert v["module"] == "AcmeNet.sys" and d["signature"] == "0xD1_AcmeNet.sys!ParsePacket"
     assert "read of 0xffffb20c4a1f3010 at IRQL 2 (DISPATCH_LEVEL)" in v["what"]
@@ -95,7 +100,7 @@ def test_a_fault_that_holds_nothing_says_nothing_of_locks():
     b = scenarios.bugcheck_d1_lock_holder(WIN10)
     b.set_current(2, b.thread_started_at("nt!KiIdleLoop"))
     d = built_doc(b)
-    assert d["fault"]["holds"] == [] and "others wait for" not in d["verdict"]["what"]
+    assert d["fault"]["contended_locks"] == [] and "others wait for" not in d["verdict"]["what"]
 
 
 # -- timer resolution ------------------------------------------------------------------------------
@@ -113,7 +118,7 @@ def _clock(current, requested):
 @pytest.mark.parametrize("current, requested, kind", [(5000, 10000, "finer"), (15625, 10000, "coarser")])
 def test_a_clock_finer_or_coarser_than_every_request_is_said(current, requested, kind):
     d = built_doc(_clock(current, requested))
-    assert d["timer_resolution"]["kind"] == kind and d["timer_resolution"]["current_ticks"] == current
+    assert d["timer_resolution"]["kind"] == kind and d["timer_resolution"]["current"] == current
     assert any(kind in e and "timer resolution" in e for e in d["verdict"]["evidence"])
     # a hang's verdict does not change for it
     assert d["verdict"]["what"].startswith("no deadlock cycle") and d["verdict"]["module"] is None

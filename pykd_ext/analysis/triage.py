@@ -68,6 +68,7 @@ class Triage(object):
         self.timer = None        # TimerResolution
         self.hung = None         # HungProcessor, for 0x101
         self.fault = None        # Fault, for 0xA / 0xD1
+        self.fault_frame = None  # the faulting instruction as a frame (module!function+0xoff)
 
 
 class TimerResolution(object):
@@ -235,11 +236,12 @@ def _verdict(t, target):
         mod = target.module_at(ip)
         v.driver = mod.image if mod is not None else None
         # a function only where a module holds the instruction: a bare address is no stable bucket
-        v.function = target.describe(ip) if mod is not None else None
+        t.fault_frame = target.describe(ip) if mod is not None else None
+        v.function = t.fault_frame.split("+", 1)[0] if t.fault_frame else None
         f = t.fault = _fault(t, target)
         v.what = "a%s %s of 0x%x at IRQL %d (%s) by %s%s" % (
             "n" if f.access == "execute" else "", f.access, bc.args[0], bc.args[1], irql_name(bc.args[1]),
-            v.function or "0x%x" % ip, "" if mod is not None else " (in no loaded module)")
+            t.fault_frame or "0x%x" % ip, "" if mod is not None else " (in no loaded module)")
         v.evidence = ["parameter 4: the faulting instruction"]
         if f.cpu is not None:
             v.evidence.append("faulted on CPU %d%s" % (f.cpu, (", thread 0x%x" % f.thread) if f.thread else ""))
@@ -319,7 +321,8 @@ def _system_thread_exception(v, bc, target, lints):
     ip = bc.args[1]
     mod = target.module_at(ip)
     v.driver = mod.image if mod is not None else None
-    v.function = target.describe(ip) if mod is not None else None
+    frame = target.describe(ip) if mod is not None else None
+    v.function = frame.split("+", 1)[0] if frame else None
     v.what = "exception 0x%x at %s was not handled in a system thread" % (
         bc.args[0], target.describe(ip) if mod is not None else "0x%x (in no loaded module)" % ip)
     v.evidence = ["parameter 2: where the exception happened"]

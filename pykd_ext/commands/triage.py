@@ -76,11 +76,14 @@ def _fault_doc(t):
     f = t.fault
     if f is None:
         return None
+    # "holds" is the vocabulary's [{lock, lock_kind, lock_name, mode}]; the locks the faulting
+    # code holds that others wait for carry who waits and how the holding is known, so they are
+    # "contended_locks"; "frame" is the faulting instruction as a frame, "function" its function
     return {"address": "0x%x" % f.address, "irql": f.irql, "access": f.access, "ip": "0x%x" % f.ip,
-            "module": t.verdict.driver, "function": t.verdict.function, "cpu": f.cpu,
+            "module": t.verdict.driver, "function": t.verdict.function, "frame": t.fault_frame, "cpu": f.cpu,
             "thread": None if f.thread is None else "0x%x" % f.thread,
-            "holds": [{"lock": "0x%x" % lock, "lock_kind": lock_kind(kind), "lock_name": lock_name(name), "waiters": others,
-                       "evidence": how} for lock, kind, name, others, how in f.holds]}
+            "contended_locks": [{"lock": "0x%x" % lock, "lock_kind": lock_kind(kind), "lock_name": lock_name(name),
+                                 "waiters": others, "evidence": how} for lock, kind, name, others, how in f.holds]}
 
 
 def _timer_doc(t, target, build):
@@ -88,8 +91,9 @@ def _timer_doc(t, target, build):
     if tr is None or not tr.notable:
         return None
     d = timer_dict(tr.reqs, tr.complete, tr.inc, tr.diagnostics, target.name, build, tr.kernel, tr.explain, tr.count)
-    return {"kind": tr.explain["kind"], "current_ticks": tr.inc.get("current"),
-            "expected_ticks": tr.explain["expected"], "says": [line for _, line in timer_lines(d)]}
+    # resolutions in 100 ns units, named as timerres names them (not clock ticks)
+    return {"kind": tr.explain["kind"], "current": tr.inc.get("current"),
+            "expected": tr.explain["expected"], "says": [line for _, line in timer_lines(d)]}
 
 
 def report(t, target):
