@@ -49,7 +49,7 @@ def test_seed_133_queue_is_what_dpcs_printed():
     assert [q["depth"] for q in cpu3["queues"]] == [3, 1]
     assert cpu3["watchdog"] == {"dpc_time_ticks": 0x501, "dpc_time_limit_ticks": 0x500, "watchdog_ticks": 0x1a2,
                                 "watchdog_period_ticks": 0x4e20}
-    assert cpu3["running"] == {"kind": "DPC", "function": "ndis!ndisInterruptDpc", "driver_frame": "athwbx+0x161751",
+    assert cpu3["running"] == {"kind": "dpc", "function": "ndis!ndisInterruptDpc", "frame": "athwbx+0x161751",
                                "module": "athwbx.sys", "spinning_in": "nt!KeAcquireSpinLockRaiseToDpc"}
     assert cpu3["dpc_routine_active"] and cpu3["current_dpc_routine"] is None   # 8.1 has no CurrentDpcRoutine
     assert all(q["dpcs"] == [] for x in d["cpus"][:3] for q in x["queues"])
@@ -62,7 +62,7 @@ def test_cumulative_133_shows_every_processor_and_names_what_ran():
     assert "cumulatively" in c["reason"]
     doing = [(x["cpu"], x["idle"], (x["running"] or {}).get("kind"), (x["running"] or {}).get("function"))
              for x in d["cpus"]]
-    assert doing == [(0, True, "DPC", "BusyNet!RxDpc"), (1, False, "DPC", "BusyNet!TxCompleteDpc"),
+    assert doing == [(0, True, "dpc", "BusyNet!RxDpc"), (1, False, "dpc", "BusyNet!TxCompleteDpc"),
                      (2, False, None, None), (3, True, None, None)]
     assert [sum(q["depth"] for q in x["queues"]) for x in d["cpus"]] == [8, 2, 0, 0]
     # Windows 11 names: DpcTimeLimitTicks, DpcWatchdogPeriodTicks; CurrentDpcRoutine is there

@@ -33,7 +33,7 @@ def report_dict(r, target, build):
                           "routine": hx(d.routine) if d.readable else None,
                           "symbol": describe(d.routine) if d.readable and d.routine else None,
                           "module": _module(target, d.routine) if d.readable else None,
-                          "importance": d.importance, "number": d.number,
+                          "importance": d.importance.lower() if d.importance else None, "number": d.number,
                           "context": hx(d.context) if d.readable else None,
                           "reached_via": d.via} for d in q.dpcs]})
         cpus.append({
@@ -46,7 +46,8 @@ def report_dict(r, target, build):
             "watchdog": {WATCHDOG_KEYS[k]: v for k, v in c.watchdog.items()},
             "bugchecked_here": act.bugchecked, "draining_dpcs": act.in_dpc,
             "running": None if s is None else {
-                "kind": s.kind, "function": routine_name(s.routine), "driver_frame": _frame(s.driver),
+                "kind": s.kind.lower() if s.kind else None, "function": routine_name(s.routine),
+                "frame": _frame(s.driver),
                 "module": s.driver.module.image if s.driver is not None else None,
                 "spinning_in": s.spin.function if s.spin is not None else None},
             "stack": [f.symbol for f in act.frames],
@@ -113,8 +114,8 @@ def render_text(d, out, style, header):
     for x in d["cpus"]:
         run = x["running"] or {}
         doing = "idle" if x["idle"] and not x["draining_dpcs"] else (
-            "DPC %s" % run["function"] if run.get("kind") == "DPC" else
-            "ISR %s" % run["function"] if run.get("kind") == "ISR" else _top(x["stack"]) or "?")
+            "DPC %s" % run["function"] if run.get("kind") == "dpc" else
+            "ISR %s" % run["function"] if run.get("kind") == "isr" else _top(x["stack"]) or "?")
         if run.get("spinning_in"):
             doing += "  [spinning in %s]" % run["spinning_in"]
         depth = "/".join(str(q["depth"]) if q["depth"] is not None else "?" for q in x["queues"])
@@ -134,7 +135,7 @@ def render_text(d, out, style, header):
             for dpc in q["dpcs"]:
                 qrows.append([x["cpu"], "Normal" if q["kind"] == "normal" else "Threaded", dpc["kdpc"],
                               (dpc["symbol"] or dpc["routine"]) if dpc["readable"] else "unreadable",
-                              dpc["module"] or "", dpc["importance"] or "",
+                              dpc["module"] or "", (dpc["importance"] or "").capitalize(),
                               dpc["reached_via"] and "via %s" % dpc["reached_via"] or ""])
     w()
     w(s("head", "QUEUED DPCs (%d)" % len(qrows)))
