@@ -79,7 +79,7 @@ def test_seed_003_the_pnp_lock_holder():
     assert p["devnode"]["instance_path"] == "USB\\VID_19D2&PID_0063&MI_04\\6&200b5242&0&0004"
     assert p["found_in"] == ["IrpList of thread %s" % h["thread"]]
     # Windows 7's symbols lack _POP_IRP_DATA: the IRP came from the holder's own IRP list
-    assert d["sources"]["PopIrpList"].startswith("not typed")
+    assert d["sources"]["pop_irp_list"].startswith("not typed")
     # the irp command agrees on where it is pending
     irp = json.loads(run_cli("irp", p["irp"], "--target", mock("power_9f4_zteusbnet"), "--format", "json")[1])
     assert irp["pending_at"]["module"] == "ZTEusbnet.sys" and irp["thread"] == h["thread"]

@@ -9,6 +9,9 @@ from .doc import bugcheck_dict, document, hx, kind_label, write_partial_headline
 from .io import device_links, device_ref, driver_label, location_dict
 from .style import wrap
 
+#: where pending IRPs were looked for: JSON keys (lower-case words) and the names the text uses
+SOURCE_KEYS = {"PopIrpList": "pop_irp_list", "thread IRP lists": "thread_irp_lists", "device tree": "device_tree"}
+SOURCE_LABELS = {v: k for k, v in SOURCE_KEYS.items()}
 SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
 
 
@@ -128,7 +131,7 @@ def report_dict(r, target_name, build):
         pending_irps=[pending_dict(p, a) for p in r.pending],
         allocated_not_at_a_driver=r.not_sent,
         completed_not_freed=r.completed,
-        sources=dict(r.sources))
+        sources={SOURCE_KEYS.get(k, k): v for k, v in r.sources.items()})
 
 
 def links(r):
@@ -260,7 +263,7 @@ def render_text(d, out, style, header):
               % (p["more_threads"], (p["pending_at"] or {}).get("module") or "its driver"))
         if not p["threads"]:
             w("  no thread found working on it")
-    sources = ", ".join("%s: %s" % kv for kv in d["sources"].items())
+    sources = ", ".join("%s: %s" % (SOURCE_LABELS.get(k, k), v) for k, v in d["sources"].items())
     w()
     w(s("dim", "searched %s" % sources))
     if d["warnings"]:
