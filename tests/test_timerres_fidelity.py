@@ -198,3 +198,34 @@ def test_a_clock_the_hal_rounded_under_the_request_is_still_set_by_it(build, tmp
     d = report(b, tmp_path)
     assert d["verdict"]["kind"] == "set"
     assert [s.get("process") for s in d["verdict"]["set_by"]] == ["game.exe"]
+
+
+def test_an_interrupted_timerres_reports_what_it_read_and_exits_3(monkeypatch):
+    """Ctrl+C after the process list was read: the rows read are reported, the run says it was
+    interrupted first, exits 3, and never says 'No process has asked' or 'no symbol' for what
+    it did not get to."""
+    import pykd_ext.commands.timerres as cmd
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt()
+    monkeypatch.setattr(cmd, "kernel_request", stop)
+    code, out, err = run_cli("timerres", "--target", mock("timerres_win81"), "--no-color", "--no-progress")
+    assert code == 3
+    lines = out.splitlines()
+    assert lines[1].startswith("INTERRUPTED (Ctrl+C): partial results")
+    assert "svchost.exe" in out                         # read before the stop
+    assert "not read before the interruption" in out and "no symbol" not in out
+    code, out, err = run_cli("timerres", "--target", mock("power_9f4_zteusbnet"), "--no-color", "--no-progress")
+    assert code == 3 and "No process has asked" not in out
+
+
+def test_dpcs_stopped_before_any_processor_does_not_blame_a_missing_symbol(monkeypatch):
+    import pykd_ext.analysis.dpc as dpc
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt()
+    monkeypatch.setattr(dpc, "read_cpus", stop)
+    code, out, err = run_cli("dpcs", "--target", mock("dpc_133_athwbx"), "--format", "json", "--no-progress")
+    d = json.loads(out)
+    assert code == 3 and d["interrupted"] == "Ctrl+C"
+    assert [w["kind"] for w in d["warnings"]] == ["interrupted"]

@@ -134,7 +134,7 @@ def analyze_dpcs(target):
         r.interrupted = stopped(target, e)
         r.diagnostics.add("interrupted", "interrupted (%s): the results below cover what was read before"
                           % r.interrupted)
-    if not r.cpus:
+    if not r.cpus and r.interrupted is None:      # after a stop, none read is not a missing symbol
         r.diagnostics.add("missing-symbol", "no processor could be read (nt!KiProcessorBlock)")
     r.culprit = _blame(r)
     return r

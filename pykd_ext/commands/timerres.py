@@ -13,6 +13,7 @@ Examples:
 from ..kernel.diag import Diagnostics
 from ..kernel.timers import explain, increments, kernel_request, process_request_count, requests
 from ..render.timerres import render_text, report_dict
+from ..progress import stopped
 from .common import add_format, emit
 
 NAME = "timerres"
@@ -25,12 +26,20 @@ def add_arguments(p):
 
 def run(args, target, out):
     diags = Diagnostics()
-    reqs, complete = requests(target, diags)
-    inc = increments(target, diags)
-    kernel = kernel_request(target, diags)
-    count = process_request_count(target, diags)
+    reqs, complete, inc, count, interrupted = [], True, {}, None, None
+    kernel = {"available": False, "requested": None, "count": None, "live": None}    # not read (yet)
+    try:
+        reqs, complete = requests(target, diags)
+        inc = increments(target, diags)
+        kernel = kernel_request(target, diags)
+        count = process_request_count(target, diags)
+    except (KeyboardInterrupt, SystemExit) as e:      # what was read before the stop is reported
+        interrupted = stopped(target, e)
+        diags.add("interrupted", "interrupted (%s): the requests below were read before it" % interrupted)
+        complete = False
     build = target.layouts().build
-    doc = report_dict(reqs, complete, inc, diags, target.name, build, kernel, explain(reqs, kernel, inc), count)
+    doc = report_dict(reqs, complete, inc, diags, target.name, build, kernel, explain(reqs, kernel, inc), count,
+                      interrupted)
     return emit(args, out, doc, render_text,
                 lambda: {r.process: "!process 0x%x 0" % r.process for r in reqs},
                 "timerres -- %s (%s)" % (target.name, build), target)

@@ -22,7 +22,8 @@ def _who(x):
     return {"drivers": False, "process": x.name, "pid": x.pid, "eprocess": hx(x.process)}
 
 
-def report_dict(reqs, complete, inc, diags, target_name, build, kernel=None, verdict=None, process_count=None):
+def report_dict(reqs, complete, inc, diags, target_name, build, kernel=None, verdict=None, process_count=None,
+                interrupted=None):
     kernel = kernel or {"available": False, "requested": None, "count": None, "live": None}
     verdict = verdict or {"kind": "unknown", "set_by": [], "not_honoured": [], "ignored": [],
                           "expected": None, "finest_live": None}
@@ -36,7 +37,7 @@ def report_dict(reqs, complete, inc, diags, target_name, build, kernel=None, ver
     finest_live = verdict.get("finest_live")
     lo = inc.get("minimum") or 0
     doc = document(
-        "timerres", target_name, build, None, diags,
+        "timerres", target_name, build, interrupted, diags,
         rows=[{"process": r.name, "pid": r.pid, "eprocess": hx(r.process),
                "requested": r.requested, "smallest": r.smallest,
                "requested_ms": ms(r.requested) if r.requested else None,
@@ -144,7 +145,8 @@ def render_text(d, out, style, header):
         _res(d["current"]), _res(d["maximum"]), _res(d["minimum"])))
     rows = d["rows"]
     if not rows:
-        w("No process has asked for a finer timer resolution.")
+        w("No process was found asking for a finer timer resolution before the interruption."
+          if d.get("interrupted") else "No process has asked for a finer timer resolution.")
     else:
         live = sum(1 for r in rows if r["state"] == LIVE)
         table = [[r["process"], _pid(r["pid"]), r["eprocess"], r["state"],
@@ -155,7 +157,10 @@ def render_text(d, out, style, header):
         for line in tabulate(table, headers=["process", "PID", "EPROCESS", "state", "asks now", "smallest ever", "clock"],
                              tablefmt="simple", disable_numparse=True).splitlines():
             w("  " + line.rstrip())
-    w(_kernel_line(d["kernel"]))
+    if d.get("interrupted") and not d["kernel"]["available"]:
+        w("drivers (ExSetTimerResolution): not read before the interruption")
+    else:
+        w(_kernel_line(d["kernel"]))
     w()
     for st, line in _verdict_lines(d):
         w(s(st, line) if st else line)
