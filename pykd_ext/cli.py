@@ -275,10 +275,18 @@ def run_partial(args, target, out, why):
         return code
     if fmt == "dot":
         out.write("// WARNING (partial-recording): %s\n" % message)
-    else:
-        style, stream = text_output(out, args.no_color, dict)
-        stream.write(style("warn", "WARNING (partial-recording): %s" % message) + "\n")
-    return run_command(args, target, out)
+        return run_command(args, target, out)
+    style, stream = text_output(out, args.no_color, dict)
+    line = style("warn", "WARNING (partial-recording): %s" % message) + "\n"
+    if hasattr(out, "writedml"):          # the debugger's window: said first, then the report
+        stream.write(line)
+        return run_command(args, target, out)
+    # elsewhere right under the title, where every partial run says so
+    buf = io.StringIO()
+    code = run_command(args, target, buf)
+    title, nl, rest = buf.getvalue().partition("\n")
+    out.write(title + nl + line + rest)
+    return code
 
 
 def run_command(args, target, out):

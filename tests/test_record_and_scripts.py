@@ -242,9 +242,10 @@ def test_ctrl_c_stops_record_and_marks_the_recording_partial(tmp_path, monkeypat
     # every replay says the recording is partial, first, and exits 3 (partial results)
     code, out, err = run_cli("deadlock", "--target", rec, "--no-color")
     assert code == 3, err
-    assert out.splitlines()[0] == ("WARNING (partial-recording): %s is a partial recording (interrupted during "
-                                   "deadlock (Ctrl+C)): what it did not read is missing, so an empty or clean "
-                                   "answer from it proves nothing" % rec)
+    lines = out.splitlines()                       # right under the title, as every partial run says it
+    assert lines[0].startswith("deadlock -- ") and lines[1] == (
+        "WARNING (partial-recording): %s is a partial recording (interrupted during deadlock (Ctrl+C)): what it "
+        "did not read is missing, so an empty or clean answer from it proves nothing" % rec)
     code, out, err = run_cli("deadlock", "--target", rec, "--format", "json")
     r = json.loads(out)
     assert r["warnings"][0]["kind"] == "partial-recording" and r["warnings"][0]["address"] is None
