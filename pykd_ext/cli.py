@@ -175,6 +175,13 @@ def main(argv=None, out=None, err=None):
 
 
 def _main(args, out, err):
+    check = getattr(COMMANDS[args.command], "check_arguments", None)
+    if check is not None:            # what can be checked before a dump is loaded or a session attached
+        try:
+            check(args)
+        except UsageError as e:
+            err.write("pykd-ext: %s\n" % e)
+            return EXIT_USAGE
     try:
         backend = open_target(args, err)
         target = CachedTarget(backend, page_size=read_unit(args))

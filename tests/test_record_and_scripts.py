@@ -281,16 +281,16 @@ def test_a_break_in_a_command_that_does_not_catch_it_stops_record_too(tmp_path, 
     code, out, err = run_cli("record", "--target", mock("eresource_deadlock"), "-o", rec, "stacks",
                              "irp 0xfffffa8000000000", "deadlock")
     assert code == 3
-    assert out.startswith("INTERRUPTED (CTRL+BREAK): partial recording")
+    assert out.startswith("INTERRUPTED (Ctrl+Break): partial recording")      # named as every command names it
     doc = json.loads(gzip.decompress(open(rec, "rb").read()))
-    assert doc["partial"] == "interrupted during irp 0xfffffa8000000000 (CTRL+BREAK)"
+    assert doc["partial"] == "interrupted during irp 0xfffffa8000000000 (Ctrl+Break)"
     assert doc["recorded_commands"] == ["irp", "stacks"]
     # a recording made from a partial recording is partial too
     again = str(tmp_path / "again.json.gz")
     code, out, err = run_cli("record", "--target", rec, "-o", again, "stacks")
     assert code == 3                                        # what it recorded is partial
     doc = json.loads(gzip.decompress(open(again, "rb").read()))
-    assert doc["partial"] == "recorded from a partial recording (%s)" % "interrupted during irp 0xfffffa8000000000 (CTRL+BREAK)"
+    assert doc["partial"] == "recorded from a partial recording (%s)" % "interrupted during irp 0xfffffa8000000000 (Ctrl+Break)"
 
 
 def test_a_complete_recording_is_not_partial(tmp_path):
@@ -299,3 +299,31 @@ def test_a_complete_recording_is_not_partial(tmp_path):
     assert code == 0 and not out.startswith("INTERRUPTED")
     assert json.loads(gzip.decompress(open(rec, "rb").read()))["partial"] is None
     assert "partial-recording" not in run_cli("deadlock", "--target", rec, "--format", "json")[1]
+
+
+def test_recording_a_recording_keeps_to_what_it_holds(tmp_path):
+    """A recording of deadlock re-recorded with every command: only deadlock is recorded; the
+    others are said to have no data, and replaying them is refused, not answered (review of
+    issue 17: timerres answered 'No process has asked' from memory never read)."""
+    first, second = str(tmp_path / "r1.json.gz"), str(tmp_path / "r2.json.gz")
+    assert run_cli("record", "--target", mock("eresource_deadlock"), "-o", first, "deadlock")[0] == 0
+    code, out, err = run_cli("record", "--target", first, "-o", second)
+    assert code == 0, err
+    assert "  deadlock   recorded" in out.splitlines()
+    assert any(l.startswith("  timerres   not recorded: ") and "holds no data for timerres" in l
+               for l in out.splitlines())
+    doc = json.loads(gzip.decompress(open(second, "rb").read()))
+    assert doc["recorded_commands"] == ["deadlock"]
+    code, out, err = run_cli("timerres", "--target", second)
+    assert code == 2 and "holds no data for timerres" in err
+
+
+def test_record_checks_its_output_before_the_target_is_opened(tmp_path, monkeypatch):
+    """A bad -o is one line and exit 2 before a dump is loaded or a KDNET session attached."""
+    import pykd_ext.cli as cli
+
+    def never(*a, **k):
+        raise AssertionError("the target was opened before the output was checked")
+    monkeypatch.setattr(cli, "open_target", never)
+    code, out, err = run_cli("record", "--dump", "MEMORY.DMP", "-o", str(tmp_path / "no" / "such" / "r.json.gz"))
+    assert code == 2 and err.startswith("pykd-ext: record: cannot write ") and "no folder" in err

@@ -27,6 +27,8 @@ import io
 import os
 
 from ..errors import FieldNotFound, TypeNotFound, UsageError
+from ..render.doc import interrupted_reason
+from ..target.base import wrapped
 from ..target.mock import partial_recording, save_document
 from ..target.record import RecordingTarget
 
@@ -43,6 +45,12 @@ def add_arguments(p):
                         '("irp fffffa8008f5cc10"); default: every command that needs no argument')
 
 
+def check_arguments(args):
+    """Called by the CLI before the target is opened (a dump loaded or a KDNET session
+    attached): the output path must be writable first."""
+    _check_output(args)
+
+
 def _check_output(args):
     """The output is checked before anything is read (a long live capture must not be lost to
     a typo at the end), and never overwrites the target it records."""
@@ -54,6 +62,8 @@ def _check_output(args):
         raise UsageError("record: cannot write %s: the folder %s is not writable" % (args.output, folder))
     if os.path.isdir(path):
         raise UsageError("record: cannot write %s: it is a folder" % args.output)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError("record: cannot write %s: the file is not writable" % args.output)
     for given in (getattr(args, "target", None), getattr(args, "dump", None)):
         if given and os.path.exists(given) and os.path.exists(path) and os.path.samefile(given, path):
             raise UsageError("record: %s is the target being recorded: give another -o" % args.output)
@@ -87,7 +97,12 @@ def run(args, target, out):
     rec = RecordingTarget(target)
     results = []
     interrupted = None
+    held = wrapped(target, "recorded_commands")      # recording a recording: only what it holds
     for name, sub in subs:
+        if held is not None and sub.command not in held:
+            results.append((name, "not recorded: %s holds no data for %s (it recorded: %s)" % (
+                target.name, sub.command, ", ".join(held) or "nothing")))
+            continue
         try:
             COMMANDS[sub.command].run(sub, rec, io.StringIO())
         except (TypeNotFound, FieldNotFound) as e:
@@ -98,7 +113,7 @@ def run(args, target, out):
         if rec.interrupted is not None:
             # the analysis may have caught the break and reported what it read before
             # (progress.stopped): either way the user asked to stop -- no further command
-            interrupted = "Ctrl+C" if rec.interrupted == "KeyboardInterrupt" else rec.interrupted
+            interrupted = interrupted_reason(rec.interrupted)
             results.append((name, "interrupted (%s): recorded up to there" % interrupted))
             break
         results.append((name, "recorded"))
