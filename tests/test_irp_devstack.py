@@ -224,3 +224,8 @@ def test_a_devnode_state_that_is_no_state_is_said_so():
     b.put("_DEVICE_NODE", n, State=0)
     st = device_stack(cached(b), dev)
     assert st.devnode.state == "not a devnode state (0x0)"
+
+
+def test_a_number_wider_than_an_address_is_refused_as_typed():
+    code, out, err = run_cli("irp", "0xffffffffffffffffff", "--target", mock("power_9f4_zteusbnet"))
+    assert code == 2 and "wider than a 64-bit address" in err and out == ""

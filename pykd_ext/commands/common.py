@@ -127,7 +127,10 @@ class _Parser(object):
             raise argparse.ArgumentTypeError("the expression ends too soon")
         self.i += 1
         if kind == "num":
-            return int(val.replace("`", "").lower().replace("0x", "", 1), 16)
+            v = int(val.replace("`", "").lower().replace("0x", "", 1), 16)
+            if v > 0xFFFFFFFFFFFFFFFF:
+                raise argparse.ArgumentTypeError("%s is wider than a 64-bit address" % val)
+            return v
         if kind == "sym" and val.lower() == "poi" and self._peek() == ("op", "("):
             self.i += 1
             inner = self.expr()
