@@ -380,3 +380,19 @@ def test_a_blamed_driver_is_a_module_everywhere():
     want["pending_here"] = True
     assert p["device_stack"][0] == want
     assert p["devnode"]["devnode"] == dev["devnode"]["devnode"]
+
+
+def test_the_schemas_refuse_empty_names_and_misplaced_modules_and_drivers():
+    """A name is never "" (absent is null), a module is an image file name and a driver is a
+    driver object's name: the schemas say so, so a renderer that breaks it fails here."""
+    doc = run_json("powerirps", "--target", mock("power_9f4_zteusbnet"))
+    assert validate(doc) == []
+    holder = doc["pnp_lock_holder"]
+    for key, bad in (("process", ""), ("module", "ZTEusbnet"), ("cid", "")):
+        broken = json.loads(json.dumps(doc))
+        broken["pnp_lock_holder"][key] = bad
+        assert validate(broken) != [], (key, bad)
+    broken = json.loads(json.dumps(doc))
+    broken["pending_irps"][0]["pending_at"]["driver"] = "ZTEusbnet.sys"        # a module under "driver"
+    assert validate(broken) != []
+    assert holder["module"] == "ZTEusbnet.sys"

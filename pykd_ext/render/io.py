@@ -17,7 +17,7 @@ def device_ref(address, dev=None, driver=None, module=None):
     "driver" (the driver object's name), "driver_object", "module" (its image)}."""
     drv = driver if driver is not None else (dev.driver if dev is not None else None)
     return {"device": hx(address), "device_name": (dev.name or None) if dev is not None else None,
-            "driver": (driver_label(drv) or None) if drv is not None else None,
+            "driver": (drv.name or None) if drv is not None else None,     # a name, or null
             "driver_object": hx(drv.address) if drv is not None else None,
             "module": module if module is not None else (drv.image if drv is not None else None)}
 
@@ -49,7 +49,7 @@ def devstack_dict(st, target_name=None, build=None):
     doc = document(
         "devstack", target_name, build, None, st.diagnostics,
         devices=[{"device": hx(d.address), "device_name": d.name or None,
-                  "driver": driver_label(d.driver) if d.driver else None,
+                  "driver": (d.driver.name or None) if d.driver else None,
                   "driver_object": hx(d.driver.address) if d.driver else None,
                   "module": d.driver.image if d.driver else None,
                   "extension": hx(d.extension), "this": i == st.index}

@@ -77,7 +77,7 @@ def _chain(c):
 
 def _device_dict(dev, here):
     return {"device": hx(dev.address), "device_name": dev.name or None,
-            "driver": driver_label(dev.driver) if dev.driver else None,
+            "driver": (dev.driver.name or None) if dev.driver else None,
             "driver_object": hx(dev.driver.address) if dev.driver else None,
             "module": dev.driver.image if dev.driver else None, "pending_here": here}
 
@@ -247,7 +247,7 @@ def render_text(d, out, style, header):
             w("  power watchdog armed %s ago" % _dur(p["age_seconds"]))
         if p["device_stack"]:
             # the driver object's address is printed so that, inside WinDbg, it links to !drvobj
-            rows = [[">" if x["pending_here"] else "", x["device"], x["driver"], x["driver_object"] or "-",
+            rows = [[">" if x["pending_here"] else "", x["device"], x["driver"] or "?", x["driver_object"] or "-",
                      x["device_name"], x["module"] or ""] for x in p["device_stack"]]
             for line in tabulate(rows, headers=["at", "device", "driver", "driver object", "name", "module"],
                                  tablefmt="simple", disable_numparse=True).splitlines():
