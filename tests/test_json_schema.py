@@ -396,3 +396,16 @@ def test_the_schemas_refuse_empty_names_and_misplaced_modules_and_drivers():
     broken["pending_irps"][0]["pending_at"]["driver"] = "ZTEusbnet.sys"        # a module under "driver"
     assert validate(broken) != []
     assert holder["module"] == "ZTEusbnet.sys"
+
+
+def test_every_thread_address_comes_with_its_cid_and_process():
+    """A thread named by address only (an IRP's thread, the 0x9F culprit's, the fault's thread)
+    has its Cid and process beside it, read from the thread, like every other thread."""
+    doc = run_json("powerirps", "--target", mock("power_9f4_other_irp"))
+    c = doc["culprit"]
+    holder = doc["pnp_lock_holder"]
+    assert (c["thread"], c["cid"], c["process"]) == (holder["thread"], holder["cid"], holder["process"])
+    assert [(p["cid"], p["process"]) for p in doc["pending_irps"] if p["thread"]] == [(holder["cid"], "System")]
+    assert [x["process"] for x in c["chain"] if x["link"] == "thread"] == ["System"]
+    fault = run_json("triage", "--target", mock("bugcheck_d1_lock_holder"))["fault"]
+    assert fault["thread"] and fault["cid"] and fault["process"] == "Idle"

@@ -8,7 +8,7 @@ Examples:
 """
 from ..errors import MemoryFault, UsageError
 from ..kernel.io import decode_device, decode_irp
-from ..kernel.processes import decode_process, decode_thread
+from ..kernel.processes import thread_summary
 from ..render.doc import note_read_budget
 from ..render.io import device_links, irp_dict, render_irp_text, render_json
 from ..render.style import text_output
@@ -24,17 +24,6 @@ def add_arguments(p):
                    help="an IRP address or expression: hex, module!symbol, poi(...), + and -; "
                         "inside WinDbg any debugger expression (@$t0, poi(@rcx+8))")
     p.add_argument("--format", choices=("text", "json"), default="text")
-
-
-def thread_summary(target, thread):
-    """(Cid, process name) of a thread, or None when it cannot be read."""
-    if not thread:
-        return None
-    try:
-        t = decode_thread(target, thread, None)
-        return "%04x.%04x" % (t.pid, t.tid), decode_process(target, t.view["Process"]).name
-    except MemoryFault:
-        return None
 
 
 def run(args, target, out):

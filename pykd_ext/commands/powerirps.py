@@ -9,6 +9,7 @@ Examples:
 """
 from ..analysis.power import analyze_power
 from ..render.power import links, render_text, report_dict
+from ..kernel.processes import thread_summary
 from .common import add_format, emit
 
 NAME = "powerirps"
@@ -22,5 +23,6 @@ def add_arguments(p):
 def run(args, target, out):
     r = analyze_power(target)
     build = target.layouts().build
-    return emit(args, out, report_dict(r, target.name, build), render_text, lambda: links(r),
+    doc = report_dict(r, target.name, build, lambda t: thread_summary(target, t))
+    return emit(args, out, doc, render_text, lambda: links(r),
                 "powerirps -- %s (%s)" % (target.name, build), target)

@@ -23,6 +23,7 @@ from ..render import power as render_power
 from ..render import running as render_running
 from ..render.doc import bugcheck_dict, document, lock_kind, lock_name, write_partial_headline
 from ..render.timerres import _verdict_lines as timer_lines, report_dict as timer_dict
+from ..kernel.processes import thread_summary
 from .common import add_format, emit
 from .running import running_doc
 
@@ -40,7 +41,7 @@ def _sections(t, target, build):
         if name == "deadlock":
             out[name] = render_deadlock.to_dict(r, target.name, build)
         elif name == "powerirps":
-            out[name] = render_power.report_dict(r, target.name, build)
+            out[name] = render_power.report_dict(r, target.name, build, lambda a: thread_summary(target, a))
         elif name == "dpcs":
             out[name] = render_dpc.report_dict(r, target, build)
         elif name == "running":
@@ -72,16 +73,18 @@ def _hung_doc(t, running):
     return d
 
 
-def _fault_doc(t):
+def _fault_doc(t, target):
     f = t.fault
     if f is None:
         return None
+    named = thread_summary(target, f.thread) if f.thread else None
     # "holds" is the vocabulary's [{lock, lock_kind, lock_name, mode}]; the locks the faulting
     # code holds that others wait for carry who waits and how the holding is known, so they are
     # "contended_locks"; "frame" is the faulting instruction as a frame, "function" its function
     return {"address": "0x%x" % f.address, "irql": f.irql, "access": f.access, "ip": "0x%x" % f.ip,
             "module": t.verdict.driver, "function": t.verdict.function, "frame": t.fault_frame, "cpu": f.cpu,
             "thread": None if f.thread is None else "0x%x" % f.thread,
+            "cid": named[0] if named else None, "process": named[1] if named else None,
             "contended_locks": [{"lock": "0x%x" % lock, "lock_kind": lock_kind(kind), "lock_name": lock_name(name),
                                  "waiters": others, "evidence": how} for lock, kind, name, others, how in f.holds]}
 
@@ -117,7 +120,7 @@ def report(t, target):
         verdict={"what": v.what, "module": v.driver, "function": v.function, "evidence": v.evidence,
                  "reading": "complete" if v.complete else "partial", "why_partial": v.why_partial},
         signature=t.signature, bugcheck=bugcheck_dict(t.bugcheck), route=list(t.route),
-        hung_processor=_hung_doc(t, running), fault=_fault_doc(t),
+        hung_processor=_hung_doc(t, running), fault=_fault_doc(t, target),
         lints=[f.as_dict() for f in t.lints.findings] if t.lints is not None else [],
         timer_resolution=_timer_doc(t, target, build), sections=sections)
     if not v.complete:

@@ -150,3 +150,14 @@ def all_threads(target):
         diags.add("cap", "%d more warnings from thread lists not listed (the first %d are)"
                   % (dropped, MAX_THREAD_WARNINGS))
     return procs, ths, diags
+
+
+def thread_summary(target, thread):
+    """(Cid, process name) of a thread, or None when it cannot be read."""
+    if not thread:
+        return None
+    try:
+        t = decode_thread(target, thread, None)
+        return "%04x.%04x" % (t.pid, t.tid), decode_process(target, t.view["Process"]).name
+    except MemoryFault:
+        return None

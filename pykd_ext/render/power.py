@@ -112,11 +112,20 @@ def pending_dict(p, a):
     }
 
 
-def report_dict(r, target_name, build):
+def _named(thread, names):
+    """{"thread", "cid", "process"} of a thread address, the names from `names(address)`
+    ((cid, process) or None: the command reads them from the target)."""
+    n = names(thread) if (names is not None and thread) else None
+    return {"thread": hx(thread) if thread else None, "cid": n[0] if n else None, "process": n[1] if n else None}
+
+
+def report_dict(r, target_name, build, names=None):
+    """The powerirps document; `names(thread address)` gives (cid, process) for the threads
+    named only by address (an IRP's thread, the culprit's)."""
     a = r.waits
     bc = r.bugcheck
     c = r.culprit
-    return document(
+    doc = document(
         "powerirps", target_name, build, r.interrupted, r.diagnostics,
         bugcheck=None if bc is None else bugcheck_dict(
             bc, meaning=bc.meaning, arg_names=list(bc.arg_names) if bc.subcode is not None else None),
@@ -132,6 +141,16 @@ def report_dict(r, target_name, build):
         allocated_not_at_a_driver=r.not_sent,
         completed_not_freed=r.completed,
         sources={SOURCE_KEYS.get(k, k): v for k, v in r.sources.items()})
+    for p in doc["pending_irps"]:
+        p.update(_named(int(p["thread"], 16) if p["thread"] else None, names))
+    if doc["culprit"] is not None:
+        cu = doc["culprit"]
+        named = _named(int(cu["thread"], 16) if cu["thread"] else None, names)
+        cu["cid"], cu["process"] = named["cid"], named["process"]
+        for link in cu["chain"] or ():
+            if link["link"] == "thread":
+                link["process"] = _named(int(link["thread"], 16) if link["thread"] else None, names)["process"]
+    return doc
 
 
 def links(r):
