@@ -84,13 +84,15 @@ def test_plain_spinners_and_a_candidate_holder(build):
     assert r.kind == "spin lock" and r.word.describe() == "held (0x1)"
     assert [(s.cpu.index, s.function, s.evidence) for s in r.spinners] == [
         (1, "nt!KxWaitForSpinLockAndAcquire", "spin-frame"), (2, "nt!KxWaitForSpinLockAndAcquire", "spin-frame")]
-    # no owner recorded: CPU 3 (StorFlt at DISPATCH_LEVEL) is a candidate, never a holder; CPU 4
-    # (StorFlt at PASSIVE_LEVEL) and CPU 5 (ndis's DPC) are not
+    # no owner recorded: CPU 3 and CPU 4 both run StorFlt threads at an IRQL nothing recorded (only
+    # CPU 1, which bug checked, saved one), so both are only same-module-thread candidates, never
+    # holders; CPU 5 (ndis's DPC) is none
     assert r.holder is None
-    assert r.candidates == [(3, reset, "dispatch-same-module")]
-    assert a.locks[lock].owner_evidence == {reset: "dispatch-same-module"}
+    assert [(c, ev) for c, _, ev in r.candidates] == [(3, "same-module-thread"), (4, "same-module-thread")]
+    assert r.candidates[0][1] == reset
+    assert a.locks[lock].owner_evidence == {reset: "same-module-thread"}
     (ch,) = a.chains
-    assert ch.root == reset and ch.root_evidence == "dispatch-same-module"
+    assert ch.root == reset and ch.root_evidence == "same-module-thread"
     assert sorted(p[0].thread for p in ch.paths) == sorted(s.thread for s in r.spinners)
 
 
@@ -158,11 +160,12 @@ def test_json_and_text_say_what_is_recorded_and_what_is_inferred(name):
             "StorFlt!gRequestQueueLock", "spin lock", "held (0x1)", None)
         assert [(x["cpu"], x["evidence"]) for x in s["spinners"]] == [(1, "spin-frame"), (2, "spin-frame")]
         assert [(c["cpu"], c["evidence"], c["recorded"]) for c in s["holder_candidates"]] == [
-            (3, "dispatch-same-module", False)]
+            (3, "same-module-thread", False), (4, "same-module-thread", False)]
         lock = d["locks"][s["lock"]]
-        assert [o["evidence"] for o in lock["owners"]] == ["dispatch-same-module"]
-        assert d["chains"][0]["root_evidence"] == "dispatch-same-module"
-        assert "[inferred: dispatch-same-module]" in text and "[owner inferred: dispatch-same-module]" in text
+        assert [o["evidence"] for o in lock["owners"]] == ["same-module-thread"]
+        assert d["chains"][0]["root_evidence"] == "same-module-thread"
+        assert "[inferred: same-module-thread]" in text and "[owner inferred: same-module-thread]" in text
+        assert "same-module-thread: in a thread, at an IRQL nothing recorded" in text
         assert "[recorded" not in text
 
 
@@ -209,3 +212,71 @@ def test_an_unreadable_processor_block_is_a_warning_and_the_others_are_read():
     a = analyze(cached(b))
     assert len(a.cycles) == 1
     assert any("CPU 3" in d.message for d in a.diagnostics)
+
+
+# -- who can be a candidate holder of a plain spin lock: the IRQL only the bug-checking processor saved
+
+def _stale_irql(b, cpu, irql):
+    """A stale KPRCB.DebuggerSavedIRQL on a processor that did not bug check (the builder's raw
+    put: what an earlier break or bug check left; no kernel routine writes it now)."""
+    b.put("_KPRCB", b._prcb(cpu), DebuggerSavedIRQL=irql)
+
+
+def _plain_candidates(b):
+    r = _report(analyze(cached(b)), b.symbols["StorFlt!gRequestQueueLock"])
+    return [(c, ev) for c, _, ev in r.candidates]
+
+
+def test_a_stale_saved_irql_does_not_make_a_thread_a_dispatch_level_candidate():
+    b = spinlock_plain_spinners(WIN10)
+    _stale_irql(b, 3, 2)
+    _stale_irql(b, 4, 2)
+    assert _plain_candidates(b) == [(3, "same-module-thread"), (4, "same-module-thread")]
+
+
+def test_a_dpc_of_the_module_is_a_dispatch_level_candidate_ranked_first():
+    b = spinlock_plain_spinners(WIN10)
+    idle = b.threads[b.thread_started_at("nt!KiIdleLoop")].process
+    t = b.thread(idle, 0, "nt!KiIdleLoop", state="Running",
+                 frames=["StorFlt!CheckTimeouts+0x20", "StorFlt!TimerDpc+0x31", "nt!KiExecuteAllDpcs+0x2e7",
+                         "nt!KiRetireDpcList+0x1f4", "nt!KiIdleLoop+0x9e"])
+    b.processor(6, current_thread=t, idle_thread=t)
+    b.running_dpc(6, "StorFlt!TimerDpc")
+    assert _plain_candidates(b) == [(6, "dispatch-same-module"), (3, "same-module-thread"),
+                                    (4, "same-module-thread")]
+
+
+CLOCK_INTERRUPT = ["nt!KeAccumulateTicks+0x1c8b0", "nt!KeClockInterruptNotify+0x98f", "hal!HalpTimerClockInterrupt+0xf7",
+                   "nt!KiCallInterruptServiceRoutine+0xa5", "nt!KiInterruptSubDispatchNoLockNoEtw+0xfa",
+                   "nt!KiInterruptDispatchNoLockNoEtw+0x37"]
+
+
+def _bugchecking_holder(saved, under=()):
+    """CPU 0 spins on Drv's plain lock; CPU 1 runs Drv's thread code and bug checks there
+    (`under`: frames between KeBugCheckEx and that code), saving IRQL `saved`."""
+    b = ScenarioBuilder(WIN10)
+    b.module("Drv", "Drv.sys")
+    sysp = b.process("System", 4)
+    lock = b.spin_lock()
+    spinner = b.thread(sysp, 0x14, "Drv!B", state="Running",
+                       frames=["nt!KxWaitForSpinLockAndAcquire+0x2c", "nt!KeAcquireSpinLockRaiseToDpc+0x8f",
+                               "Drv!Take+0x30"] + SYSTEM_START)
+    holder = b.thread(sysp, 0x10, "Drv!A", state="Running",
+                      frames=["nt!KeBugCheckEx"] + list(under) + ["Drv!Poll+0x10", "Drv!Hold+0x20"] + SYSTEM_START)
+    b.processor(0, current_thread=spinner)
+    b.processor(1, current_thread=holder)
+    b.hold_spin_lock(lock, holder)
+    b.spin_on_spin_lock(spinner, lock)
+    b.bugcheck(0xD1, 0x10, saved, 0, b.code("Drv!Poll+0x10"), cpu=1, irql=saved)
+    r = _report(analyze(cached(b)), lock)
+    return [(c, ev) for c, _, ev in r.candidates]
+
+
+def test_the_bug_checking_processor_at_dispatch_level_is_a_dispatch_level_candidate():
+    assert _bugchecking_holder(2) == [(1, "dispatch-same-module")]
+    assert _bugchecking_holder(0) == [(1, "same-module-thread")]
+
+
+def test_an_irql_saved_by_an_interrupt_says_nothing_of_the_code_it_interrupted():
+    # bug checked from the clock interrupt: CLOCK_LEVEL is the interrupt's IRQL, not Drv's
+    assert _bugchecking_holder(13, CLOCK_INTERRUPT) == [(1, "same-module-thread")]

@@ -36,17 +36,21 @@ def test_0x101_names_the_processor_of_parameter_3_and_blames_its_driver():
     cpu = next(c for c in running["cpus"] if c["prcb"] == prcb)
     h = d["hung_processor"]
     assert h["cpu"] == cpu["cpu"] == 2 and h["prcb"] == prcb
-    assert h["irql"] == 2 and h["spinning_in"] == "nt!KxWaitForSpinLockAndAcquire"
+    # it took no interrupt, so it saved no IRQL; its stack shows a DPC: DISPATCH_LEVEL or above
+    assert h["irql"] is None and cpu["irql"] is None and h["spinning_in"] == "nt!KxWaitForSpinLockAndAcquire"
     assert h["function"] == "NicDrv!TxCompleteDpc" and h["frame"] == "NicDrv!TxReapRing+0x3a"
     t = MockTarget.load(mock("bugcheck_101_hung_cpu"))
     lock = h["spin_lock"]
     assert lock["lock"] == "0x%x" % t.symbol("NicDrv!gAdapterLock")
-    # a plain spin lock records no owner: CPU 3 (NicDrv at DISPATCH_LEVEL) is only a candidate
-    assert lock["holder"] is None and [c["cpu"] for c in lock["holder_candidates"]] == [3]
+    # a plain spin lock records no owner: CPU 3 (NicDrv's reset worker, a thread at an IRQL nothing
+    # recorded) is only a candidate
+    assert lock["holder"] is None
+    assert [(c["cpu"], c["evidence"]) for c in lock["holder_candidates"]] == [(3, "same-module-thread")]
     v = d["verdict"]
     assert v["module"] == "NicDrv.sys" and v["function"] == "NicDrv!TxReapRing"
     assert d["signature"] == "0x101_NicDrv.sys!TxReapRing"
     assert v["what"].startswith("CPU 2 took no clock interrupt for 0x18 ticks")
+    assert "at DISPATCH_LEVEL or above (as every DPC)" in v["what"] and "at IRQL" not in v["what"]
     assert any("CPU 3" in e for e in v["evidence"])
 
 
@@ -58,6 +62,20 @@ def test_0x101_follows_parameter_3_not_parameter_4():
     d = built_doc(b)
     assert d["hung_processor"]["cpu"] == 3 and d["hung_processor"]["spin_lock"] is None
     assert d["verdict"]["function"] == "NicDrv!WaitPhyReady" and d["signature"] == "0x101_NicDrv.sys!WaitPhyReady"
+
+
+def test_0x101_ignores_what_the_hung_processor_last_saved():
+    # a stale KPRCB.DebuggerSavedIRQL on the hung processors (the builder's raw put: what an
+    # earlier break or bug check left) is not its IRQL now: it bug checked nothing
+    b = scenarios.bugcheck_101_hung_cpu()
+    b.put("_KPRCB", b._prcb(2), DebuggerSavedIRQL=0)
+    b.put("_KPRCB", b._prcb(3), DebuggerSavedIRQL=2)
+    d = built_doc(b)
+    assert d["hung_processor"]["irql"] is None and "at IRQL" not in d["verdict"]["what"]
+    b.bugcheck(0x101, 0x18, 0, b._prcb(3), 3)     # CPU 3 runs a thread: its IRQL is not known
+    d = built_doc(b)
+    assert d["hung_processor"]["cpu"] == 3 and d["hung_processor"]["irql"] is None
+    assert "its IRQL not recorded" in d["verdict"]["what"] and "DISPATCH_LEVEL" not in d["verdict"]["what"]
 
 
 def test_0x101_with_a_prcb_of_no_processor_says_so():
@@ -84,6 +102,17 @@ def test_0xd1_names_the_faulting_function_the_access_and_the_lock_it_holds():
     assert v["module"] == "AcmeNet.sys" and d["signature"] == "0xD1_AcmeNet.sys!ParsePacket"
     assert "read of 0xffffb20c4a1f3010 at IRQL 2 (DISPATCH_LEVEL)" in v["what"]
     assert "holds a lock others wait for" in v["what"]
+
+
+@pytest.mark.parametrize("code", [0xA, 0xD1])
+def test_parameter_2_is_the_irql(code):
+    # parameter 2 is the IRQL at the fault (MS docs, bug checks 0xA and 0xD1), whatever the
+    # faulting processor's PRCB holds
+    b = scenarios.bugcheck_d1_lock_holder()
+    b.bugcheck(code, 0xffffb20c4a1f3010, 1, 0, b.code("AcmeNet!ParsePacket+0x4a"))
+    b.put("_KPRCB", b._prcb(1), DebuggerSavedIRQL=2)
+    d = built_doc(b)
+    assert d["fault"]["irql"] == 1 and "at IRQL 1 (APC_LEVEL)" in d["verdict"]["what"]
 
 
 @pytest.mark.parametrize("code", [0xA, 0xD1])

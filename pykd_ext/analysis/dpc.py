@@ -16,6 +16,7 @@ from ..errors import MemoryFault
 from ..kernel.diag import Diagnostics
 from ..kernel.dpc import cpus as read_cpus
 from ..kernel.processes import decode_process, decode_thread
+from ..kernel.spinlocks import saved_irql
 from ..kernel.stacks import KERNEL_MODULES, frames as stack_frames
 from ..progress import stopped
 
@@ -34,6 +35,32 @@ SCHEDULER = ("nt!kiswapcontext", "nt!kiswapthread", "nt!kicommitthreadwait")
 
 def _fn(frame):
     return (frame.function or frame.symbol or "").lower()
+
+
+def bugchecked(frames):
+    """The stack is of a processor that bug checked: KeBugCheckEx / KeBugCheck2 on it."""
+    return any(_fn(f) in BUGCHECK_FRAMES for f in frames)
+
+
+def recorded_irql(target, prcb, frames):
+    """The IRQL processor `prcb` saved, or None where it saved none that is current -- the one
+    place the code reads KPRCB.DebuggerSavedIRQL (pykd_ext/SEMANTICS.md, "Spin locks").
+
+    Only the processor that writes the field saves it: the one that bug checks (ReactOS
+    ntoskrnl/ke/bug.c KeBugCheckWithTf: `Prcb->DebuggerSavedIRQL = KeGetCurrentIrql();` on the
+    bug-checking processor, before it raises; Microsoft, !irql: "the IRQL saved in the crash
+    dump file is the one immediately prior to the bug check") or the one that breaks into the
+    debugger (ReactOS ntoskrnl/kd64/kdapi.c KdEnterDebugger: `KeGetCurrentPrcb()->
+    DebuggerSavedIRQL = KeGetCurrentIrql();`, then KeFreezeExecution freezes the others, which
+    write nothing).  Every other processor's field is whatever an earlier break or bug check
+    left there.  So it is believed only for a processor whose stack (`frames`) shows the bug
+    check.  On a live break with no bug check the target protocol does not say which processor
+    broke in (pykd's getCurrentThread / getCurrentThreadId, ivellioscolin/pykd pykd/pymod.cpp,
+    name the debugger's current processor, which `~Ns` changes: not the one that broke in), so
+    none is believed.  MemoryFault propagates."""
+    if not bugchecked(frames):
+        return None
+    return saved_irql(target, prcb)
 
 
 def _is_interrupt_dispatch(frame):
@@ -152,7 +179,7 @@ def _activity(target, act, diags):
         diags.add("unreadable", "CPU %d: current thread 0x%x is unreadable" % (c.index, c.current_thread),
                   e.address)
     act.frames = stack_frames(target, c.current_thread)
-    act.bugchecked = any(_fn(f) in BUGCHECK_FRAMES for f in act.frames)
+    act.bugchecked = bugchecked(act.frames)
     act.in_dpc = any(_fn(f) in DPC_DISPATCH for f in act.frames)
     act.segment = running_segment(act.frames)
 

@@ -20,9 +20,16 @@ Holders.  Queued spin locks record theirs in the queue: the entry marked LOCK_QU
 points at; that entry is mapped to the processor whose stack holds it (evidence
 `queue-owner-bit` / `queue-head`, recorded).  A checked build's plain lock word holds the
 owner thread + 1 (`lock-word-thread`, recorded).  Otherwise a plain spin lock records no
-owner: processors at DISPATCH_LEVEL or above (KPRCB.DebuggerSavedIRQL, or running a DPC or
-ISR by their stack) that run code of the module that takes the lock are *candidates*
-(`dispatch-same-module`), said to be inferred and never printed as recorded owners.
+owner, and the other busy processors that run code of the module that takes the lock are
+*candidates*, said to be inferred and never printed as recorded owners:
+
+  dispatch-same-module  it runs that code at DISPATCH_LEVEL or above by evidence that exists:
+                        inside a DPC or ISR (by its stack), or it is the processor that bug
+                        checked and the IRQL it saved (its own KPRCB.DebuggerSavedIRQL, not
+                        one an interrupt on top of that code saved) is DISPATCH_LEVEL or more;
+  same-module-thread    weaker, listed after: it runs a thread in that code, at an IRQL
+                        nothing recorded (a processor that did not bug check saved none:
+                        analysis/dpc.py recorded_irql), so it may hold the lock or not.
 """
 import struct
 
@@ -30,9 +37,9 @@ from ..errors import FieldNotFound, MemoryFault, SymbolNotFound, TypeNotFound
 from ..kernel.processes import decode_thread
 from ..kernel.spinlocks import (DISPATCH_LEVEL, LOCK_QUEUE_WAIT, PLAIN_ACQUIRERS, QUEUED_ACQUIRERS, YIELD_FRAMES,
                                 decode_word, find_entries, kernel_pointer, lock_queue, queue_holder,
-                                read_entry, saved_irql)
+                                read_entry)
 from ..kernel.stacks import frames as stack_frames
-from .dpc import SCHEDULER, _fn, running_segment
+from .dpc import BUGCHECK_FRAMES, SCHEDULER, _fn, _is_interrupt_dispatch, recorded_irql, running_segment
 
 PLAIN = {n.lower() for n in PLAIN_ACQUIRERS}
 QUEUED = {n.lower() for n in QUEUED_ACQUIRERS}
@@ -69,9 +76,18 @@ class Processor(object):
 
     @property
     def raised(self):
-        """At DISPATCH_LEVEL or above: by the saved IRQL, or running a DPC or ISR."""
-        return (self.irql is not None and self.irql >= DISPATCH_LEVEL) or \
-            (self.segment is not None and self.segment.kind is not None)
+        """What it runs now (its segment) is at DISPATCH_LEVEL or above by evidence: a DPC or ISR
+        by its stack, or the IRQL it saved when it bug checked (recorded_irql: None for every
+        other processor) -- unless an interrupt sits between the bug check and that code, whose
+        IRQL is then the one saved."""
+        if self.segment is not None and self.segment.kind is not None:
+            return True
+        if self.irql is None or self.irql < DISPATCH_LEVEL:
+            return False
+        b = next((i for i, f in enumerate(self.frames) if _fn(f) in BUGCHECK_FRAMES), None)
+        start = next((i for i, f in enumerate(self.frames) if self.segment is not None and self.segment.frames
+                      and f is self.segment.frames[0]), len(self.frames))
+        return b is not None and not any(_is_interrupt_dispatch(f) for f in self.frames[b + 1:start])
 
 
 class SpinLockReport(object):
@@ -151,11 +167,10 @@ class SpinLocks(object):
                 cur, idle = (struct.unpack("<Q", self.target.read(prcb + o, 8))[0] for o in offs)
                 nxt = struct.unpack("<Q", self.target.read(prcb + next_off, 8))[0] if next_off is not None else 0
                 in_dpc = bool(self.target.read(prcb + dpc_off, 1)[0]) if dpc_off is not None else True
-                irql = saved_irql(self.target, prcb)
             except MemoryFault as e:
                 self.diags.add("unreadable", "CPU %d: processor block 0x%x is unreadable" % (index, prcb), e.address)
                 continue
-            c = Processor(index, prcb, cur, irql)
+            c = Processor(index, prcb, cur, None)
             c.next_thread = nxt
             out.append(c)
             if not cur or (cur == idle and not in_dpc):
@@ -169,6 +184,10 @@ class SpinLocks(object):
                                    e.address)
             c.frames = stack_frames(self.target, cur)
             c.segment = running_segment(c.frames)
+            try:
+                c.irql = recorded_irql(self.target, prcb, c.frames)
+            except MemoryFault as e:
+                self.diags.add("unreadable", "CPU %d: processor block 0x%x is unreadable" % (index, prcb), e.address)
             sps = [f.sp for f in c.frames if f.sp]
             if sps:
                 c.lo, c.hi = min(sps), min(max(sps) + 0x200, min(sps) + MAX_STACK_SCAN)
@@ -367,17 +386,22 @@ class SpinLocks(object):
             lk.owners.append((r.word.thread, "exclusive"))
             return
         spinning = {s.cpu.index for s in r.spinners}
+        strong, weak = [], []
         for c in cpus:
-            if c.index in spinning or not c.thread or not c.raised or r.module is None:
+            if c.index in spinning or not c.thread or r.module is None:
                 continue
             seg = c.segment.frames if c.segment is not None else c.frames
             if any(f.module is not None and f.module.name == r.module for f in seg):
-                r.candidates.append((c.index, c.thread, "dispatch-same-module"))
+                if c.raised:
+                    strong.append((c.index, c.thread, "dispatch-same-module"))
+                else:
+                    weak.append((c.index, c.thread, "same-module-thread"))
+        r.candidates = strong + weak
         if r.candidates:
-            first = r.candidates[0][1]
+            first = r.candidates[0]
             lk.candidates = [t for _, t, _ in r.candidates]
-            lk.owners.append((first, "exclusive"))
-            lk.owner_evidence[first] = "dispatch-same-module"
+            lk.owners.append((first[1], "exclusive"))
+            lk.owner_evidence[first[1]] = first[2]
         else:
-            lk.note = ("a spin lock (%s): the kernel records no owner, and no other processor at DISPATCH_LEVEL "
-                       "or above runs %s code" % (r.word.describe(), r.module or "the acquiring module's"))
+            lk.note = ("a spin lock (%s): the kernel records no owner, and no other busy processor runs %s code"
+                       % (r.word.describe(), r.module or "the acquiring module's"))

@@ -33,7 +33,6 @@ from ..analysis.power import analyze_power
 from ..analysis.waitgraph import analyze as analyze_waits
 from ..errors import MemoryFault
 from ..kernel.diag import Diagnostics
-from ..kernel.spinlocks import saved_irql
 from ..kernel.stacks import first_driver_frame, frames as stack_frames
 from ..target.base import BUGCHECK_NAMES, LIVE_DUMPS
 from ..kernel.timers import explain, increments, kernel_request, process_request_count, requests
@@ -89,8 +88,9 @@ class TimerResolution(object):
 
 
 class HungProcessor(object):
-    """0x101: the processor parameter 3's PRCB names, what it runs (its CpuActivity), its IRQL,
-    the spin lock it spins on (SpinLockReport) and the driver frame blamed."""
+    """0x101: the processor parameter 3's PRCB names, what it runs (its CpuActivity), its IRQL
+    (always None: it saved none), the spin lock it spins on (SpinLockReport) and the driver
+    frame blamed."""
     __slots__ = ("prcb", "activity", "irql", "spin", "frame")
 
     def __init__(self, prcb):
@@ -437,8 +437,8 @@ def _lock_name(a, lock):
 def _clock_watchdog(t, target):
     """0x101 CLOCK_WATCHDOG_TIMEOUT (MS docs, bug check 0x101: parameter 1 the clock interrupt
     time-out in nominal clock ticks, 3 the PRCB of the processor that did not respond, 4 its
-    index): name that processor, what it runs, its IRQL, whether it spins and who holds the
-    lock, and blame its top driver frame."""
+    index): name that processor, what it runs, what its stack says of its IRQL (it saved none),
+    whether it spins and who holds the lock, and blame its top driver frame."""
     v, bc = t.verdict, t.bugcheck
     run = t.results.get("running") or t.results.get("dpcs")
     a = t.results.get("deadlock")
@@ -451,10 +451,10 @@ def _clock_watchdog(t, target):
         return
     act = h.activity
     cpu = act.cpu.index
-    try:
-        h.irql = saved_irql(target, prcb)
-    except MemoryFault:
-        h.irql = None
+    # the hung processor took no clock interrupt, so it bug checked nothing and saved no IRQL
+    # (KPRCB.DebuggerSavedIRQL is written by the processor that bug checks or breaks in: analysis/
+    # dpc.py recorded_irql); what its stack shows is all there is
+    h.irql = None
     s = act.segment
     running = s.frames if s is not None and s.frames else act.frames
     h.frame = first_driver_frame(running) or first_driver_frame(act.frames)
@@ -469,8 +469,10 @@ def _clock_watchdog(t, target):
         v.what += " in %s (%s)" % (h.frame.module.image, h.frame.symbol)
         v.driver = h.frame.module.image
         v.function = h.frame.function or h.frame.symbol
-    if h.irql is not None:
-        v.what += " at IRQL %d (%s)" % (h.irql, irql_name(h.irql))
+    if s is not None and s.kind:
+        v.what += " at DISPATCH_LEVEL or above (as every %s)" % s.kind
+    else:
+        v.what += ", its IRQL not recorded (only the bug-checking processor saves one)"
     v.evidence = ["parameter 3: PRCB 0x%x is CPU %d's" % (prcb, cpu)]
     if bc.args[3] not in (0, cpu):
         v.evidence.append("parameter 4 (0x%x) names another processor index" % bc.args[3])

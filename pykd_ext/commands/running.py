@@ -1,6 +1,7 @@
 """running: what every processor runs now -- like `!running -ti`: its current thread (process,
-Cid) or idle loop, whether it is in a DPC or an ISR and which routine, the IRQL it entered the
-debugger at where the build records it, the thread chosen to run next (Standby), whether it is
+Cid) or idle loop, whether it is in a DPC or an ISR and which routine, the IRQL the processor
+that bug checked saved (KPRCB.DebuggerSavedIRQL; no other processor saves one, so theirs is
+null -- analysis/dpc.py recorded_irql), the thread chosen to run next (Standby), whether it is
 spinning on a spin lock, and the top of its stack.
 
 Examples:
@@ -8,10 +9,9 @@ Examples:
   pykd-ext running --target mock_targets/spinlock_queued_abba.json.gz --format json
   !py -m pykd_ext running
 """
-from ..analysis.dpc import analyze_dpcs, routine_name
+from ..analysis.dpc import analyze_dpcs, recorded_irql, routine_name
 from ..analysis.spinlocks import PLAIN, QUEUED, SKIP
 from ..errors import MemoryFault
-from ..kernel.spinlocks import saved_irql
 from ..render.doc import bugcheck_dict, document
 from ..render.running import render_text
 from .common import add_format, emit
@@ -51,7 +51,7 @@ def running_doc(target, r=None):
         c = act.cpu
         s = act.segment
         try:
-            irql = saved_irql(target, c.prcb)
+            irql = recorded_irql(target, c.prcb, act.frames)
         except MemoryFault:
             irql = None
         idle = c.idle

@@ -161,8 +161,9 @@ def lock_queue(target, prcb):
 
 
 def saved_irql(target, prcb):
-    """KPRCB.DebuggerSavedIRQL (the IRQL the processor ran at when it entered the debugger, what
-    `!irql` prints), or None where the build has no such field."""
+    """KPRCB.DebuggerSavedIRQL as it stands, or None where the build has no such field.  Only the
+    processor that bug checked or broke into the debugger wrote it; on every other processor it
+    is stale: read it only through analysis/dpc.py recorded_irql, which applies that rule."""
     try:
         v = Struct(target, "_KPRCB", prcb)
         if not v.has("DebuggerSavedIRQL"):

@@ -277,7 +277,9 @@ def spinlock_queued_abba(build=WIN10):
     and spins for the filter lock; on CPU 2 the OID worker holds the filter lock (handle in
     FilterOid's frame) and spins for the adapter lock.  Each spinner's handle waits
     (LOCK_QUEUE_WAIT) behind the other's: a deadlock the queues record.  Broken in with the
-    debugger; both processors at DISPATCH_LEVEL."""
+    debugger; both processors at DISPATCH_LEVEL, which nothing records: the processor that
+    broke in saved its IRQL (ReactOS kd64/kdapi.c KdEnterDebugger), but which one it was the
+    analysis cannot learn, so no IRQL is saved here."""
     b, system, _, idle = _machine(build, "in-stack queued spin locks taken ABBA on two processors (%s)" % build)
     b.module("NetFlt", "NetFlt.sys", size=0x40000)
     adapter = b.spin_lock(name="NetFlt!gAdapterLock")
@@ -296,8 +298,6 @@ def spinlock_queued_abba(build=WIN10):
     b.acquire_in_stack_queued_spin_lock(oid, filt, frame="NetFlt!FilterOid")
     b.acquire_in_stack_queued_spin_lock(rx, filt, irql=2)
     b.acquire_in_stack_queued_spin_lock(oid, adapter, irql=2)
-    b.set_irql(1, 2)
-    b.set_irql(2, 2)
     return b
 
 
@@ -308,7 +308,9 @@ def spinlock_plain_spinners(build=WIN10):
     StorFlt's completion DPC, spinning in KxWaitForSpinLockAndAcquire until the DPC watchdog
     fires (bug check 0x133 arg1 0); CPU 2's submit path spins too (KeYieldProcessorEx on top).
     Decoys: CPU 4 runs StorFlt's IOCTL path at PASSIVE_LEVEL, CPU 5 ndis's DPC at
-    DISPATCH_LEVEL: neither can be the holder."""
+    DISPATCH_LEVEL: neither is the holder.  Only CPU 1, which bug checks from its clock
+    interrupt, saves an IRQL (CLOCK_LEVEL); CPU 3's and CPU 4's are recorded nowhere, so both
+    are only same-module-thread candidates and CPU 5 (not StorFlt) none."""
     b, system, smss, idle = _machine(build, "plain spin lock: two spinners, a DISPATCH-level holder of the "
                                             "same driver (%s)" % build)
     b.module("StorFlt", "StorFlt.sys", size=0x30000)
@@ -342,12 +344,10 @@ def spinlock_plain_spinners(build=WIN10):
     b.stack_word(reset, "StorFlt!ResetController", 0x28, lock)     # a local keeps &gRequestQueueLock
     b.spin_on_spin_lock(dpc, lock)
     b.spin_on_spin_lock(submit, lock)
-    for cpu in (1, 2, 3, 5):
-        b.set_irql(cpu, 2)
     b.queue_dpc(1, "StorFlt!CompletionDpc")
     b.running_dpc(1, "StorFlt!CompletionDpc")
     b.dpc_watchdog(1, time_count=0x501, time_limit=0x500, watchdog_count=0x1a2, watchdog_period=0x4e20)
-    b.bugcheck(0x133, 0, 0x501, 0x500, 0)
+    b.bugcheck(0x133, 0, 0x501, 0x500, 0, cpu=1, irql=CLOCK_LEVEL)
     return b
 
 
@@ -963,8 +963,6 @@ def bugcheck_101_hung_cpu(build=WIN10):
     b.spin_on_spin_lock(dpc, lock)
     b.queue_dpc(2, "NicDrv!TxCompleteDpc")
     b.running_dpc(2, "NicDrv!TxCompleteDpc")
-    for cpu in (2, 3):
-        b.set_irql(cpu, 2)
     # CPU 0 bug checks from its clock interrupt (KeAccumulateTicks on its stack): CLOCK_LEVEL saved
     b.bugcheck(0x101, 0x18, 0, hung, 2, cpu=0, irql=CLOCK_LEVEL)
     return b
@@ -990,11 +988,10 @@ def bugcheck_d1_lock_holder(build=WIN10):
     _idle_cpu(b, idle, 3)
     b.acquire_in_stack_queued_spin_lock(fault, rxlock, frame="AcmeNet!ReceiveIndicate", irql=2)
     b.acquire_in_stack_queued_spin_lock(send, rxlock)
-    b.set_irql(1, 2)
-    b.set_irql(2, 2)
     b.queue_dpc(1, "AcmeNet!RxDpc")
     b.running_dpc(1, "AcmeNet!RxDpc")
-    b.bugcheck(0xD1, 0xffffb20c4a1f3010, 2, 0, b.code("AcmeNet!ParsePacket+0x4a"))
+    # CPU 1 bug checks from its page fault at DISPATCH_LEVEL: parameter 2, and the IRQL it saves
+    b.bugcheck(0xD1, 0xffffb20c4a1f3010, 2, 0, b.code("AcmeNet!ParsePacket+0x4a"), cpu=1, irql=2)
     return b
 
 

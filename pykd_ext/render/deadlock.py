@@ -306,8 +306,13 @@ class TextRenderer(object):
             for cpu, th, ev in r.candidates:
                 self.w("    candidate CPU %d  %s %s" % (cpu, self.thread_label(th), s("warn", "[inferred: %s]" % ev)))
             if r.holder is None and r.candidates:
-                self.w("    (a plain spin lock records no owner: a candidate runs %s code at DISPATCH_LEVEL or "
-                       "above; it is not known to hold the lock)" % r.module)
+                evs = {ev for _, _, ev in r.candidates}
+                how = [h for e, h in (("dispatch-same-module", "dispatch-same-module: in a DPC or ISR, or at the "
+                                       "DISPATCH_LEVEL or above it saved when it bug checked"),
+                                      ("same-module-thread", "same-module-thread: in a thread, at an IRQL nothing "
+                                       "recorded")) if e in evs]
+                self.w("    (a plain spin lock records no owner: a candidate runs %s code -- %s; it is not known to "
+                       "hold the lock)" % (r.module, "; ".join(how)))
             if r.module:
                 self.w("    driver    %s" % s("drv", r.module))
         self.w()

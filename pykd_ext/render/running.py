@@ -6,6 +6,17 @@ from ..analysis.lints import irql_name
 from .doc import write_partial_headline
 
 
+def _irql(c):
+    """The IRQL the processor saved (only the one that bug checked saves it), else what its
+    stack shows: a DPC or ISR runs at DISPATCH_LEVEL or above; else "-"."""
+    if c["irql"] is not None:
+        return "%d %s" % (c["irql"], irql_name(c["irql"]))
+    kind = c["activity"].split(" (")[0]
+    if kind in ("DPC", "ISR"):
+        return ">= DISPATCH_LEVEL (runs a%s %s)" % ("n" if kind == "ISR" else "", kind)
+    return "-"
+
+
 def render_text(doc, out, style, title):
     w = lambda text="": out.write(text + "\n")
     w(style("head", title))
@@ -24,10 +35,12 @@ def render_text(doc, out, style, title):
         if c["thread"] and not c["idle"]:
             thread += " %s %s" % (c["process"] or "?", c["cid"] or "")
         rows.append([c["cpu"], c["prcb"], thread, c["next_thread"] or "-",
-                     "-" if c["irql"] is None else "%d %s" % (c["irql"], irql_name(c["irql"])), what, c["module"] or ""])
+                     _irql(c), what, c["module"] or ""])
     for line in tabulate(rows, headers=["cpu", "prcb", "current thread", "next (standby)", "irql", "running",
                                         "driver"], tablefmt="simple", disable_numparse=True).splitlines():
         w("  " + line)
+    w("  irql: saved only by the processor that bug checked (KPRCB.DebuggerSavedIRQL); other processors "
+      "saved none")
     w()
     for c in doc["cpus"]:
         if (c["idle"] and c["activity"] == "idle") or not c["running_frames"]:

@@ -140,12 +140,20 @@ class DpcMixin(object):
         `cpu=N, irql=I`: the processor that called it and the IRQL it ran at just before --
         what the crash dump saves as that processor's KPRCB.DebuggerSavedIRQL (Microsoft, !irql:
         "the IRQL saved in the crash dump file is the one immediately prior to the bug check,
-        not the IRQL at which the KeBugCheckEx routine was executed")."""
+        not the IRQL at which the KeBugCheckEx routine was executed").  Only that processor
+        writes the field (ReactOS ntoskrnl/ke/bug.c KeBugCheckWithTf: `Prcb->DebuggerSavedIRQL =
+        KeGetCurrentIrql();` on the bug-checking processor); the others, frozen, write nothing,
+        so the builder has no operation that saves an IRQL for any other processor.  (Breaking
+        in saves one for the processor that broke in -- ReactOS ntoskrnl/kd64/kdapi.c
+        KdEnterDebugger -- but the analysis cannot learn which processor that was, so the
+        builder does not play it.)"""
         cpu, irql = kw.pop("cpu", None), kw.pop("irql", None)
         if kw:
             raise TypeError("bugcheck: unexpected %s" % ", ".join(kw))
         if irql is not None:
-            self.set_irql(cpu, irql)
+            if cpu is None:
+                raise TypeError("bugcheck: irql= needs cpu=, the processor that bug checks")
+            self.put("_KPRCB", self._prcb(cpu), DebuggerSavedIRQL=irql)
         self.live_dump(code, *args)
         args = list(args) + [0] * (4 - len(args))
         a = self.global_("nt!KiBugCheckData", 5 * 8)

@@ -107,8 +107,3 @@ class SpinLocksMixin(object):
             self.u64(entry + 8, lock | LOCK_QUEUE_WAIT)
             self.u64(tail, entry)
         return entry
-
-    def set_irql(self, cpu, irql):
-        """The IRQL processor `cpu` ran at when it entered the debugger: KPRCB.DebuggerSavedIRQL
-        (what `!irql` prints on x64)."""
-        self.put("_KPRCB", self._prcb(cpu), DebuggerSavedIRQL=irql)
