@@ -883,6 +883,7 @@ def lint_unload_during_init(build=WIN7, legacy=False):
         # it ran at, PASSIVE_LEVEL for a worker thread
         b.bugcheck(0x7E, 0xC0000005, fault, b.alloc(0x98), b.alloc(0x4d0), cpu=1, irql=0)
         return b
+    _idle_cpu(b, idle, 1)                   # processors are numbered without gaps
     stopped = b.event(notification=True, address=b.global_("IsoFlt!gReadQueueStopped", b.size("_KEVENT")))
     unload = b.thread(system, 0x38, "nt!ExpWorkerThread", wait_reason="Executive", waited_ticks=0x300,
                       frames=WAIT_TOP + ["IsoFlt!StopWorkerQueues+0x5c", "IsoFlt!IsoUnload+0xd3",

@@ -208,6 +208,10 @@ class BuilderBase(object):
     # -- output -----------------------------------------------------------------------------
 
     def document(self, memory=True):
+        indexes = sorted(p["index"] for p in self.processors)
+        if indexes != list(range(len(indexes))):
+            # KiProcessorBlock holds processors 0 .. KeNumberProcessors-1: a gap is no machine
+            raise ValueError("processors %s: a machine numbers its processors 0..%d" % (indexes, len(indexes) - 1))
         return {
             "format": FORMAT, "version": VERSION, "build": self.build, "comment": self.comment,
             "modules": [{"name": m.name, "image": m.image, "base": "0x%x" % m.base, "size": "0x%x" % m.size}
@@ -215,7 +219,7 @@ class BuilderBase(object):
             "symbols": {k: "0x%x" % v for k, v in sorted(self.symbols.items(), key=lambda kv: kv[1])},
             "memory": self.mem.ranges() if memory else [],
             "stacks": {"0x%x" % k: v for k, v in sorted(self.stacks.items())},
-            "processors": self.processors,
+            "processors": sorted(self.processors, key=lambda p: p["index"]),     # KiProcessorBlock order
             "bugcheck": self.bugcheck_data,
         }
 
