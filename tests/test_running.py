@@ -20,8 +20,8 @@ def test_the_0x133_processor_runs_a_dpc_in_its_idle_loop_spinning():
     c = cpus("dpc_133_athwbx")
     assert sorted(c) == [0, 1, 2, 3]
     three = c[3]
-    assert (three["activity"], three["function"], three["module"]) == (
-        "DPC (in the idle loop)", "ndis!ndisInterruptDpc", "athwbx.sys")
+    assert (three["activity"], three["idle"], three["function"], three["module"]) == (
+        "dpc", True, "ndis!ndisInterruptDpc", "athwbx.sys")          # a DPC, in the idle loop
     assert three["spinning_in"] == "nt!KeAcquireSpinLockRaiseToDpc" and three["bugchecked_here"]
     assert [c[i]["activity"] for i in (0, 2)] == ["idle", "idle"]
     assert (c[1]["activity"], c[1]["process"], c[1]["module"]) == ("thread", "System", "athwbx.sys")

@@ -56,7 +56,9 @@ def running_doc(target, r=None):
             irql = None
         idle = c.idle
         kind = s.kind if s is not None and s.kind else None
-        what = (kind + (" (in the idle loop)" if idle else "")) if kind else ("idle" if idle else "thread")
+        # one lower-case word (the JSON vocabulary): a DPC or ISR, else the idle loop or a thread;
+        # "idle" beside it says whether the idle thread is the current one
+        what = kind.lower() if kind else ("idle" if idle else "thread")
         running_frames = s.frames if s is not None and s.frames else act.frames
         frames = [f.symbol for f in running_frames]
         cpus.append({

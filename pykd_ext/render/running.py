@@ -11,9 +11,9 @@ def _irql(c):
     stack shows: a DPC or ISR runs at DISPATCH_LEVEL or above; else "-"."""
     if c["irql"] is not None:
         return "%d %s" % (c["irql"], irql_name(c["irql"]))
-    kind = c["activity"].split(" (")[0]
-    if kind in ("DPC", "ISR"):
-        return ">= DISPATCH_LEVEL (runs a%s %s)" % ("n" if kind == "ISR" else "", kind)
+    kind = c["activity"]
+    if kind in ("dpc", "isr"):
+        return ">= DISPATCH_LEVEL (runs a%s %s)" % ("n" if kind == "isr" else "", kind.upper())
     return "-"
 
 
@@ -25,8 +25,9 @@ def render_text(doc, out, style, title):
         w("bug check %s (%s)" % (doc["bugcheck"]["code"], ", ".join(doc["bugcheck"]["args"])))
     rows = []
     for c in doc["cpus"]:
-        what = c["activity"] if not c["function"] else "%s %s" % (c["activity"].split(" (")[0], c["function"]) + \
-            (" (in the idle loop)" if "idle loop" in c["activity"] else "")
+        what = c["activity"]
+        if what in ("dpc", "isr"):
+            what = "%s %s" % (what.upper(), c["function"] or "?") + (" (in the idle loop)" if c["idle"] else "")
         if c["spinning_in"]:
             what += ", spinning in %s" % c["spinning_in"]
         if c["bugchecked_here"]:
