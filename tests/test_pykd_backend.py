@@ -540,8 +540,11 @@ def test_an_expression_the_debugger_refuses_is_one_line_exit_2(fake):
     fake.windbg = True
     err = io.StringIO()
     assert main(["irp", "@$t9"], out=DebuggerOut(), err=err) == 2
-    assert err.getvalue() == ("pykd-ext: irp: the debugger cannot evaluate '@$t9': Call IDebugControl::Evaluate "
-                              "failed HRESULT 0x80004005\n")
+    # one line: what pykd said, from kdlib's "Call <method> failed\nHRESULT 0x..." (the HRESULT
+    # DbgEng gives a bad expression is not documented: not asserted)
+    text = err.getvalue()
+    assert text.startswith("pykd-ext: irp: the debugger cannot evaluate '@$t9': Call IDebugControl::Evaluate failed")
+    assert text.count("\n") == 1
 
 
 def test_offline_a_register_is_said_to_need_a_debugger_session():
