@@ -108,3 +108,15 @@ def test_0x1a3_with_no_such_thread_names_no_driver():
     v = triage(cached(b)).verdict
     assert "could not be unwound" in v.what or "unreadable" in v.what
     assert "kernel only" not in v.what
+
+
+def test_a_manual_crash_is_read_as_the_hang_it_was_taken_of():
+    """0xE2 MANUALLY_INITIATED_CRASH (a crash forced from the keyboard or an NMI on a hung
+    machine): the hang route, and the same verdict the machine gives with no bug check."""
+    b, (t1, t2), _ = _abba()
+    plain = triage(cached(b))
+    b.bugcheck(0xE2, 0, 0, 0, 0)
+    t = triage(cached(b))
+    assert t.route == plain.route == ("deadlock", "powerirps")
+    assert t.verdict.what == plain.verdict.what and t.verdict.driver == plain.verdict.driver == "Drv.sys"
+    assert t.signature == "0xE2_" + plain.signature[len("NO_BUGCHECK_"):]
