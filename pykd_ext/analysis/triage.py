@@ -11,8 +11,9 @@ Routing (Microsoft's bug check reference pages name the parameters used):
                                           index on current builds); what it runs, its IRQL, the spin
                                           lock it spins on and who holds it; its top driver frame
                                           is blamed
-  0x13C INVALID_IO_BOOST_STATE,           deadlock (lock analysis; 0x162's parameter 2 is the
-  0x162 KERNEL_AUTO_BOOST_INVALID_...     lock released)
+  0x13C INVALID_IO_BOOST_STATE,           deadlock (lock analysis; 0x162's parameter 2 is read as
+  0x162 KERNEL_AUTO_BOOST_INVALID_...     the lock released -- unverified: Microsoft's page for
+                                          0x162 was not at hand, see SEMANTICS.md)
   0xA / 0xD1 IRQL_NOT_LESS_OR_EQUAL       running (IRQL, what faulted), deadlock (lock holders):
                                           parameter 1 the address referenced, 2 the IRQL, 3 the
                                           access (0 read, 1 write, 2 or 8 execute), 4 the faulting
