@@ -328,3 +328,21 @@ def test_the_chain_is_cut_at_the_depth_cap():
     c = analyze_power(cached(b)).culprit
     assert c.module == LOWER[MAX_CHAIN_IRPS - 2] + ".sys" and c.chain_note is None
 
+
+def test_the_shipped_chain_target_blames_acmehub():
+    code, out, err = run_cli("powerirps", "--target", mock("power_9f4_irp_chain"), "--format", "json")
+    d = json.loads(out)
+    assert code == 0 and err == ""
+    cu = d["culprit"]
+    assert cu["module"] == "AcmeHub.sys"
+    assert [x["link"] for x in cu["chain"]] == ["irp", "thread", "irp", "thread", "irp"]
+    assert [x["module"] for x in cu["chain"] if x["link"] == "thread"] == ["AcmeCam.sys", "AcmeBus.sys"]
+    assert [w["pending_at"]["module"] for w in cu["depends_on"]] == ["AcmeBus.sys", "AcmeHub.sys"]
+    assert cu["depends_on"][1]["major"] == "IRP_MJ_INTERNAL_DEVICE_CONTROL"
+    t = json.loads(run_cli("triage", "--target", mock("power_9f4_irp_chain"), "--format", "json")[1])
+    assert t["verdict"]["module"] == "AcmeHub.sys" and t["signature"] == "0x9F_4_AcmeHub.sys"
+    assert any(cu["depends_on"][1]["irp"] in e for e in t["verdict"]["evidence"])
+    code, text, _ = run_cli("powerirps", "--target", mock("power_9f4_irp_chain"))
+    chain = " ".join(line.strip() for line in text.split("CULPRIT")[1].split("PnP-LOCK")[0].split("chain", 1)[1]
+                     .splitlines()).strip()
+    assert chain.count(" <- ") == 4 and chain.endswith("pending at AcmeHub.sys, current location 1 of 1")
