@@ -28,6 +28,8 @@ EXPECTED = {
     # the holder waits on its IOCTL's event in AcmeCam; nobody waits on its locks: no chain
     "power_9f4_other_irp": ([], [], []),
     "power_9f4_other_irp_win7": ([], [], []),
+    # the holder and AcmeBus's worker each wait on their IRP's event; nobody waits on a lock: no chain
+    "power_9f4_irp_chain": ([], [], []),
     "dpc_133_athwbx": ([], [], []),
     "dpc_133_cumulative": ([], [], []),
     "timerres_win81": ([], [], []),

@@ -11,7 +11,7 @@ import pytest
 
 from pykd_ext.analysis.power import analyze_power
 from pykd_ext.mock.builder import ScenarioBuilder
-from pykd_ext.mock.scenarios import POWER_WORKER, QUERY_REMOVE_HOLDER, WAIT_TOP, _background
+from pykd_ext.mock.scenarios import POWER_WORKER, QUERY_REMOVE_HOLDER, SYSTEM_START, WAIT_TOP, _background
 from pykd_ext.render.power import report_dict
 
 from conftest import ROOT, WIN7, WIN10, cached, mock, run_cli
@@ -45,7 +45,7 @@ def holder_waits_for_ioctl(build=WIN10, complete=False, earlier_to_other=False, 
     b.acquire_resource(b.symbols["nt!PiEngineLock"], holder)
     pnp = b.iop_synchronous_call(holder, pdo, IRP_MJ_PNP, IRP_MN_QUERY_REMOVE_DEVICE)
     frame = b.frame_sp(holder, "AcmeCam!SendIoctlSynchronously")
-    made = {"holder": holder, "pnp": pnp, "fdo": fdo, "pdo": pdo, "earlier": None}
+    made = {"holder": holder, "pnp": pnp, "fdo": fdo, "pdo": pdo, "earlier": None, "system": system, "cam": cam}
     if earlier_to_other:
         earlier = b.io_build_device_io_control_request(holder, IOCTL - 4, other_dev, b.event(notification=False),
                                                        b.alloc(0x10), output_length=8)
@@ -226,3 +226,123 @@ def test_text_matches_golden():
     out = out.replace(mock("power_9f4_other_irp"), "power_9f4_other_irp.json.gz")
     with open(os.path.join(ROOT, "tests", "golden", "power_9f4_other_irp.txt")) as f:
         assert out == f.read()
+
+
+# -- the chain followed further (issue 16, point 5, last part) ------------------------------------------
+
+INTERNAL = 0x2a200b         # CTL_CODE(FILE_DEVICE_BUS_EXTENDER, 0x802, METHOD_NEITHER, FILE_ANY_ACCESS)
+LOWER = ("AcmeHub", "AcmePort", "AcmeRoot", "AcmeCtl", "AcmeLast")
+
+
+def irp_chain(irps=2, loop=False, build=WIN10):
+    """The PnP-lock holder waits in AcmeCam for IOCTL Q pending at AcmeBus's PDO; a worker
+    thread of AcmeBus (System, AcmeBus!WorkerRoutine) sent an internal IOCTL synchronously to
+    a device of the next driver (AcmeHub, AcmePort, ...), which marked it pending -- `irps`
+    IRPs waited for in all.  loop: the last worker's IRP goes instead to a control device of
+    AcmeCam, the driver the holder waits in.  Returns (builder, {name: address it made})."""
+    b, made = holder_waits_for_ioctl(build)
+    drivers = ("AcmeBus",) + LOWER
+    for name in LOWER:
+        b.module(name, name + ".sys", size=0x20000)
+    made["irps"], made["threads"] = [made["ioctl"]], [made["holder"]]
+    made["devices"] = [made["pdo"]]
+    for i in range(irps - 1):
+        here = drivers[i]
+        if loop and i == irps - 2:
+            below, _ = b.device_object(made["cam"], 0x40, "AcmeCamCtl")
+        else:
+            below, _ = b.device_object(b.driver_object("\\Driver\\" + drivers[i + 1]), 0x80,
+                                       "%sPdo" % drivers[i + 1])
+        worker = b.thread(made["system"], 0x90 + 4 * i, "%s!WorkerRoutine" % here, wait_reason="Executive",
+                          waited_ticks=38000 - i, frames=WAIT_TOP + ["%s!SendDownSynchronously+0x71" % here,
+                                                                     "%s!WorkerRoutine+0x5c" % here] + SYSTEM_START)
+        sp = b.frame_sp(worker, "%s!SendDownSynchronously" % here)
+        event = b.event(notification=False, address=sp + 0x30)
+        irp = b.io_build_device_io_control_request(worker, INTERNAL, below, event, sp + 0x20, internal=True)
+        b.io_call_driver(irp, below)
+        b.io_mark_irp_pending(irp)
+        b.wait_on(worker, [event], wait_reason="Executive")
+        made["irps"].append(irp)
+        made["threads"].append(worker)
+        made["devices"].append(below)
+    return b, made
+
+
+def test_the_chain_is_followed_to_the_driver_at_its_end():
+    """P @ AcmeCam <- holder <- Q @ AcmeBus <- AcmeBus's worker <- R @ AcmeHub: AcmeHub is blamed."""
+    b, made = irp_chain(2)
+    r = analyze_power(cached(b))
+    c = r.culprit
+    assert c.module == "AcmeHub.sys"
+    assert c.thread == made["holder"] and c.irp == made["pnp"] and c.waits_for.irp.address == made["ioctl"]
+    assert [(u.address, x.irp.address) for u, x in c.further] == [(made["threads"][1], made["irps"][1])]
+    u, x = c.further[0]
+    assert x.location.device == made["devices"][1] and x.location.major == 0x0f and x.strong
+    assert "AcmeBus.sys, the driver holding IRP %s" % hx(made["ioctl"]) in u.role
+    assert c.chain_note is None
+    assert "an inference" in c.reason and "pending at AcmeHub.sys" in c.reason
+    d = json.loads(json.dumps(report_dict(r, "t", WIN10)))
+    cu = d["culprit"]
+    assert [x["link"] for x in cu["chain"]] == ["irp", "thread", "irp", "thread", "irp"]
+    assert [x.get("irp") or x.get("thread") for x in cu["chain"]] == [
+        hx(made["pnp"]), hx(made["holder"]), hx(made["ioctl"]), hx(made["threads"][1]), hx(made["irps"][1])]
+    assert [x["inferred"] for x in cu["chain"] if x["link"] == "thread"] == [False, True]
+    assert cu["chain"][3]["module"] == "AcmeBus.sys"
+    assert [w["irp"] for w in cu["depends_on"]] == [hx(a) for a in made["irps"]]
+    assert cu["depends_on"][1]["major"] == "IRP_MJ_INTERNAL_DEVICE_CONTROL"
+    assert cu["depends_on"][1]["pending_at"]["device"] == hx(made["devices"][1])
+    assert cu["chain_note"] is None
+    from pykd_ext.render.power import links                 # DML: every thread and IRP of the chain links
+    assert all(links(r).get(a, "").startswith("!thread") for a in made["threads"])
+    assert all(links(r).get(a, "").startswith("!irp") for a in made["irps"])
+
+
+def test_one_level_when_no_thread_waits_inside_the_holding_driver():
+    b, made = holder_waits_for_ioctl()
+    c = analyze_power(cached(b)).culprit
+    assert c.module == "AcmeBus.sys" and c.further == [] and c.chain_note is None
+
+
+def test_a_loop_ends_the_chain_with_a_note():
+    """AcmeBus's worker waits for an IRP pending at AcmeCam, where the holder waits: a loop."""
+    b, made = irp_chain(2, loop=True)
+    r = analyze_power(cached(b))
+    c = r.culprit
+    assert [(u.address, x.irp.address) for u, x in c.further] == [(made["threads"][1], made["irps"][1])]
+    assert c.further[0][1].location.device == made["devices"][1]
+    assert c.module == "AcmeCam.sys"                        # the end of the chain: the IRP held by AcmeCam
+    assert "loops" in c.chain_note and hx(made["holder"]) in c.chain_note
+    d = report_dict(r, "t", WIN10)
+    assert d["culprit"]["chain_note"] == c.chain_note and len(d["culprit"]["chain"]) == 5
+
+
+def test_the_chain_is_cut_at_the_depth_cap():
+    from pykd_ext.analysis.power import MAX_CHAIN_IRPS
+    b, made = irp_chain(MAX_CHAIN_IRPS + 1)
+    c = analyze_power(cached(b)).culprit
+    assert 1 + len(c.further) == MAX_CHAIN_IRPS
+    assert [x.irp.address for _, x in c.further] == made["irps"][1:MAX_CHAIN_IRPS]
+    assert c.module == LOWER[MAX_CHAIN_IRPS - 2] + ".sys"
+    assert "cut after %d IRPs" % MAX_CHAIN_IRPS in c.chain_note and hx(made["irps"][MAX_CHAIN_IRPS]) in c.chain_note
+    b, made = irp_chain(MAX_CHAIN_IRPS)                      # exactly the cap: followed to its end, no note
+    c = analyze_power(cached(b)).culprit
+    assert c.module == LOWER[MAX_CHAIN_IRPS - 2] + ".sys" and c.chain_note is None
+
+
+def test_the_shipped_chain_target_blames_acmehub():
+    code, out, err = run_cli("powerirps", "--target", mock("power_9f4_irp_chain"), "--format", "json")
+    d = json.loads(out)
+    assert code == 0 and err == ""
+    cu = d["culprit"]
+    assert cu["module"] == "AcmeHub.sys"
+    assert [x["link"] for x in cu["chain"]] == ["irp", "thread", "irp", "thread", "irp"]
+    assert [x["module"] for x in cu["chain"] if x["link"] == "thread"] == ["AcmeCam.sys", "AcmeBus.sys"]
+    assert [w["pending_at"]["module"] for w in cu["depends_on"]] == ["AcmeBus.sys", "AcmeHub.sys"]
+    assert cu["depends_on"][1]["major"] == "IRP_MJ_INTERNAL_DEVICE_CONTROL"
+    t = json.loads(run_cli("triage", "--target", mock("power_9f4_irp_chain"), "--format", "json")[1])
+    assert t["verdict"]["module"] == "AcmeHub.sys" and t["signature"] == "0x9F_4_AcmeHub.sys"
+    assert any(cu["depends_on"][1]["irp"] in e for e in t["verdict"]["evidence"])
+    code, text, _ = run_cli("powerirps", "--target", mock("power_9f4_irp_chain"))
+    chain = " ".join(line.strip() for line in text.split("CULPRIT")[1].split("PnP-LOCK")[0].split("chain", 1)[1]
+                     .splitlines()).strip()
+    assert chain.count(" <- ") == 4 and chain.endswith("pending at AcmeHub.sys, current location 1 of 1")

@@ -18,6 +18,7 @@ def doc(name):
 @pytest.mark.parametrize("name, route, driver, signature", [
     ("power_9f4_zteusbnet", ["powerirps"], "ZTEusbnet.sys", "0x9F_4_ZTEusbnet.sys"),
     ("power_9f4_other_irp", ["powerirps"], "AcmeBus.sys", "0x9F_4_AcmeBus.sys"),
+    ("power_9f4_irp_chain", ["powerirps"], "AcmeHub.sys", "0x9F_4_AcmeHub.sys"),
     ("power_9f3_filter", ["powerirps"], "AcmeFlt.sys", "0x9F_3_AcmeFlt.sys"),
     ("dpc_133_athwbx", ["dpcs", "running", "deadlock"], "athwbx.sys", "0x133_0_athwbx.sys"),       # ndis's DPC, athwbx's code: no function of athwbx to name
     ("eresource_deadlock", ["deadlock", "powerirps"], "TestDriver.sys", "NO_BUGCHECK_TestDriver.sys!FileMoveThread"),

@@ -143,7 +143,8 @@ class WaitedIrp(PendingIrp):
 
 
 class Culprit(object):
-    __slots__ = ("module", "irp", "thread", "reason", "pending", "blocked", "root", "waits_for")
+    __slots__ = ("module", "irp", "thread", "reason", "pending", "blocked", "root", "waits_for", "further",
+                 "chain_note")
 
     def __init__(self, module, irp, thread, reason, pending=None, blocked=None, root=None, waits_for=None):
         self.module, self.irp, self.thread, self.reason = module, irp, thread, reason
@@ -151,6 +152,8 @@ class Culprit(object):
         self.blocked = blocked   # ThreadRole blocked on its behalf
         self.root = root         # root blocker thread address at the end of its wait chain
         self.waits_for = waits_for   # WaitedIrp the blocked thread waits for, when it is blamed
+        self.further = []        # [(ThreadRole, WaitedIrp)]: the chain beyond waits_for (see _follow)
+        self.chain_note = None   # why the chain ends where it does, when not at a driver alone
 
 
 class BugCheckInfo(object):
@@ -176,6 +179,8 @@ class PowerReport(object):
         self.waits = None        # the wait-for Analysis
         self.diagnostics = Diagnostics()
         self.interrupted = None
+        self.irp_lists = {}      # thread -> [IRP address] on its IrpList
+        self._io = None          # (target, decoded IRPs, device stacks) of _collect, for _follow
 
 
 def analyze_power(target):
@@ -237,6 +242,7 @@ def _collect(target, r):
         by_thread[holder] = thread_irps(target, holder, diags)
         for irp in by_thread[holder]:
             note(irp, "IrpList of thread 0x%x" % holder)
+    r.irp_lists = by_thread
     r.sources["thread IRP lists"] = "%d IRP%s on %d threads" % (
         n_thread_irps, "" if n_thread_irps == 1 else "s", len(a.thread_index))
     stacks = {}
@@ -285,6 +291,7 @@ def _collect(target, r):
         if workers is None:
             workers = _by_module(a, _worker_threads(target, a))
         p.threads = _threads_of(a, p, holder, workers)
+    r._io = (target, decoded, stacks)
     if holder:
         r.holder = _role(a, holder, "holds the PnP lock (bug check arg3)")
     waits = {}
@@ -607,16 +614,20 @@ def _who(blocked, who):
             "its own" if blocked.role.startswith("issued") else "a")
 
 
+def _waited_at(w):
+    loc = w.location
+    drv, dev = w.driver, w.device
+    return "%s (%s, device 0x%x%s)" % (
+        w.module or "an unknown driver",
+        drv.name if drv is not None and drv.name else ("driver 0x%x" % drv.address if drv is not None else "no driver"),
+        loc.device, " %s" % dev.name if dev is not None and dev.name else "")
+
+
 def _explain_waits_for(r, focus, blocked, who, w):
     """The culprit when the thread blocked on the IRP's behalf waits for an IRP it issued,
     pending at another driver: P <- thread <- w @ B; B is blamed."""
     f = blocked.facts
-    loc = w.location
-    drv, dev = w.driver, w.device
-    at = "%s (%s, device 0x%x%s)" % (
-        w.module or "an unknown driver",
-        drv.name if drv is not None and drv.name else ("driver 0x%x" % drv.address if drv is not None else "no driver"),
-        loc.device, " %s" % dev.name if dev is not None and dev.name else "")
+    at = _waited_at(w)
     cid = " (Cid %s)" % f.thread.cid if f is not None else ""
     parts = ["%s thread 0x%x%s waits%s for IRP 0x%x (%s) pending at %s, which neither completed it nor passed "
              "it down: %s" % (_who(blocked, who), blocked.address, cid,
@@ -629,7 +640,86 @@ def _explain_waits_for(r, focus, blocked, who, w):
         if focus.waited is not None:
             held += " for at least %s" % format_duration(focus.waited)
         parts.append(held)
+    further, note = _follow(r, blocked, w)
+    for u, x in further:
+        uf = u.facts
+        parts.append("thread 0x%x%s is %s (an inference from its stack: the kernel records no tie between an IRP "
+                     "a driver queued and the thread serving it), and it waits for IRP 0x%x (%s) pending at %s, "
+                     "which neither completed it nor passed it down: %s" % (
+                         u.address, " (Cid %s)" % uf.thread.cid if uf is not None else "", u.role,
+                         x.irp.address, x.request, _waited_at(x), ", ".join(x.evidence)))
+    if note:
+        parts.append(note)
     reason = "; ".join(parts) + "."
     reason = reason[0].upper() + reason[1:]
-    return Culprit(w.module, focus.irp.address if focus is not None else None, blocked.address, reason,
-                   pending=focus, blocked=blocked, waits_for=w)
+    last = further[-1][1] if further else w
+    c = Culprit(last.module, focus.irp.address if focus is not None else None, blocked.address, reason,
+                pending=focus, blocked=blocked, waits_for=w)
+    c.further, c.chain_note = further, note
+    return c
+
+
+MAX_CHAIN_IRPS = 4     # IRPs followed from the blocked thread (Q, R, ...): deeper chains are cut with a note
+
+
+def _inside(a, module, threads):
+    """Waiting threads whose first driver frame (not the kernel, not a framework) is in
+    `module`, among `threads` (those with an IRP on their IrpList: a thread that waits for an
+    IRP it issued has one), in address order."""
+    out = []
+    for t in sorted(threads):
+        seen = a.pending.get(t)              # its state is read already; its stack only if it waits
+        if seen is None or seen.state != "Waiting":
+            continue
+        f = _facts(a, t)
+        if f is not None and f.state == "Waiting" and f.driver and f.driver.lower() == module.lower():
+            out.append(t)
+    return out
+
+
+def _follow(r, blocked, w):
+    """([(ThreadRole U, WaitedIrp R)], note or None): from IRP w pending at B, a thread U
+    waiting inside B that waits for an IRP R it issued, then R's driver, and so on."""
+    a = r.waits
+    if a is None or r._io is None:
+        return [], None
+    target, decoded, stacks = r._io
+    seen_irps = {w.irp.address}
+    if r.pending:
+        seen_irps.update(p.irp.address for p in r.pending if blocked is not None
+                         and any(t.address == blocked.address for t in p.threads))
+    seen_threads = {blocked.address}
+    listed = [t for t, irps in r.irp_lists.items() if irps]
+    out, cur = [], w
+    while True:
+        module = cur.module
+        if not module:
+            return out, None
+        hop = None
+        for t in _inside(a, module, listed):
+            if t in seen_threads:
+                continue
+            role = _role(a, t, "a thread waiting inside %s, the driver holding IRP 0x%x" % (module, cur.irp.address))
+            role.depends_on = _depends_on(target, role, r.irp_lists.get(t, ()), decoded, stacks, r.diagnostics)
+            if role.depends_on:
+                hop = (role, role.depends_on[0])
+                break
+        if hop is None:
+            looped = [t for t in _inside(a, module, listed) if t in seen_threads]
+            if looped:
+                return out, ("the chain loops: thread 0x%x, already in it, is waiting inside %s, the driver "
+                             "holding IRP 0x%x (the drivers of the loop wait for each other)"
+                             % (looped[0], module, cur.irp.address))
+            return out, None
+        role, x = hop
+        if len(out) + 1 >= MAX_CHAIN_IRPS:
+            return out, ("the chain is cut after %d IRPs: thread 0x%x waiting inside %s waits for IRP 0x%x "
+                         "further (at %s)" % (MAX_CHAIN_IRPS, role.address, module, x.irp.address,
+                                              x.module or "an unknown driver"))
+        if x.irp.address in seen_irps:
+            return out, ("the chain loops: thread 0x%x waiting inside %s waits for IRP 0x%x, already in it"
+                         % (role.address, module, x.irp.address))
+        seen_threads.add(role.address)
+        seen_irps.add(x.irp.address)
+        out.append(hop)
+        cur = x

@@ -215,6 +215,14 @@ def _verdict(t, target):
         if c is not None and c.waits_for is not None:
             v.evidence.append("the thread waits for IRP 0x%x, pending at %s" % (
                 c.waits_for.irp.address, c.waits_for.module or "an unknown driver"))
+            prev = c.waits_for
+            for u, x in c.further:           # the chain followed further (analysis.power._follow)
+                v.evidence.append("thread 0x%x, waiting inside %s (inferred to serve IRP 0x%x), waits for IRP 0x%x, "
+                                  "pending at %s" % (u.address, prev.module or "an unknown driver", prev.irp.address,
+                                                     x.irp.address, x.module or "an unknown driver"))
+                prev = x
+            if c.chain_note:
+                v.evidence.append(c.chain_note)
     elif code == 0x101:
         _clock_watchdog(t, target)
     elif code == 0x133:

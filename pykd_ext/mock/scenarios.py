@@ -485,6 +485,54 @@ def power_9f4_other_irp(build=WIN10):
     return b
 
 
+IOCTL_ACME_HUB_RESET_PORT = 0x2a200b   # CTL_CODE(FILE_DEVICE_BUS_EXTENDER, 0x802, METHOD_NEITHER, FILE_ANY_ACCESS)
+
+
+def power_9f4_irp_chain(build=WIN10):
+    """Bug check 0x9F subcode 4, two IRPs deep: as in power_9f4_other_irp the PnP-lock holder
+    waits in AcmeCam's query-remove handler for an IOCTL (Q) it sent to AcmeBus's PDO, which
+    AcmeBus marked pending and queued for its worker.  AcmeBus's worker thread (System,
+    AcmeBus!WorkerRoutine) serves it by sending an internal IOCTL (R) synchronously to the
+    device below AcmeBus's FDO, a PDO of AcmeHub (IoBuildDeviceIoControlRequest with
+    InternalDeviceIoControl TRUE, IoCallDriver, KeWaitForSingleObject on its event); AcmeHub
+    marked R pending and keeps it.  AcmeHub is the driver to look at."""
+    b = ScenarioBuilder(build, comment="0x9F/4: PnP-lock holder <- IOCTL at AcmeBus <- AcmeBus's worker "
+                                       "<- internal IOCTL held by AcmeHub")
+    system = b.process("System", 4)
+    _background(b, system)
+    for name, size in (("AcmeCam", 0x24000), ("AcmeBus", 0x38000), ("AcmeHub", 0x30000)):
+        b.module(name, name + ".sys", size=size)
+    cam, bus, hub = (b.driver_object("\\Driver\\" + n) for n in ("AcmeCam", "AcmeBus", "AcmeHub"))
+    bus_fdo, hub_pdo = b.device_stack([(bus, None, 0x200), (hub, "AcmeHubPort-03", 0x100)])
+    b.devnode(hub_pdo, "ACMEHUB\\ROOT_PORT\\3&2b1c7d0&0&3", "AcmeBus")
+    fdo, pdo = b.device_stack([(cam, None, 0x280), (bus, "AcmeBusPdo-01", 0x120)])
+    b.devnode(pdo, "ACMEBUS\\VID_1D6B&PID_0C01\\4&1f2c3b4d&0&1", "AcmeCam")
+    holder = b.thread(system, 0x74, "nt!ExpWorkerThread", wait_reason="Executive", waited_ticks=38463,
+                      frames=WAIT_TOP + QUERY_REMOVE_HOLDER)
+    b.acquire_resource(b.symbols["nt!PiEngineLock"], holder)
+    b.acquire_resource(b.symbols["nt!IopDeviceTreeLock"], holder, exclusive=False)
+    b.iop_synchronous_call(holder, pdo, 0x1b, 0x01)              # IRP_MN_QUERY_REMOVE_DEVICE, now at AcmeCam
+    frame = b.frame_sp(holder, "AcmeCam!SendIoctlSynchronously")
+    event = b.event(notification=False, address=frame + 0x28)
+    q = b.io_build_device_io_control_request(holder, IOCTL_ACME_FLUSH, pdo, event, frame + 0x18)
+    b.io_call_driver(q, pdo)
+    b.io_mark_irp_pending(q)                                     # AcmeBus queues it for its worker
+    b.wait_on(holder, [event])
+    worker = b.thread(system, 0x98, "AcmeBus!WorkerRoutine", wait_reason="Executive", waited_ticks=38400,
+                      frames=WAIT_TOP + ["AcmeBus!SendToHubSynchronously+0x71", "AcmeBus!ServiceFlush+0x2a",
+                                         "AcmeBus!WorkerRoutine+0x5c"] + SYSTEM_START)
+    wframe = b.frame_sp(worker, "AcmeBus!SendToHubSynchronously")
+    wevent = b.event(notification=False, address=wframe + 0x30)
+    r = b.io_build_device_io_control_request(worker, IOCTL_ACME_HUB_RESET_PORT, hub_pdo, wevent, wframe + 0x20,
+                                             internal=True)
+    b.io_call_driver(r, hub_pdo)
+    b.io_mark_irp_pending(r)                                     # AcmeHub queues it and never completes it
+    b.wait_on(worker, [wevent])
+    b.bugcheck(0x9F, 4, 0x258, holder, b.global_("nt!TRIAGE_9F_PNP", 0x30))
+    del fdo, bus_fdo
+    return b
+
+
 POWER_WORKER = ["nt!PopIrpWorker+0x1e3"] + SYSTEM_START
 
 
@@ -1023,6 +1071,7 @@ SHIPPED = {
     "power_9f4_zteusbnet": power_9f4_zteusbnet,
     "power_9f4_other_irp": lambda: power_9f4_other_irp(WIN10),
     "power_9f4_other_irp_win7": lambda: power_9f4_other_irp(WIN7),
+    "power_9f4_irp_chain": lambda: power_9f4_irp_chain(WIN10),
     "power_9f3_filter": power_9f3_filter,
     "power_9f3_mutex_chain": power_9f3_mutex_chain,
     "power_clean": power_clean,

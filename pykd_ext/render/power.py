@@ -57,21 +57,24 @@ def waited_dict(w):
 
 def _chain(c):
     """The culprit's chain when the blocked thread waits for an IRP: [the IRP it was handling,]
-    the thread, the IRP it waits for -- each {"link": "irp"|"thread", ...}."""
+    the thread, the IRP it waits for, then for each further link (analysis.power._follow) a
+    thread waiting inside the driver holding the IRP before ("inferred": true: the kernel
+    records no tie between them) and the IRP it waits for -- each {"link": "irp"|"thread", ...}."""
     if c.waits_for is None:
         return None
     out = []
     if c.pending is not None:
         out.append({"link": "irp", "irp": hx(c.pending.irp.address), "request": c.pending.request,
                     "pending_at": _pending_at(c.pending)})
-    b = c.blocked
-    f = b.facts if b is not None else None
-    out.append({"link": "thread", "thread": hx(b.address) if b else None, "cid": f.thread.cid if f else None,
-                "module": f.driver if f else None, "state": f.state if f else None,
-                "wait_reason": f.wait_reason if f else None})
-    link = {"link": "irp"}
-    link.update(waited_dict(c.waits_for))
-    out.append(link)
+    for b, w, inferred in [(c.blocked, c.waits_for, False)] + [(u, x, True) for u, x in c.further]:
+        f = b.facts if b is not None else None
+        out.append({"link": "thread", "thread": hx(b.address) if b else None, "cid": f.thread.cid if f else None,
+                    "module": f.driver if f else None, "state": f.state if f else None,
+                    "wait_reason": f.wait_reason if f else None, "role": b.role if b else None,
+                    "inferred": inferred})
+        link = {"link": "irp"}
+        link.update(waited_dict(w))
+        out.append(link)
     return out
 
 
@@ -134,8 +137,9 @@ def report_dict(r, target_name, build, names=None):
             "pending_at": None if c.pending is None else _pending_at(c.pending),
             "blocked_thread": hx(c.blocked.address) if c.blocked else None,
             "root_blocker": hx(c.root),
-            "depends_on": [waited_dict(c.waits_for)] if c.waits_for is not None else [],
-            "chain": _chain(c)},
+            "depends_on": ([waited_dict(c.waits_for)] + [waited_dict(x) for _, x in c.further]
+                           if c.waits_for is not None else []),
+            "chain": _chain(c), "chain_note": c.chain_note},
         pnp_lock_holder=None if r.holder is None or a is None else _role_dict(r.holder, a),
         pending_irps=[pending_dict(p, a) for p in r.pending],
         allocated_not_at_a_driver=r.not_sent,
@@ -167,6 +171,9 @@ def links(r):
     if r.holder is not None:
         out[r.holder.address] = "!thread 0x%x" % r.holder.address
         _waited_links(r.holder, out)
+    for u, _ in (r.culprit.further if r.culprit is not None else ()):
+        out[u.address] = "!thread 0x%x" % u.address
+        _waited_links(u, out)
     return out
 
 
@@ -226,6 +233,9 @@ def render_text(d, out, style, header):
         if chain:
             for i, line in enumerate(wrap(" <- ".join(_link_text(x) for x in chain), 93)):
                 w(("  chain  " if i == 0 else "         ") + line)
+        if c.get("chain_note"):
+            for i, line in enumerate(wrap(c["chain_note"], 93)):
+                w(("  note   " if i == 0 else "         ") + line)
     h = d["pnp_lock_holder"]
     if h is not None:
         w()
