@@ -453,6 +453,26 @@ QUERY_REMOVE_HOLDER = [
     "nt!PnpProcessTargetDeviceEvent+0xed", "nt!PnpDeviceEventWorker+0x2ce"] + WORKER
 
 
+def _holder_waits_for_an_ioctl(b, system, pdo):
+    """The PnP-lock holder, a System worker holding PiEngineLock and IopDeviceTreeLock, sends
+    IRP_MN_QUERY_REMOVE_DEVICE (IopSynchronousCall) to AcmeCam's FDO above `pdo`; AcmeCam's
+    handler builds an IOCTL for `pdo` (IoBuildDeviceIoControlRequest, its SynchronizationEvent
+    and IO_STATUS_BLOCK in its own frame), calls IoCallDriver, and waits on the event; the
+    PDO's driver marked the IOCTL pending and returned STATUS_PENDING.  (holder, the IOCTL)."""
+    holder = b.thread(system, 0x74, "nt!ExpWorkerThread", wait_reason="Executive", waited_ticks=38463,
+                      frames=WAIT_TOP + QUERY_REMOVE_HOLDER)
+    b.acquire_resource(b.symbols["nt!PiEngineLock"], holder)
+    b.acquire_resource(b.symbols["nt!IopDeviceTreeLock"], holder, exclusive=False)
+    b.iop_synchronous_call(holder, pdo, 0x1b, 0x01)              # IRP_MN_QUERY_REMOVE_DEVICE, now at AcmeCam
+    frame = b.frame_sp(holder, "AcmeCam!SendIoctlSynchronously")
+    event = b.event(notification=False, address=frame + 0x28)   # KeInitializeEvent(&Event, SynchronizationEvent)
+    ioctl = b.io_build_device_io_control_request(holder, IOCTL_ACME_FLUSH, pdo, event, frame + 0x18)
+    b.io_call_driver(ioctl, pdo)
+    b.io_mark_irp_pending(ioctl)                                 # the PDO's driver queues it: STATUS_PENDING
+    b.wait_on(holder, [event])
+    return holder, ioctl
+
+
 def power_9f4_other_irp(build=WIN10):
     """Bug check 0x9F subcode 4: the PnP-lock holder, a System worker, sends
     IRP_MN_QUERY_REMOVE_DEVICE (IopSynchronousCall) to AcmeCam's FDO; AcmeCam's handler builds
@@ -469,17 +489,7 @@ def power_9f4_other_irp(build=WIN10):
     cam, bus = b.driver_object("\\Driver\\AcmeCam"), b.driver_object("\\Driver\\AcmeBus")
     fdo, pdo = b.device_stack([(cam, None, 0x280), (bus, "AcmeBusPdo-01", 0x120)])
     b.devnode(pdo, "ACMEBUS\\VID_1D6B&PID_0C01\\4&1f2c3b4d&0&1", "AcmeCam")
-    holder = b.thread(system, 0x74, "nt!ExpWorkerThread", wait_reason="Executive", waited_ticks=38463,
-                      frames=WAIT_TOP + QUERY_REMOVE_HOLDER)
-    b.acquire_resource(b.symbols["nt!PiEngineLock"], holder)
-    b.acquire_resource(b.symbols["nt!IopDeviceTreeLock"], holder, exclusive=False)
-    b.iop_synchronous_call(holder, pdo, 0x1b, 0x01)              # IRP_MN_QUERY_REMOVE_DEVICE, now at AcmeCam
-    frame = b.frame_sp(holder, "AcmeCam!SendIoctlSynchronously")
-    event = b.event(notification=False, address=frame + 0x28)   # KeInitializeEvent(&Event, SynchronizationEvent)
-    ioctl = b.io_build_device_io_control_request(holder, IOCTL_ACME_FLUSH, pdo, event, frame + 0x18)
-    b.io_call_driver(ioctl, pdo)
-    b.io_mark_irp_pending(ioctl)                                 # AcmeBus queues it, returns STATUS_PENDING
-    b.wait_on(holder, [event])
+    holder, _ = _holder_waits_for_an_ioctl(b, system, pdo)
     b.bugcheck(0x9F, 4, 0x258, holder, b.global_("nt!TRIAGE_9F_PNP", 0x30))
     del fdo
     return b
@@ -507,17 +517,7 @@ def power_9f4_irp_chain(build=WIN10):
     b.devnode(hub_pdo, "ACMEHUB\\ROOT_PORT\\3&2b1c7d0&0&3", "AcmeBus")
     fdo, pdo = b.device_stack([(cam, None, 0x280), (bus, "AcmeBusPdo-01", 0x120)])
     b.devnode(pdo, "ACMEBUS\\VID_1D6B&PID_0C01\\4&1f2c3b4d&0&1", "AcmeCam")
-    holder = b.thread(system, 0x74, "nt!ExpWorkerThread", wait_reason="Executive", waited_ticks=38463,
-                      frames=WAIT_TOP + QUERY_REMOVE_HOLDER)
-    b.acquire_resource(b.symbols["nt!PiEngineLock"], holder)
-    b.acquire_resource(b.symbols["nt!IopDeviceTreeLock"], holder, exclusive=False)
-    b.iop_synchronous_call(holder, pdo, 0x1b, 0x01)              # IRP_MN_QUERY_REMOVE_DEVICE, now at AcmeCam
-    frame = b.frame_sp(holder, "AcmeCam!SendIoctlSynchronously")
-    event = b.event(notification=False, address=frame + 0x28)
-    q = b.io_build_device_io_control_request(holder, IOCTL_ACME_FLUSH, pdo, event, frame + 0x18)
-    b.io_call_driver(q, pdo)
-    b.io_mark_irp_pending(q)                                     # AcmeBus queues it for its worker
-    b.wait_on(holder, [event])
+    holder, q = _holder_waits_for_an_ioctl(b, system, pdo)
     worker = b.thread(system, 0x98, "AcmeBus!WorkerRoutine", wait_reason="Executive", waited_ticks=38400,
                       frames=WAIT_TOP + ["AcmeBus!SendToHubSynchronously+0x71", "AcmeBus!ServiceFlush+0x2a",
                                          "AcmeBus!WorkerRoutine+0x5c"] + SYSTEM_START)
