@@ -155,3 +155,53 @@ def test_a_clock_finer_or_coarser_than_every_request_is_said(current, requested,
 
 def test_a_clock_set_by_its_requester_is_not_a_section():
     assert doc("timerres_win10")["timer_resolution"] is None
+
+
+# -- 0x162 and 0x13C: the thread of parameter 1 ----------------------------------------------------
+
+def _boost(code):
+    from test_waitgraph import START
+    b = scenarios.ScenarioBuilder(WIN10)
+    system = b.process("System", 4)
+    scenarios._background(b, system)
+    b.module("Drv", "Drv.sys")
+    r = b.eresource(name="Drv!gTable")
+    owner = b.thread(system, 0x40, "Drv!Owner", wait_reason="Executive",
+                     frames=["nt!KiSwapContext+0x76", "nt!KeWaitForSingleObject+0x233", "Drv!Owner+0x30"] + START)
+    b.acquire_resource(r, owner)
+    b.wait_on(owner, [b.event()], "Executive")
+    waiter = b.thread(system, 0x48, "Drv!Reader", waited_ticks=300,
+                      frames=["nt!KiSwapContext+0x76", "nt!KeWaitForSingleObject+0x233", "nt!ExpWaitForResource+0x6d",
+                              "nt!ExAcquireResourceSharedLite+0x2b1", "Drv!Reader+0x12"] + START)
+    b.wait_resource(waiter, r, exclusive=False)                # contended: the lock analysis reports it
+    if code == 0x162:
+        frames = ["nt!KeBugCheckEx", "nt!KeAbPostRelease+0x1b5", "nt!ExReleaseResourceLite+0x4d",
+                  "Drv!ReleaseForCaller+0x21", "Drv!Worker+0x6c"] + START
+    else:
+        frames = ["nt!KeBugCheckEx", "nt!PspExitThread+0x5a6", "nt!PsTerminateSystemThread+0x23",
+                  "Drv!Worker+0x88"] + START
+    t = b.thread(system, 0x44, "Drv!Worker", state="Running", frames=frames)
+    b.processor(1, current_thread=t)
+    if code == 0x162:
+        b.bugcheck(0x162, t, r, 1, 0, cpu=1, irql=0)
+    else:
+        b.bugcheck(0x13C, t, 0x2, 0, 0, cpu=1, irql=0)
+    return b, t, r, owner
+
+
+def test_0x162_blames_the_releasing_thread_and_names_who_holds_the_lock():
+    b, t, r, owner = _boost(0x162)
+    d = built_doc(b)
+    v = d["verdict"]
+    assert "thread 0x%x (parameter 1, session 1) released the AutoBoost-tracked lock 0x%x (Drv!gTable)" % (t, r) \
+        in v["what"]
+    assert (v["module"], v["function"]) == ("Drv.sys", "Drv!ReleaseForCaller")
+    assert any(("held by thread 0x%x" % owner) in e for e in v["evidence"])
+    assert d["signature"] == "0x162_Drv.sys!ReleaseForCaller"
+
+
+def test_0x13c_names_the_exiting_thread_and_its_driver():
+    b, t, r, owner = _boost(0x13C)
+    v = built_doc(b)["verdict"]
+    assert v["what"].startswith("thread 0x%x (parameter 1) exited with I/O boost state or throttle count 0x2" % t)
+    assert (v["module"], v["function"]) == ("Drv.sys", "Drv!Worker")

@@ -11,9 +11,11 @@ Routing (Microsoft's bug check reference pages name the parameters used):
                                           index on current builds); what it runs, its IRQL, the spin
                                           lock it spins on and who holds it; its top driver frame
                                           is blamed
-  0x13C INVALID_IO_BOOST_STATE,           deadlock (lock analysis; 0x162's parameter 2 is read as
-  0x162 KERNEL_AUTO_BOOST_INVALID_...     the lock released -- unverified: Microsoft's page for
-                                          0x162 was not at hand, see SEMANTICS.md)
+  0x13C INVALID_IO_BOOST_STATE            the thread of parameter 1 exited with the I/O boost state of
+                                          parameter 2 (it must be 0): its stack's driver
+  0x162 KERNEL_AUTO_BOOST_INVALID_...     the thread of parameter 1 released the AutoBoost-tracked lock
+                                          of parameter 2 it does not own: its stack's driver, and who
+                                          the lock analysis says holds the lock
   0xA / 0xD1 IRQL_NOT_LESS_OR_EQUAL       running (IRQL, what faulted), deadlock (lock holders):
                                           parameter 1 the address referenced, 2 the IRQL, 3 the
                                           access (0 read, 1 write, 2 or 8 execute), 4 the faulting
@@ -261,12 +263,9 @@ def _verdict(t, target):
             v.what += "; the faulting code holds %s others wait for" % (
                 "a lock" if len(f.holds) == 1 else "%d locks" % len(f.holds))
     elif code == 0x162:
-        v.what = "an AutoBoost-tracked lock 0x%x released by a thread that does not own it (parameter 2)" % bc.args[1]
-        run = t.results.get("running")
-        here = next((x for x in (run.cpus if run else []) if x.bugchecked), None)
-        if here is not None and here.segment is not None and here.segment.driver is not None:
-            v.driver = here.segment.driver.module.image
-            v.function = here.segment.driver.function
+        _auto_boost_release(v, bc, target, t.results.get("deadlock"))
+    elif code == 0x13C:
+        _io_boost_state(v, bc, target)
     else:
         a = t.results.get("deadlock")
         found = a is not None and _deadlock_verdict(v, a)
@@ -320,6 +319,52 @@ def _verdict(t, target):
                                  v.driver or "UNKNOWN", ("!" + v.function.split("!", 1)[-1].split("+")[0])
                                  if v.function else "")
     t.name = name
+
+
+def _thread_driver(v, target, thread, what):
+    """The verdict's driver and function from `thread`'s stack (its first driver frame past
+    the kernel and frameworks); the evidence says where they come from."""
+    try:
+        fr = stack_frames(target, thread)
+    except MemoryFault as e:
+        v.evidence.append("%s: its stack is unreadable (0x%x)" % (what, e.address))
+        return None
+    drv = first_driver_frame(fr)
+    if drv is None:
+        v.evidence.append("%s: no driver frame on its stack" % what if fr else "%s: no stack" % what)
+        return None
+    v.driver, v.function = drv.module.image, drv.function
+    v.evidence.append("%s: its stack's driver frame %s" % (what, drv.symbol))
+    return drv
+
+
+def _auto_boost_release(v, bc, target, a):
+    """0x162 KERNEL_AUTO_BOOST_INVALID_LOCK_RELEASE (MS docs: parameter 1 the thread, 2 the lock,
+    3 the thread's session id): a thread released an AutoBoost-tracked lock it does not own --
+    on behalf of another thread, or one it no longer owns.  The releasing thread's driver is the
+    one to look at; the lock analysis says who holds the lock, where it can."""
+    thread, lock, session = bc.args[0], bc.args[1], bc.args[2]
+    lk = a.locks.get(lock) if a is not None else None
+    name = lk.name if lk is not None and lk.name else None
+    if name is None and target.module_at(lock) is not None:      # a driver's global lock: its symbol
+        name = target.describe(lock)
+    v.what = "thread 0x%x (parameter 1, session %d) released the AutoBoost-tracked lock 0x%x%s (parameter 2), " \
+             "which it does not own" % (thread, session, lock, (" (%s)" % name) if name else "")
+    v.evidence = []
+    _thread_driver(v, target, thread, "parameter 1")
+    if lk is not None and lk.owners:
+        v.evidence.append("the lock analysis has it held by %s" % ", ".join(
+            "thread 0x%x (%s, %s)" % (o, m, lk.owner_evidence.get(o, "recorded")) for o, m in lk.owners))
+
+
+def _io_boost_state(v, bc, target):
+    """0x13C INVALID_IO_BOOST_STATE (MS docs: parameter 1 the thread, 2 its boost state or
+    throttle count, which must be 0 when a thread exits)."""
+    thread, state = bc.args[0], bc.args[1]
+    v.what = "thread 0x%x (parameter 1) exited with I/O boost state or throttle count 0x%x (parameter 2); it " \
+             "must be 0 when a thread exits" % (thread, state)
+    v.evidence = []
+    _thread_driver(v, target, thread, "parameter 1")
 
 
 def _system_thread_exception(v, bc, target, lints):
