@@ -91,3 +91,36 @@ def test_unavailable_where_the_symbols_do_not_type_it():
     assert not a.verifier.available and "_VI_DEADLOCK_GLOBALS" in a.verifier.reason
     b2 = ScenarioBuilder(WIN10)
     assert "not a symbol" in analyze(cached(b2)).verifier.reason
+
+
+def test_triage_of_0xc4_blames_the_acquisition_that_closed_the_cycle():
+    """0xC4/0x1001 (Verifier's deadlock detection): the verdict is the inversion Verifier
+    recorded, and the driver at the last participant's acquire site is blamed."""
+    from pykd_ext.analysis.triage import triage
+    b = ScenarioBuilder(WIN10)
+    b.module("Drv", "Drv.sys")
+    sysp = b.process("System", 4)
+    t1 = b.thread(sysp, 0x10, "Drv!A", state="Running", frames=["Drv!A+0x10"])
+    b.processor(0, current_thread=t1)
+    b.layouts = _with_verifier_types(b.layouts)
+    g = b.alloc(0x8170)
+    b.u64(b.global_("nt!ViDeadlockGlobals", 8), g)
+    locks = [b.alloc(0x38), b.alloc(0x38)]
+    nodes = []
+    for lk, at in ((locks[0], "Drv!A+0x40"), (locks[1], "Drv!LockTables+0x80")):
+        res, th, node = b.alloc(0xf8), b.alloc(0x38), b.alloc(0xd0)
+        b.put("_VI_DEADLOCK_RESOURCE", res, Type=8, ResourceAddress=lk)
+        b.put("_VI_DEADLOCK_THREAD", th, Thread=t1)
+        b.put("_VI_DEADLOCK_NODE", node, Root=res, ThreadEntry=th)
+        b.u64(node + 0x50, b.code(at))
+        nodes.append(node)
+    b.put("_VI_DEADLOCK_GLOBALS", g, NumberOfParticipants=len(nodes), Instigator=locks[1])
+    for i, n in enumerate(nodes):
+        b.u64(g + 0x8068 + 8 * i, n)
+    b.bugcheck(0xC4, 0x1001, locks[1], 0, 0, cpu=0, irql=0)
+    t = b.target()
+    t._layouts = b.layouts
+    r = triage(CachedTarget(t))
+    assert r.verdict.what == "Driver Verifier recorded a lock-order inversion: 2 participants"
+    assert (r.verdict.driver, r.verdict.function) == ("Drv.sys", "Drv!LockTables")
+    assert r.signature == "0xC4_1001_Drv.sys!LockTables"

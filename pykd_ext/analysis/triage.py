@@ -276,8 +276,18 @@ def _verdict(t, target):
             v.evidence = ["stuck power/PnP IRP"]
             found = True
         if code == 0xC4 and a is not None and a.verifier is not None and a.verifier.participants:
-            v.what = "Driver Verifier recorded a lock-order inversion: %d participants" % len(a.verifier.participants)
+            ps = a.verifier.participants
+            v.what = "Driver Verifier recorded a lock-order inversion: %d participants" % len(ps)
             v.evidence.append("Verifier deadlock database")
+            # the last participant is the acquisition that closed the cycle (the instigator's):
+            # the driver at its recorded acquire site is the one to look at
+            last = ps[-1]
+            site = next((ip for ip in last.stack if ip and target.module_at(ip) is not None), None)
+            if site is not None:
+                v.driver = target.module_at(site).image
+                frame = target.describe(site)
+                v.function = frame.split("+", 1)[0] if "!" in frame else None
+                v.evidence.append("thread 0x%x acquired 0x%x at %s, closing the cycle" % (last.thread, last.lock, frame))
             found = True
         if not found and t.lints.findings:
             lint = next((x for x in t.lints.findings if x.module), t.lints.findings[0])
