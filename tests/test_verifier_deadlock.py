@@ -39,6 +39,25 @@ def _with_verifier_types(ls):
     return LayoutSet(ls.build, ls.pointer_size, raw, enums, ls.base_types, ls.aliases)
 
 
+def _verifier_db(b, entries, instigator):
+    """Verifier's deadlock database as the target's symbols type it: one node per (thread,
+    lock, _VI_DEADLOCK_RESOURCE_TYPE value, acquire site), in ViDeadlockGlobals' Participant[]."""
+    b.layouts = _with_verifier_types(b.layouts)
+    g = b.alloc(0x8170)
+    b.u64(b.global_("nt!ViDeadlockGlobals", 8), g)
+    nodes = []
+    for thread, lk, kind, at in entries:
+        res, th, node = b.alloc(0xf8), b.alloc(0x38), b.alloc(0xd0)
+        b.put("_VI_DEADLOCK_RESOURCE", res, Type=kind, ResourceAddress=lk)
+        b.put("_VI_DEADLOCK_THREAD", th, Thread=thread)
+        b.put("_VI_DEADLOCK_NODE", node, Root=res, ThreadEntry=th)
+        b.u64(node + 0x50, b.code(at))
+        nodes.append(node)
+    b.put("_VI_DEADLOCK_GLOBALS", g, NumberOfParticipants=len(nodes), Instigator=instigator)
+    for i, n in enumerate(nodes):
+        b.u64(g + 0x8068 + 8 * i, n)
+
+
 def test_the_participants_verifier_recorded():
     b = ScenarioBuilder(WIN10)
     b.module("Drv", "Drv.sys")
@@ -46,22 +65,9 @@ def test_the_participants_verifier_recorded():
     t1 = b.thread(sysp, 0x10, "Drv!A", state="Running", frames=["Drv!A+0x10"])
     t2 = b.thread(sysp, 0x14, "Drv!B", frames=["Drv!B+0x10"])
     b.wait_on(t2, [b.event()], "Executive")
-    b.layouts = _with_verifier_types(b.layouts)
-    g = b.alloc(0x8170)
-    b.u64(b.global_("nt!ViDeadlockGlobals", 8), g)
     locks = [b.alloc(0x38), b.alloc(0x38)]
-    nodes = []
-    for thread, lk, kind, at in ((t1, locks[0], 3, "Drv!A+0x40"), (t2, locks[1], 3, "Drv!B+0x40"),
-                                 (t1, locks[1], 3, "Drv!A+0x80")):
-        res, th, node = b.alloc(0xf8), b.alloc(0x38), b.alloc(0xd0)
-        b.put("_VI_DEADLOCK_RESOURCE", res, Type=kind, ResourceAddress=lk)
-        b.put("_VI_DEADLOCK_THREAD", th, Thread=thread)
-        b.put("_VI_DEADLOCK_NODE", node, Root=res, ThreadEntry=th)
-        b.u64(node + 0x50, b.code(at))
-        nodes.append(node)
-    b.put("_VI_DEADLOCK_GLOBALS", g, NumberOfParticipants=len(nodes), Instigator=locks[1])
-    for i, n in enumerate(nodes):
-        b.u64(g + 0x8068 + 8 * i, n)
+    _verifier_db(b, [(t1, locks[0], 3, "Drv!A+0x40"), (t2, locks[1], 3, "Drv!B+0x40"),
+                     (t1, locks[1], 3, "Drv!A+0x80")], locks[1])
     t = b.target()
     t._layouts = b.layouts
     a = analyze(CachedTarget(t))
@@ -102,21 +108,8 @@ def test_triage_of_0xc4_blames_the_acquisition_that_closed_the_cycle():
     sysp = b.process("System", 4)
     t1 = b.thread(sysp, 0x10, "Drv!A", state="Running", frames=["Drv!A+0x10"])
     b.processor(0, current_thread=t1)
-    b.layouts = _with_verifier_types(b.layouts)
-    g = b.alloc(0x8170)
-    b.u64(b.global_("nt!ViDeadlockGlobals", 8), g)
     locks = [b.alloc(0x38), b.alloc(0x38)]
-    nodes = []
-    for lk, at in ((locks[0], "Drv!A+0x40"), (locks[1], "Drv!LockTables+0x80")):
-        res, th, node = b.alloc(0xf8), b.alloc(0x38), b.alloc(0xd0)
-        b.put("_VI_DEADLOCK_RESOURCE", res, Type=8, ResourceAddress=lk)
-        b.put("_VI_DEADLOCK_THREAD", th, Thread=t1)
-        b.put("_VI_DEADLOCK_NODE", node, Root=res, ThreadEntry=th)
-        b.u64(node + 0x50, b.code(at))
-        nodes.append(node)
-    b.put("_VI_DEADLOCK_GLOBALS", g, NumberOfParticipants=len(nodes), Instigator=locks[1])
-    for i, n in enumerate(nodes):
-        b.u64(g + 0x8068 + 8 * i, n)
+    _verifier_db(b, [(t1, locks[0], 8, "Drv!A+0x40"), (t1, locks[1], 8, "Drv!LockTables+0x80")], locks[1])
     b.bugcheck(0xC4, 0x1001, locks[1], 0, 0, cpu=0, irql=0)
     t = b.target()
     t._layouts = b.layouts
