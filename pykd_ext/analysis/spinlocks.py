@@ -46,7 +46,6 @@ QUEUED = {n.lower() for n in QUEUED_ACQUIRERS}
 SKIP = {n.lower() for n in YIELD_FRAMES} | set(SCHEDULER)
 MAX_FRAME_SCAN = 0x1000          # bytes of acquire frames (and the caller's) searched for the lock
 MAX_STACK_SCAN = 0x8000          # bytes of a running processor's stack searched for queue entries
-MAX_PROCESSORS = 2048
 RECORDED = ("queue-head", "queue-owner-bit", "lock-word-thread")
 
 
@@ -127,33 +126,13 @@ class SpinLocks(object):
 
     # -- processors and what they run -------------------------------------------------------
 
-    def _processor_blocks(self):
-        """[(index, PRCB)] from nt!KiProcessorBlock through the target's cache (the same reads
-        the backend's processors() makes, but cached and counted); processors() when the
-        symbols are missing."""
-        t = self.target
-        try:
-            n = struct.unpack("<I", t.read(t.symbol("nt!KeNumberProcessors"), 4))[0]
-            if not 0 < n <= MAX_PROCESSORS:
-                n &= 0xff                # a one-byte CCHAR on some builds
-            raw = t.read(t.symbol("nt!KiProcessorBlock"), n * 8)
-        except (SymbolNotFound, MemoryFault):
-            return [(p.index, p.prcb) for p in t.processors()]
-        out = []
-        for i in range(n):
-            prcb = struct.unpack_from("<Q", raw, i * 8)[0]
-            if not prcb:
-                break
-            out.append((i, prcb))
-        return out
-
     def _processors(self, a):
         """Every processor, and the stack of what it runs when it is busy: a current thread that
         is not its idle thread, or a DPC running (DpcRoutineActive).  A spinner is at
         DISPATCH_LEVEL, so an idle processor with no DPC running cannot be one, and its stack
         (a debugger round trip when live) is not unwound."""
         try:
-            procs = self._processor_blocks()
+            procs = [(p.index, p.prcb) for p in self.target.processors()]
             lay = self.target.layouts().layout("_KPRCB")
             offs = [lay.offset(n) for n in ("CurrentThread", "IdleThread")]
             next_off = lay.offset("NextThread") if lay.has("NextThread") else None

@@ -4,6 +4,11 @@ There is deliberately no write operation: these commands run against production 
 A backend implements the `_`-less methods below; analyses reach it only through a
 CachedTarget (target/cache.py), which adds whole-page caching and counters.
 """
+import struct
+
+from ..errors import MemoryFault, SymbolNotFound
+
+
 class Frame(object):
     """One stack frame: instruction pointer, return address, stack and frame pointers."""
     __slots__ = ("ip", "ret", "sp", "fp")
@@ -59,6 +64,33 @@ class BugCheck(object):
 
     def __repr__(self):
         return "BugCheck(0x%x, %s)" % (self.code, ", ".join("0x%x" % a for a in self.args))
+
+
+#: Windows' limit on logical processors (KiProcessorBlock never holds more)
+MAX_PROCESSORS = 2048
+
+
+def processors_in_memory(target):
+    """The processors as the kernel lists them: KiProcessorBlock[0 .. KeNumberProcessors), each
+    the address of a KPRCB, read through `target` (the page cache, so the reads are counted and
+    shared with what reads the PRCBs next).  None when the symbols are missing or unreadable.
+    KeNumberProcessors is a one-byte CCHAR on some builds: a count that is no count is masked."""
+    ps = target.pointer_size
+    fmt = "<Q" if ps == 8 else "<I"
+    try:
+        n = struct.unpack("<I", target.read(target.symbol("nt!KeNumberProcessors"), 4))[0]
+        if not 0 < n <= MAX_PROCESSORS:
+            n &= 0xff
+        raw = target.read(target.symbol("nt!KiProcessorBlock"), n * ps)
+    except (SymbolNotFound, MemoryFault):
+        return None
+    out = []
+    for i in range(n):
+        prcb = struct.unpack_from(fmt, raw, i * ps)[0]
+        if not prcb:
+            break
+        out.append(Processor(i, prcb))
+    return out
 
 
 class Target(object):

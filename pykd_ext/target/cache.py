@@ -25,7 +25,7 @@ import math
 import time
 
 from ..errors import MemoryFault, SymbolNotFound
-from .base import Target
+from .base import Target, processors_in_memory
 
 PAGE = 0x1000
 MIN_UNIT = 16              # the smallest read unit: a few fields
@@ -281,8 +281,11 @@ class CachedTarget(Target):
         return self._layouts
 
     def processors(self):
+        """KiProcessorBlock read through this cache (target.base.processors_in_memory), once; the
+        backend's own list where the symbols are missing (a recording keeps the list it saw)."""
         if self._processors is None:
-            self._processors = self.backend.processors()
+            procs = processors_in_memory(self)
+            self._processors = procs if procs is not None else self.backend.processors()
         return list(self._processors)
 
     def stack(self, thread):

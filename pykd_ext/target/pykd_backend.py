@@ -35,7 +35,7 @@ import re
 import struct
 
 from ..errors import MemoryFault, SymbolNotFound, TargetUnavailable, TypeNotFound, UsageError
-from .base import BugCheck, Frame, Module, Processor, Target
+from .base import BugCheck, Frame, Module, Target, processors_in_memory
 from .layouts import Field, LayoutSet, TypeLayout, load_shipped, shipped_builds, supplement
 
 # pykd's base type names -> the shipped layouts' names (same names, same decoding)
@@ -77,7 +77,6 @@ TYPEDEFS = {"_KGUARDED_MUTEX": "_FAST_MUTEX"}
 ENUMS_SYMBOLS_MAY_LACK = ("_KTHREAD_STATE",)
 
 MAX_NESTING = 4          # dotted depth through unnamed member types (the shipped sets need 3)
-MAX_PROCESSORS = 2048
 
 _HEX = re.compile(r"^[0-9a-fA-F`]+$")
 _DIMS = re.compile(r"^(.*?)((?:\[\d+\])+)$")
@@ -357,26 +356,7 @@ class PykdTarget(Target):
     # -- processors, stacks, bug check -------------------------------------------------------
 
     def processors(self):
-        ps = self.layouts().pointer_size
-        fmt = "<Q" if ps == 8 else "<I"
-        try:
-            n = struct.unpack("<I", self.read(self.symbol("nt!KeNumberProcessors"), 4))[0]
-            block = self.symbol("nt!KiProcessorBlock")
-        except (SymbolNotFound, MemoryFault):
-            return []
-        if not 0 < n <= MAX_PROCESSORS:
-            n = n & 0xff                     # a one-byte CCHAR on some builds
-        try:
-            raw = self.read(block, n * ps)
-        except MemoryFault:
-            return []
-        out = []
-        for i in range(n):
-            prcb = struct.unpack_from(fmt, raw, i * ps)[0]
-            if not prcb:
-                break
-            out.append(Processor(i, prcb))
-        return out
+        return processors_in_memory(self) or []
 
     def stack(self, thread):
         """Switch the implicit thread, unwind, switch back.  In kernel mode setCurrentThread is
