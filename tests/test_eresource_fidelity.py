@@ -13,17 +13,15 @@ from pykd_ext.mock.builder import ScenarioBuilder
 
 from conftest import BUILDS, WIN10, WIN11, WIN7, cached, run_cli
 from test_waitgraph import ACQ_S, ACQ_X, START, TOP
+from test_waitgraph import base as waitgraph_base, thr as waitgraph_thr
 
 
 def base(build):
-    b = ScenarioBuilder(build)
-    b.module("Fs", "Fs.sys")
-    return b, b.process("System", 4)
+    return waitgraph_base(build, module="Fs")
 
 
 def thr(b, proc, tid, func, extra=(), ticks=100):
-    return b.thread(proc, tid, "Fs!" + func, waited_ticks=ticks,
-                    frames=TOP + list(extra) + ["Fs!%s+0x20" % func] + START)
+    return waitgraph_thr(b, proc, tid, func, extra, ticks, module="Fs")
 
 
 def shared_owner_with_queued_waiters(build):

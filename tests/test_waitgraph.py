@@ -15,15 +15,15 @@ ACQ_S = ["nt!ExpWaitForResource+0x6d", "nt!ExAcquireResourceSharedLite+0x2b1"]
 START = ["nt!PspSystemThreadStartup+0x55", "nt!KiStartSystemThread+0x28"]
 
 
-def base(build):
+def base(build, module="Drv"):
     b = ScenarioBuilder(build)
-    b.module("Drv", "Drv.sys")
+    b.module(module, module + ".sys")
     return b, b.process("System", 4)
 
 
-def thr(b, proc, tid, func, extra=(), ticks=100):
-    return b.thread(proc, tid, "Drv!" + func, waited_ticks=ticks,
-                    frames=TOP + list(extra) + ["Drv!%s+0x20" % func] + START)
+def thr(b, proc, tid, func, extra=(), ticks=100, module="Drv"):
+    return b.thread(proc, tid, "%s!%s" % (module, func), waited_ticks=ticks,
+                    frames=TOP + list(extra) + ["%s!%s+0x20" % (module, func)] + START)
 
 
 def eresource_cycle(build, ticks=100):
