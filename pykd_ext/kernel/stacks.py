@@ -1,4 +1,5 @@
 """Symbolised kernel stacks and the driver to look at on them."""
+import functools
 import json
 import os
 
@@ -37,21 +38,19 @@ def frames(target, thread_address):
     return out
 
 
-def _load_frameworks():
+@functools.lru_cache(maxsize=None)
+def framework_modules():
     """The framework, port/class library and class extension modules, from the data file
     pykd_ext/data/frameworks.json (each with what it is and where Microsoft documents it): a
     frame of theirs on a stack is usually working or waiting for a client driver, and the client
-    on the same stack is the driver to look at."""
+    on the same stack is the driver to look at.  Read on first use, not at import."""
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "frameworks.json")
     with open(path, encoding="utf-8") as f:
         return frozenset(m["module"].lower() for m in json.load(f)["modules"])
 
 
-FRAMEWORK_MODULES = _load_frameworks()
-
-
 def is_framework(frame):
-    return frame.module is not None and frame.module.name.lower() in FRAMEWORK_MODULES
+    return frame.module is not None and frame.module.name.lower() in framework_modules()
 
 
 def first_driver_frame(frame_list):
